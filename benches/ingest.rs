@@ -1,0 +1,211 @@
+//! End-to-end ingest benchmark against the real release binary: several concurrent clients POST
+//! realistic 512-span protobuf batches; we report spans per server CPU-second (utime+stime of the
+//! server process from /proc), wall throughput, peak RSS, and bytes on disk per span.
+//!
+//! Run: `cargo bench --bench ingest` (env: BENCH_SPANS, default 2,000,000; BENCH_CLIENTS, default 4).
+
+#[path = "../tests/common/gen.rs"]
+#[allow(dead_code)]
+mod gen;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use rand::SeedableRng;
+use serde_json::{json, Value};
+
+const BATCH: usize = 512;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// utime + stime of a process in seconds, from /proc/<pid>/stat.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let m = e.metadata().unwrap();
+            total += if m.is_dir() {
+                dir_bytes(&e.path())
+            } else {
+                m.len()
+            };
+        }
+    }
+    total
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench --no-run`-style probes
+    }
+    let total_spans = env_usize("BENCH_SPANS", 2_000_000);
+    let clients = env_usize("BENCH_CLIENTS", 4);
+    let dir = std::env::temp_dir().join(format!("mcpobs-bench-ingest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-obs"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+            "--data",
+        ])
+        .arg(dir.join("data"))
+        .env("MCPOBS_ADMIN_PASSWORD", "bench-password-123")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start mcp-obs");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = loop {
+        let l = lines.next().expect("server exited").unwrap();
+        if let Some(b) = l.strip_prefix("mcp-obs listening on ") {
+            break b.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let pid = child.id();
+
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build();
+    let login = agent
+        .post(&format!("{base}/api/v1/session"))
+        .send_json(json!({"username": "admin", "password": "bench-password-123"}))
+        .unwrap();
+    let cookie = login
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = login.into_json::<Value>().unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let created: Value = agent
+        .post(&format!("{base}/api/v1/orgs/default/servers"))
+        .set("cookie", &cookie)
+        .set("x-csrf-token", &csrf)
+        .send_json(json!({"name": "bench", "telemetry_enabled": true}))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let key = created["api_key"]["key"].as_str().unwrap().to_string();
+
+    // Pre-encode the payloads so client CPU does not compete with the server during the run.
+    let batches = total_spans / BATCH;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let start_ns = gen::now_unix_nano() - 3_600_000_000_000;
+    let payloads: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..batches)
+            .map(|i| {
+                gen::request(&mut rng, BATCH, start_ns + i as u64 * 1_000_000)
+                    .0
+                    .encode_to_vec()
+            })
+            .collect(),
+    );
+    let wire_bytes: usize = payloads.iter().map(Vec::len).sum();
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let cpu0 = cpu_seconds(pid);
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|_| {
+            let (payloads, next, key, url) = (
+                Arc::clone(&payloads),
+                Arc::clone(&next),
+                key.clone(),
+                format!("{base}/v1/traces"),
+            );
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(60))
+                    .build();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= payloads.len() {
+                        break;
+                    }
+                    loop {
+                        let r = agent
+                            .post(&url)
+                            .set("content-type", "application/x-protobuf")
+                            .set("authorization", &format!("Bearer {key}"))
+                            .send_bytes(&payloads[i]);
+                        match r {
+                            Ok(_) => break,
+                            Err(ureq::Error::Status(429 | 503, _)) => {
+                                std::thread::sleep(Duration::from_millis(5))
+                            }
+                            Err(e) => panic!("ingest failed: {e}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu0;
+    let spans = batches * BATCH;
+    let rss_peak_mb = status_kb(pid, "VmHWM:") as f64 / 1024.0;
+
+    // Stop gracefully (drain, compaction state as left), then measure disk.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    let _ = child.wait();
+    let disk = dir_bytes(&dir.join("data"));
+
+    println!("ingest: {spans} spans in {batches} requests of {BATCH}, {clients} clients");
+    println!(
+        "  wire bytes/span:         {:.1}",
+        wire_bytes as f64 / spans as f64
+    );
+    println!(
+        "  wall throughput:         {:.0} spans/s",
+        spans as f64 / wall
+    );
+    println!("  server CPU:              {cpu:.2} s");
+    println!("  spans per server CPU-s:  {:.0}", spans as f64 / cpu);
+    println!("  peak RSS:                {rss_peak_mb:.1} MB");
+    println!(
+        "  disk bytes/span (all files, before background compaction finishes): {:.1}",
+        disk as f64 / spans as f64
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

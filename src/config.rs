@@ -1,0 +1,209 @@
+//! The binary's settings: command-line flags, environment variables and the TOML config file, merged
+//! with the precedence flag > environment > file > default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use mcp_obs_web::WebConfig;
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_DATA_DIR: &str = "./mcp-obs-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4318";
+
+const SETTINGS_HELP: &str = "\
+CONFIG FILE (TOML, --config / MCPOBS_CONFIG). Every key is optional; shown with its default.
+
+  data = \"./mcp-obs-data\"           # same as --data
+  listen = \"127.0.0.1:4318\"         # same as --listen
+  log = \"info\"                      # same as --log
+
+  [web]
+  body_bytes_max = 20971520         # largest OTLP body, on the wire and after gzip (413 above)
+  api_body_bytes_max = 65536        # largest JSON API body (413 above)
+  spans_per_request_max = 10000     # most spans in one OTLP request (413 above)
+  attributes_per_span_max = 128     # extra attributes are dropped and counted
+  attribute_value_bytes_max = 4096  # longer values are truncated and marked (mcpobs.truncated)
+  events_per_span_max = 128         # extra events are dropped and counted
+  links_per_span_max = 128          # extra links are dropped and counted
+  ingest_queue_requests_max = 256   # waiting OTLP requests before 429 + Retry-After
+  ingest_queue_spans_max = 200000   # waiting spans before 429 + Retry-After
+  group_commit_spans_max = 50000    # most spans stored by one commit
+  retry_after_secs = 1              # Retry-After sent with 429/503
+  connections_max = 1024            # open TCP connections at once
+  session_ttl_secs = 604800         # dashboard/API session lifetime
+  retention_days = 90               # spans older than this are rejected at ingest
+  future_skew_secs = 3600           # spans further in the future are rejected
+  key_usage_flush_interval_ms = 5000  # how often API key usage is written
+  cookie_secure = false             # mark the session cookie Secure (behind HTTPS)
+
+  [storage]
+  block_rows_max = 8192             # rows per compacted column block
+  compaction_interval_ms = 10000    # how often small recent blocks are merged
+
+ENVIRONMENT
+  MCPOBS_DATA, MCPOBS_LISTEN, MCPOBS_CONFIG, MCPOBS_LOG as the flags above;
+  MCPOBS_ADMIN_PASSWORD  password of the `admin` user created on first start (else a random one is
+                         printed once to stderr).";
+
+/// mcp-obs: a self-hosted observability appliance for MCP servers. It receives OpenTelemetry traces
+/// over OTLP/HTTP, stores them, and serves the JSON API (and dashboard) on the same port.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-obs", version, after_long_help = SETTINGS_HELP, after_help = "Run `mcp-obs --help` for every config-file setting.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the appliance (the default when no subcommand is given).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct ServeArgs {
+    /// Data directory (created if missing) [default: ./mcp-obs-data]
+    #[arg(long, env = "MCPOBS_DATA", global = true)]
+    pub data: Option<PathBuf>,
+    /// Address for OTLP, the API and the dashboard; port 0 picks a free port [default: 127.0.0.1:4318]
+    #[arg(long, env = "MCPOBS_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// TOML config file with the settings listed below
+    #[arg(long, env = "MCPOBS_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Log filter for stderr, e.g. `info` or `mcp_obs=debug,warn` [default: info]
+    #[arg(long, env = "MCPOBS_LOG", global = true)]
+    pub log: Option<String>,
+}
+
+/// The `[storage]` section of the config file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    pub block_rows_max: usize,
+    pub compaction_interval_ms: u64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            block_rows_max: 8192,
+            compaction_interval_ms: 10_000,
+        }
+    }
+}
+
+/// The config file as written on disk.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub data: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub log: Option<String>,
+    pub web: WebConfig,
+    pub storage: StorageSettings,
+}
+
+/// Everything the server needs, merged from all sources.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub log: String,
+    pub web: WebConfig,
+    pub storage: StorageSettings,
+}
+
+impl Settings {
+    pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        Ok(Settings {
+            data: args
+                .data
+                .clone()
+                .or(file.data)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            listen: match args.listen.or(file.listen) {
+                Some(a) => a,
+                None => DEFAULT_LISTEN.parse()?,
+            },
+            log: args
+                .log
+                .clone()
+                .or(file.log)
+                .unwrap_or_else(|| "info".into()),
+            web: file.web,
+            storage: file.storage,
+        })
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--help` must document every setting: each key of the default config appears in the text.
+    #[test]
+    fn help_lists_every_setting() {
+        let defaults = toml::to_string(&FileConfig::default()).unwrap();
+        let value: toml::Value = toml::from_str(&defaults).unwrap();
+        let mut keys = Vec::new();
+        for (k, v) in value.as_table().unwrap() {
+            match v.as_table() {
+                Some(t) => keys.extend(t.keys().cloned()),
+                None => keys.push(k.clone()),
+            }
+        }
+        keys.extend(["data", "listen", "log"].map(String::from));
+        for key in keys {
+            assert!(
+                SETTINGS_HELP.contains(&format!("{key} =")),
+                "setting `{key}` missing from --help"
+            );
+        }
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_win() {
+        let dir = std::env::temp_dir().join(format!("mcpobs-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\n[web]\nbody_bytes_max = 1234\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!(s.listen.port(), 9999);
+        assert_eq!(s.web.body_bytes_max, 1234);
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(Settings::resolve(&args).unwrap().listen.port(), 1);
+        std::fs::write(&path, "[web]\nbody_bytes_maxx = 1\n").unwrap();
+        assert!(Settings::resolve(&ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .is_err());
+    }
+}

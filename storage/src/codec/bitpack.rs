@@ -1,0 +1,89 @@
+//! Bit-packing of small unsigned integers (dictionary ids, presence bits) at a fixed width per column.
+
+use super::{corrupt, Reader, Result};
+
+/// Bits needed to represent every value up to and including `max`.
+pub fn width_for(max: u32) -> u8 {
+    (32 - max.leading_zeros()) as u8
+}
+
+/// Appends `[width u8][ceil(n * width / 8) bytes]`, values packed LSB-first.
+pub fn pack(out: &mut Vec<u8>, values: &[u32]) {
+    let width = width_for(values.iter().copied().max().unwrap_or(0));
+    out.push(width);
+    let mut acc: u64 = 0;
+    let mut bits: u32 = 0;
+    for &v in values {
+        acc |= u64::from(v) << bits;
+        bits += u32::from(width);
+        while bits >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            bits -= 8;
+        }
+    }
+    if bits > 0 {
+        out.push(acc as u8);
+    }
+}
+
+/// Reads `n` values written by [`pack`].
+pub fn unpack(r: &mut Reader<'_>, n: usize) -> Result<Vec<u32>> {
+    let width = r.u8()?;
+    if width > 32 {
+        return Err(corrupt(format!("bit width {width} > 32")));
+    }
+    let nbytes = (n as u64 * u64::from(width)).div_ceil(8);
+    let data = r.bytes(usize::try_from(nbytes).map_err(|_| corrupt("bitpack length"))?)?;
+    let mask: u64 = if width == 32 {
+        u64::from(u32::MAX)
+    } else {
+        (1u64 << width) - 1
+    };
+    let mut out = Vec::with_capacity(n);
+    let mut acc: u64 = 0;
+    let mut bits: u32 = 0;
+    let mut bytes = data.iter();
+    for _ in 0..n {
+        while bits < u32::from(width) {
+            // Length was checked above, so the iterator cannot run dry; stay total anyway.
+            let b = bytes.next().copied().unwrap_or(0);
+            acc |= u64::from(b) << bits;
+            bits += 8;
+        }
+        out.push((acc & mask) as u32);
+        acc >>= width;
+        bits -= u32::from(width);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip(values in proptest::collection::vec(any::<u32>(), 0..300), shift in 0u32..32) {
+            let values: Vec<u32> = values.into_iter().map(|v| v >> shift).collect();
+            let mut out = Vec::new();
+            pack(&mut out, &values);
+            let mut r = Reader::new(&out);
+            prop_assert_eq!(unpack(&mut r, values.len()).unwrap(), values);
+            prop_assert!(r.finish("t").is_ok());
+        }
+    }
+
+    #[test]
+    fn widths_and_truncation() {
+        assert_eq!(width_for(0), 0);
+        assert_eq!(width_for(1), 1);
+        assert_eq!(width_for(u32::MAX), 32);
+        let mut out = Vec::new();
+        pack(&mut out, &[5; 10]);
+        out.pop();
+        assert!(unpack(&mut Reader::new(&out), 10).is_err());
+        assert!(unpack(&mut Reader::new(&[33]), 1).is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! Bounds-checked reading and writing of primitive values (LEB128 varints, zigzag, fixed-width
+//! little-endian integers, length-prefixed strings) in byte buffers.
+
+use super::corrupt;
+use super::Result;
+
+/// Appends `v` as an unsigned LEB128 varint (1..=10 bytes).
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Appends a varint length followed by the bytes.
+pub fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+pub fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_bytes(out, s.as_bytes());
+}
+
+/// Maps signed to unsigned so that small magnitudes get short varints.
+pub fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+pub fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// A cursor over untrusted bytes. Every read checks bounds and reports `Corrupt` on overrun.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Fails unless every byte was consumed: trailing garbage means a format mismatch.
+    pub fn finish(&self, what: &str) -> Result<()> {
+        if self.remaining() != 0 {
+            return Err(corrupt(format!(
+                "{what}: {} trailing bytes",
+                self.remaining()
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
+        if n > self.remaining() {
+            return Err(corrupt(format!(
+                "need {n} bytes, {} left",
+                self.remaining()
+            )));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    pub fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.bytes(N)?);
+        Ok(a)
+    }
+
+    pub fn u8(&mut self) -> Result<u8> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    pub fn u32_le(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    pub fn u64_le(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    pub fn varint(&mut self) -> Result<u64> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let b = self.u8()?;
+            let bits = u64::from(b & 0x7f);
+            // The tenth byte may only carry the top bit of a u64.
+            if i == 9 && b > 1 {
+                return Err(corrupt("varint overflows u64"));
+            }
+            v |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(corrupt("varint longer than 10 bytes"))
+    }
+
+    pub fn varint_u32(&mut self) -> Result<u32> {
+        u32::try_from(self.varint()?).map_err(|_| corrupt("varint overflows u32"))
+    }
+
+    /// A count of items that each take at least `min_item_bytes` bytes: checked against what is
+    /// left so that a damaged count cannot trigger a huge allocation.
+    pub fn count(&mut self, min_item_bytes: usize) -> Result<usize> {
+        let n = self.varint()?;
+        let max = self.remaining() / min_item_bytes.max(1);
+        if n > max as u64 {
+            return Err(corrupt(format!(
+                "count {n} exceeds the {max} items that fit"
+            )));
+        }
+        Ok(n as usize)
+    }
+
+    pub fn len_bytes(&mut self) -> Result<&'a [u8]> {
+        let n = self.varint()?;
+        let n = usize::try_from(n).map_err(|_| corrupt("length overflows usize"))?;
+        self.bytes(n)
+    }
+
+    pub fn str(&mut self) -> Result<&'a str> {
+        std::str::from_utf8(self.len_bytes()?).map_err(|_| corrupt("string is not UTF-8"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn varint_round_trip(v in any::<u64>(), s in any::<i64>(), text in ".*") {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            put_varint(&mut out, zigzag(s));
+            put_str(&mut out, &text);
+            let mut r = Reader::new(&out);
+            prop_assert_eq!(r.varint().unwrap(), v);
+            prop_assert_eq!(unzigzag(r.varint().unwrap()), s);
+            prop_assert_eq!(r.str().unwrap(), text.as_str());
+            prop_assert!(r.finish("t").is_ok());
+        }
+
+        #[test]
+        fn reader_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut r = Reader::new(&bytes);
+            let _ = r.varint();
+            let _ = r.str();
+            let _ = r.count(1);
+            let _ = r.u64_le();
+        }
+    }
+
+    #[test]
+    fn extremes() {
+        for v in [0, 1, 127, 128, u64::MAX - 1, u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert!(out.len() <= 10);
+            assert_eq!(Reader::new(&out).varint().unwrap(), v);
+        }
+        for s in [i64::MIN, -1, 0, 1, i64::MAX] {
+            assert_eq!(unzigzag(zigzag(s)), s);
+        }
+        // An 11-byte varint and a 10th byte above 1 are both rejected.
+        assert!(Reader::new(&[0xff; 11]).varint().is_err());
+        let mut bad = vec![0xff; 9];
+        bad.push(0x02);
+        assert!(Reader::new(&bad).varint().is_err());
+    }
+}

@@ -1,0 +1,161 @@
+//! The time-partitioned columnar span store: one redb file per UTC day, spans stored column-wise in
+//! blocks per (org, server), a trace index per partition, header-based block skipping for `list`.
+//! On-disk format: docs/format.md.
+
+mod append;
+mod block;
+mod chunks;
+mod columns;
+mod compact;
+mod cursor;
+mod header;
+mod list;
+mod materialize;
+mod partition;
+mod registry;
+mod trace;
+mod trace_index;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+use crate::error::{Result, StorageError};
+use crate::model::{Env, ServerId, SpanRecord};
+
+/// The error for bytes read back from disk that do not make sense.
+pub(crate) fn corrupt(what: impl Into<String>) -> StorageError {
+    StorageError::Corrupt(what.into())
+}
+
+pub use partition::FORMAT_VERSION;
+use registry::Registry;
+
+/// Tuning of the span store. Every limit has its unit in its name.
+#[derive(Clone, Debug)]
+pub struct SpanStoreOptions {
+    /// Rows per block after compaction (and the most one `append` puts in one block).
+    pub block_rows_max: usize,
+    /// zstd level for blocks written by `append` (latency matters: the request waits on it).
+    pub zstd_level_append: i32,
+    /// zstd level for blocks written by `compact` (written once, read for months).
+    pub zstd_level_compact: i32,
+    /// redb page cache of each open partition file (redb splits it 90% read, 10% write buffer).
+    pub cache_bytes_per_partition: usize,
+    /// Open partition files kept at most; idle ones beyond this are closed, least recently used first.
+    pub open_partitions_max: usize,
+}
+
+impl Default for SpanStoreOptions {
+    fn default() -> Self {
+        SpanStoreOptions {
+            block_rows_max: 8192,
+            zstd_level_append: 1,
+            zstd_level_compact: 9,
+            cache_bytes_per_partition: 1 << 20,
+            open_partitions_max: 100,
+        }
+    }
+}
+
+/// Span storage shared as `Arc<SpanStore>` between one writer thread and many readers.
+pub struct SpanStore {
+    opts: SpanStoreOptions,
+    parts: Registry,
+    /// One compaction at a time: its plan (read outside the write lock) stays valid because
+    /// appends only add blocks and only compaction removes them.
+    compact_lock: parking_lot::Mutex<()>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusFilter {
+    Ok,
+    /// `SpanRecord::is_error()`.
+    Error,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SpanFilter {
+    /// `None` = all servers of the org.
+    pub server_ids: Option<Vec<ServerId>>,
+    pub env: Option<Env>,
+    /// Inclusive, on start time.
+    pub from_unix_nano: Option<u64>,
+    /// Exclusive, on start time.
+    pub to_unix_nano: Option<u64>,
+    pub method: Option<String>,
+    pub tool: Option<String>,
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub status: Option<StatusFilter>,
+    pub min_duration_nanos: Option<u64>,
+    pub trace_id: Option<[u8; 16]>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SpanPage {
+    pub spans: Vec<SpanRecord>,
+    /// Opaque, URL-safe ASCII; pass back to `list` to get the next page. `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppendStats {
+    pub spans: usize,
+    pub partitions: usize,
+    pub blocks: usize,
+    pub bytes_written: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactStats {
+    /// Partitions in which at least one merge committed.
+    pub partitions: usize,
+    /// Blocks removed by merges.
+    pub blocks_merged: usize,
+    /// Blocks written by merges.
+    pub blocks_written: usize,
+    pub rows_rewritten: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// UTC day number (`model::day_of`).
+    pub day: u32,
+    pub bytes: u64,
+}
+
+impl SpanStore {
+    /// Opens (creating if needed) the span store in `dir`. Lists file names only: no partition is
+    /// opened and no data is read until a query or append needs it.
+    pub fn open(dir: &Path, opts: SpanStoreOptions) -> Result<SpanStore> {
+        if opts.block_rows_max == 0 || opts.block_rows_max > block::BLOCK_ROWS_LIMIT {
+            return Err(StorageError::Invalid(format!(
+                "block_rows_max {}",
+                opts.block_rows_max
+            )));
+        }
+        let parts = Registry::open(
+            dir,
+            opts.cache_bytes_per_partition,
+            opts.open_partitions_max.max(1),
+        )?;
+        Ok(SpanStore {
+            opts,
+            parts,
+            compact_lock: parking_lot::Mutex::new(()),
+        })
+    }
+
+    /// Day partitions present, oldest first, with their file sizes.
+    pub fn partitions(&self) -> Result<Vec<PartitionInfo>> {
+        self.parts.infos()
+    }
+
+    /// Deletes the partition file of `day` (no-op if absent). Waits for a running write on it;
+    /// readers holding it finish on the unlinked file.
+    pub fn drop_partition(&self, day: u32) -> Result<()> {
+        self.parts.drop_day(day)
+    }
+}

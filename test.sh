@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every check and test of the repository: formatting, lints, the architecture invariant, unit,
+# property and integration tests (against the real binary), docs, bench builds and a short fuzz run.
+# Needs ../shared/fixtures beside the repository (the team's shared folder).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "invariant: storage knows nothing of warp, hyper or maud"
+if cargo tree -p mcp-obs-storage -e normal --prefix none | grep -Ei '^(warp|hyper|maud) '; then
+  echo "storage must not depend on HTTP or HTML crates" >&2
+  exit 1
+fi
+
+step "invariant: no unsafe outside storage/"
+if grep -rn --include='*.rs' -E '\bunsafe\b' src web/src tests benches | grep -v '^\s*//' ; then
+  echo "unsafe code outside storage/" >&2
+  exit 1
+fi
+
+step "cargo build --release (the binary the integration tests drive)"
+cargo build --workspace --release --locked
+
+step "tests (unit, property, integration)"
+cargo test --workspace --release --locked
+
+step "docs build"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+step "benchmarks build"
+cargo bench --workspace --no-run --locked
+
+if [ -x fuzz/run-brief.sh ]; then
+  step "fuzz targets, briefly"
+  FUZZ_SECONDS="${FUZZ_SECONDS:-15}" fuzz/run-brief.sh
+fi
+
+echo "all checks passed" >&2

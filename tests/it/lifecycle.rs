@@ -1,0 +1,137 @@
+//! Start-up, first-start bootstrap, health endpoints, graceful shutdown and `--help`.
+
+use prost::Message;
+use rand::SeedableRng;
+
+use crate::gen::{self, now_unix_nano};
+use crate::harness::*;
+
+#[test]
+fn bootstrap_prints_a_password_once() {
+    let dir = TempDir::new("bootstrap");
+    let srv = Server::start_with(
+        dir.path(),
+        StartOptions {
+            admin_password: None,
+            config_toml: None,
+        },
+    );
+    let log = srv.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("with password "))
+        .unwrap_or_else(|| panic!("no password line in:\n{log}"));
+    let password = line
+        .split("with password ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(password.len() >= 16);
+    assert!(login(&srv, "admin", &password).is_ok());
+    let me = login(&srv, "admin", &password)
+        .unwrap()
+        .get(&srv, "/api/v1/session")
+        .json();
+    assert!(
+        me.to_string().contains("default"),
+        "admin belongs to org default: {me}"
+    );
+    assert_eq!(srv.terminate(), Some(0));
+
+    // Second start: no new bootstrap, the password is not printed again, the old one still works.
+    let srv = Server::start_with(
+        dir.path(),
+        StartOptions {
+            admin_password: Some("ignored-now"),
+            config_toml: None,
+        },
+    );
+    assert!(!srv.log().contains(&password));
+    assert!(!srv.log().contains("first start"));
+    assert!(login(&srv, "admin", &password).is_ok());
+    assert!(login(&srv, "admin", "ignored-now").is_err());
+}
+
+#[test]
+fn health_and_graceful_shutdown() {
+    let dir = TempDir::new("shutdown");
+    let srv = Server::start(dir.path());
+    assert_eq!(
+        to_resp(agent().get(&srv.url("/healthz")).call()).status,
+        200
+    );
+    let r = to_resp(agent().get(&srv.url("/readyz")).call());
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["ready"], true);
+    assert_eq!(
+        to_resp(agent().get(&srv.url("/no/such/route")).call()).status,
+        404
+    );
+
+    let s = login(&srv, "admin", ADMIN_PASSWORD).unwrap();
+    let (_, key) = s.create_server(&srv, "default", "graceful");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let (req, exp) = gen::request(&mut rng, 50, now_unix_nano() - 1_000_000_000);
+    assert_eq!(
+        post_traces(
+            &srv,
+            Some(&key),
+            "application/x-protobuf",
+            false,
+            &req.encode_to_vec()
+        )
+        .status,
+        200
+    );
+    let log_before = srv.log();
+    assert!(
+        !log_before.contains(&key),
+        "an API key must never be logged"
+    );
+    assert_eq!(srv.terminate(), Some(0));
+
+    let srv = Server::start(dir.path());
+    let s = login(&srv, "admin", ADMIN_PASSWORD).unwrap();
+    for e in &exp {
+        let r = s.get(
+            &srv,
+            &format!("/api/v1/orgs/default/traces/{}", hex::encode(e.trace_id)),
+        );
+        assert_eq!(r.status, 200);
+    }
+    // Usage counts were written at shutdown.
+    let servers = s.get(&srv, "/api/v1/orgs/default/servers").json();
+    let id = servers["servers"][0]["id"].as_u64().unwrap();
+    let keys = s
+        .get(&srv, &format!("/api/v1/orgs/default/servers/{id}/keys"))
+        .json();
+    assert!(
+        keys.to_string().contains("\"spans\":50"),
+        "usage not recorded: {keys}"
+    );
+}
+
+#[test]
+fn help_documents_settings() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-obs"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for s in [
+        "--data",
+        "--listen",
+        "--config",
+        "MCPOBS_DATA",
+        "MCPOBS_ADMIN_PASSWORD",
+        "body_bytes_max",
+        "spans_per_request_max",
+        "ingest_queue_requests_max",
+    ] {
+        assert!(text.contains(s), "--help lacks {s}");
+    }
+}

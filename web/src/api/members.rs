@@ -1,0 +1,79 @@
+//! `/api/v1/orgs/{org}/members`: listing (members), adding, changing roles and removing
+//! (owners). The storage layer refuses to drop an organization's last owner.
+
+use mcp_obs_storage::meta::{Member, Role};
+use mcp_obs_storage::model::UserId;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{views, Req};
+use crate::auth::{blocking, require_org, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewMember {
+    username: String,
+    role: Role,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberPatch {
+    role: Role,
+}
+
+fn member_not_found() -> ApiError {
+    ApiError::NotFound("member not found".into())
+}
+
+pub async fn list(state: &AppState, p: &Principal, slug: &str) -> ApiResult {
+    let org = require_org(state, p, slug, Role::Member)?;
+    let members: Vec<_> = state
+        .meta
+        .members(org.id)?
+        .iter()
+        .map(views::member)
+        .collect();
+    Ok(views::ok(json!({ "members": members })))
+}
+
+pub async fn add(state: &AppState, p: &Principal, slug: &str, req: Req) -> ApiResult {
+    let org = require_org(state, p, slug, Role::Owner)?;
+    let body: NewMember = req.json(state).await?;
+    let user = state
+        .meta
+        .user_by_username(&body.username.to_ascii_lowercase())?
+        .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
+    let (org_id, user_id, role) = (org.id, user.id, body.role);
+    blocking(&state.meta, move |m| m.add_member(org_id, user_id, role)).await?;
+    let member = Member { user, role };
+    Ok(views::created(json!({ "member": views::member(&member) })))
+}
+
+pub async fn update(
+    state: &AppState,
+    p: &Principal,
+    slug: &str,
+    user_id: UserId,
+    req: Req,
+) -> ApiResult {
+    let org = require_org(state, p, slug, Role::Owner)?;
+    let body: MemberPatch = req.json(state).await?;
+    let org_id = org.id;
+    blocking(&state.meta, move |m| m.set_role(org_id, user_id, body.role)).await?;
+    let user = state.meta.user(user_id)?.ok_or_else(member_not_found)?;
+    let member = Member {
+        user,
+        role: body.role,
+    };
+    Ok(views::ok(json!({ "member": views::member(&member) })))
+}
+
+pub async fn remove(state: &AppState, p: &Principal, slug: &str, user_id: UserId) -> ApiResult {
+    let org = require_org(state, p, slug, Role::Owner)?;
+    let org_id = org.id;
+    blocking(&state.meta, move |m| m.remove_member(org_id, user_id)).await?;
+    Ok(views::no_content())
+}

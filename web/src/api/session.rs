@@ -1,0 +1,104 @@
+//! `POST|GET|DELETE /api/v1/session`: login (sets the session cookie, returns the CSRF token),
+//! who-am-I, logout.
+
+use serde::Deserialize;
+use serde_json::json;
+use warp::http::{header, HeaderMap, HeaderValue};
+
+use super::{views, Req};
+use crate::auth::{self, blocking, blocking_hash, Principal, SESSION_COOKIE};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    username: Option<String>,
+    email: Option<String>,
+    password: String,
+}
+
+fn session_cookie(token: &str, max_age_secs: u64, secure: bool) -> Result<HeaderValue, ApiError> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age_secs}{secure}"
+    ))
+    .map_err(|e| ApiError::Internal(format!("cookie header: {e}")))
+}
+
+fn orgs_json(state: &AppState, user_id: u32) -> Result<serde_json::Value, ApiError> {
+    let orgs = state.meta.orgs_of_user(user_id)?;
+    Ok(orgs.iter().map(|(o, r)| views::org(o, Some(*r))).collect())
+}
+
+/// Checks the password (argon2, off the runtime, after the throttle's delay) and starts a session.
+pub async fn login(state: &AppState, req: Req) -> ApiResult {
+    let ip = req.remote.map(|a| a.ip());
+    let body: LoginBody = req.json(state).await?;
+    let login = body
+        .username
+        .or(body.email)
+        .filter(|l| !l.trim().is_empty())
+        .ok_or_else(|| ApiError::BadRequest("username or email is required".into()))?;
+    let delay = state.login_throttle.delay_for(&login, ip);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let (name, password) = (login.clone(), body.password);
+    let user = blocking_hash(state, move |m| m.check_login(&name, &password)).await?;
+    let Some(user) = user else {
+        state.login_throttle.record_failure(&login, ip);
+        return Err(ApiError::Unauthorized(
+            "invalid username or password".into(),
+        ));
+    };
+    state.login_throttle.record_success(&login, ip);
+    let ttl = state.config.session_ttl_secs;
+    let user_id = user.id;
+    let session = blocking(&state.meta, move |m| m.create_session(user_id, ttl)).await?;
+    let mut resp = views::ok(json!({
+        "user": views::user(&user),
+        "orgs": orgs_json(state, user.id)?,
+        "csrf_token": session.csrf_token,
+        "expires_at_ms": session.expires_at_ms,
+    }));
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(&session.token, ttl, state.config.cookie_secure)?,
+    );
+    Ok(resp)
+}
+
+/// The caller, their organizations with roles, and (for sessions) the CSRF token, so a
+/// reloaded page can recover it.
+pub async fn current(state: &AppState, p: &Principal) -> ApiResult {
+    let user = state
+        .meta
+        .user(p.user_id)?
+        .ok_or_else(|| ApiError::Unauthorized("user no longer exists".into()))?;
+    let mut body = json!({
+        "user": views::user(&user),
+        "orgs": orgs_json(state, user.id)?,
+        "auth": if p.via_session { "session" } else { "token" },
+    });
+    if let Some(csrf) = p.csrf_token() {
+        body["csrf_token"] = json!(csrf);
+    }
+    Ok(views::ok(body))
+}
+
+/// Ends the cookie's session and clears the cookie. With a token it only clears the cookie.
+pub async fn logout(state: &AppState, p: &Principal, headers: &HeaderMap) -> ApiResult {
+    if p.via_session {
+        if let Some(token) = auth::cookie(headers, SESSION_COOKIE) {
+            let token = token.to_string();
+            blocking(&state.meta, move |m| m.delete_session(&token)).await?;
+        }
+    }
+    let mut resp = views::no_content();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie("", 0, state.config.cookie_secure)?,
+    );
+    Ok(resp)
+}

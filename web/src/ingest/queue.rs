@@ -1,0 +1,188 @@
+//! The bounded ingest queue and the writer thread that group-commits it into the span store.
+//!
+//! HTTP handlers push one job per request and wait for its acknowledgement; the single writer thread
+//! takes every job waiting (up to `group_commit_spans_max` spans), stores them with ONE
+//! `SpanStore::append` (one durable commit per touched partition) and only then acknowledges each
+//! job. Memory is bounded twice: by waiting requests and by waiting spans. A full queue answers at
+//! once (the handler turns it into 429 + Retry-After) instead of growing.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use mcp_obs_storage::model::SpanRecord;
+use mcp_obs_storage::spans::SpanStore;
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::oneshot;
+
+/// Why a job was not accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushError {
+    /// Too many requests or spans waiting; retry later.
+    Full,
+    /// The server is shutting down.
+    Closed,
+}
+
+/// What the writer answers a job with: `Ok` once durable, or the storage error text.
+pub type Ack = Result<(), String>;
+
+struct Job {
+    spans: Vec<SpanRecord>,
+    ack: oneshot::Sender<Ack>,
+}
+
+#[derive(Default)]
+struct Inner {
+    jobs: VecDeque<Job>,
+    spans_waiting: usize,
+    closed: bool,
+}
+
+/// Counters for `/readyz` and logs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QueueStats {
+    pub requests_waiting: usize,
+    pub spans_waiting: usize,
+    pub commits: u64,
+    pub spans_committed: u64,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    wake: Condvar,
+    requests_max: usize,
+    spans_max: usize,
+    group_spans_max: usize,
+    commits: std::sync::atomic::AtomicU64,
+    spans_committed: std::sync::atomic::AtomicU64,
+}
+
+/// Handle to the queue; cheap to clone.
+#[derive(Clone)]
+pub struct IngestQueue {
+    shared: Arc<Shared>,
+}
+
+impl IngestQueue {
+    /// Starts the writer thread. Call [`IngestQueue::close`] and join the handle to drain on shutdown.
+    pub fn start(
+        store: Arc<SpanStore>,
+        requests_max: usize,
+        spans_max: usize,
+        group_spans_max: usize,
+    ) -> std::io::Result<(IngestQueue, JoinHandle<()>)> {
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner::default()),
+            wake: Condvar::new(),
+            requests_max: requests_max.max(1),
+            spans_max: spans_max.max(1),
+            group_spans_max: group_spans_max.max(1),
+            commits: Default::default(),
+            spans_committed: Default::default(),
+        });
+        let worker = Arc::clone(&shared);
+        let handle = std::thread::Builder::new()
+            .name("span-writer".into())
+            .spawn(move || writer_loop(&worker, &store))?;
+        Ok((IngestQueue { shared }, handle))
+    }
+
+    /// Enqueues a request's spans; the receiver resolves once they are durable (or failed).
+    pub fn push(&self, spans: Vec<SpanRecord>) -> Result<oneshot::Receiver<Ack>, PushError> {
+        let (tx, rx) = oneshot::channel();
+        let mut inner = self.shared.inner.lock();
+        if inner.closed {
+            return Err(PushError::Closed);
+        }
+        // A single request larger than the span budget is still admitted into an empty queue,
+        // otherwise it could never be stored; the per-request span limit bounds it.
+        let over_spans =
+            inner.spans_waiting + spans.len() > self.shared.spans_max && inner.spans_waiting > 0;
+        if inner.jobs.len() >= self.shared.requests_max || over_spans {
+            return Err(PushError::Full);
+        }
+        inner.spans_waiting += spans.len();
+        inner.jobs.push_back(Job { spans, ack: tx });
+        drop(inner);
+        self.shared.wake.notify_one();
+        Ok(rx)
+    }
+
+    /// Stops accepting; the writer stores what is queued and then exits.
+    pub fn close(&self) {
+        self.shared.inner.lock().closed = true;
+        self.shared.wake.notify_all();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.shared.inner.lock().closed
+    }
+
+    pub fn stats(&self) -> QueueStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let inner = self.shared.inner.lock();
+        QueueStats {
+            requests_waiting: inner.jobs.len(),
+            spans_waiting: inner.spans_waiting,
+            commits: self.shared.commits.load(Relaxed),
+            spans_committed: self.shared.spans_committed.load(Relaxed),
+        }
+    }
+}
+
+fn writer_loop(shared: &Shared, store: &SpanStore) {
+    let mut batch: Vec<SpanRecord> = Vec::new();
+    let mut acks: Vec<oneshot::Sender<Ack>> = Vec::new();
+    loop {
+        {
+            let mut inner = shared.inner.lock();
+            while inner.jobs.is_empty() && !inner.closed {
+                shared.wake.wait(&mut inner);
+            }
+            if inner.jobs.is_empty() && inner.closed {
+                return;
+            }
+            // Take whole jobs until the group is full; the first job is always taken.
+            while let Some(job) = inner.jobs.front() {
+                if !acks.is_empty() && batch.len() + job.spans.len() > shared.group_spans_max {
+                    break;
+                }
+                let Some(mut job) = inner.jobs.pop_front() else {
+                    break;
+                };
+                inner.spans_waiting -= job.spans.len();
+                batch.append(&mut job.spans);
+                acks.push(job.ack);
+            }
+        }
+        let started = Instant::now();
+        let result = store.append(&batch);
+        let ack: Ack = match &result {
+            Ok(_) => {
+                use std::sync::atomic::Ordering::Relaxed;
+                shared.commits.fetch_add(1, Relaxed);
+                shared
+                    .spans_committed
+                    .fetch_add(batch.len() as u64, Relaxed);
+                tracing::debug!(
+                    spans = batch.len(),
+                    requests = acks.len(),
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "group commit"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, spans = batch.len(), "group commit failed");
+                Err(e.to_string())
+            }
+        };
+        for tx in acks.drain(..) {
+            // The requester may have gone away (client disconnect); the spans are stored anyway.
+            let _ = tx.send(ack.clone());
+        }
+        batch.clear();
+    }
+}

@@ -1,0 +1,168 @@
+//! The span read API: one trace by id, and the filtered, cursor-paginated span list.
+
+use std::sync::Arc;
+
+use mcp_obs_storage::model::Env;
+use mcp_obs_storage::spans::{SpanFilter, StatusFilter};
+use serde_json::json;
+use warp::filters::BoxedFilter;
+use warp::http::HeaderMap;
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::auth::{authenticate, require_org};
+use crate::error::{ApiError, ApiResult};
+use crate::span_json::span_to_json;
+use crate::state::AppState;
+use mcp_obs_storage::meta::Role;
+
+/// Most spans one page may hold.
+pub const PAGE_LIMIT_MAX: usize = 1000;
+const PAGE_LIMIT_DEFAULT: usize = 50;
+
+pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let s1 = Arc::clone(&state);
+    let trace = warp::path!("api" / "v1" / "orgs" / String / "traces" / String)
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .then(move |org: String, trace_id: String, headers: HeaderMap| {
+            let state = Arc::clone(&s1);
+            async move { respond(get_trace(&state, &headers, &org, &trace_id).await) }
+        });
+    let spans = warp::path!("api" / "v1" / "orgs" / String / "spans")
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .then(move |org: String, headers: HeaderMap, query: String| {
+            let state = Arc::clone(&state);
+            async move { respond(list_spans(&state, &headers, &org, &query).await) }
+        });
+    trace.or(spans).unify().boxed()
+}
+
+fn respond(r: ApiResult) -> Response {
+    r.unwrap_or_else(ApiError::into_json_response)
+}
+
+fn json_response(v: &serde_json::Value) -> Response {
+    let mut resp = Response::new(serde_json::to_vec(v).unwrap_or_default().into());
+    resp.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+pub fn parse_trace_id(s: &str) -> Result<[u8; 16], ApiError> {
+    let mut id = [0u8; 16];
+    hex::decode_to_slice(s, &mut id)
+        .map_err(|_| ApiError::BadRequest("trace id must be 32 hex characters".into()))?;
+    Ok(id)
+}
+
+async fn get_trace(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    org: &str,
+    trace_id: &str,
+) -> ApiResult {
+    let principal = authenticate(state, headers).await?;
+    let org = require_org(state, &principal, org, Role::Member)?;
+    let id = parse_trace_id(trace_id)?;
+    let store = Arc::clone(&state.spans);
+    let spans = tokio::task::spawn_blocking(move || store.trace(org.id, &id))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    if spans.is_empty() {
+        return Err(ApiError::NotFound("trace not found".into()));
+    }
+    let spans: Vec<_> = spans.iter().map(span_to_json).collect();
+    Ok(json_response(
+        &json!({ "trace_id": trace_id.to_ascii_lowercase(), "spans": spans }),
+    ))
+}
+
+/// Query parameters of the span list, parsed strictly: unknown names are rejected so a typo does
+/// not silently return unfiltered data.
+pub fn parse_filter(query: &str) -> Result<(SpanFilter, Option<String>, usize), ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|_| ApiError::BadRequest("malformed query string".into()))?;
+    let mut f = SpanFilter::default();
+    let mut cursor = None;
+    let mut limit = PAGE_LIMIT_DEFAULT;
+    for (k, v) in pairs {
+        let text = || if v.is_empty() { None } else { Some(v.clone()) };
+        match k.as_str() {
+            "server" | "server_id" => {
+                let id: u32 = v.parse().map_err(|_| bad(&k, "a server id"))?;
+                f.server_ids.get_or_insert_with(Vec::new).push(id);
+            }
+            "env" => f.env = Some(Env::parse(&v).ok_or_else(|| bad(&k, "live or test"))?),
+            "from" => f.from_unix_nano = Some(parse_ms(&k, &v)?),
+            "to" => f.to_unix_nano = Some(parse_ms(&k, &v)?),
+            "method" => f.method = text(),
+            "tool" => f.tool = text(),
+            "user" => f.user_id = text(),
+            "session" => f.session_id = text(),
+            "trace_id" => f.trace_id = Some(parse_trace_id(&v)?),
+            "status" => {
+                f.status = match v.as_str() {
+                    "ok" => Some(StatusFilter::Ok),
+                    "error" => Some(StatusFilter::Error),
+                    "" | "any" => None,
+                    _ => return Err(bad(&k, "ok, error or any")),
+                }
+            }
+            "min_duration_ms" => {
+                let ms: f64 = v.parse().map_err(|_| bad(&k, "a number of milliseconds"))?;
+                if !(ms >= 0.0 && ms.is_finite()) {
+                    return Err(bad(&k, "a non-negative number of milliseconds"));
+                }
+                f.min_duration_nanos = Some((ms * 1e6) as u64);
+            }
+            "cursor" => cursor = text(),
+            "limit" => {
+                limit = v.parse().map_err(|_| bad(&k, "a number"))?;
+                if limit == 0 || limit > PAGE_LIMIT_MAX {
+                    return Err(bad(&k, "between 1 and 1000"));
+                }
+            }
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter `{k}`"
+                )))
+            }
+        }
+    }
+    Ok((f, cursor, limit))
+}
+
+fn parse_ms(k: &str, v: &str) -> Result<u64, ApiError> {
+    let ms: u64 = v.parse().map_err(|_| bad(k, "unix time in milliseconds"))?;
+    ms.checked_mul(1_000_000)
+        .ok_or_else(|| bad(k, "unix time in milliseconds"))
+}
+
+fn bad(k: &str, what: &str) -> ApiError {
+    ApiError::BadRequest(format!("query parameter `{k}` must be {what}"))
+}
+
+async fn list_spans(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    org: &str,
+    query: &str,
+) -> ApiResult {
+    let principal = authenticate(state, headers).await?;
+    let org = require_org(state, &principal, org, Role::Member)?;
+    let (filter, cursor, limit) = parse_filter(query)?;
+    let store = Arc::clone(&state.spans);
+    let page =
+        tokio::task::spawn_blocking(move || store.list(org.id, &filter, cursor.as_deref(), limit))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let spans: Vec<_> = page.spans.iter().map(span_to_json).collect();
+    Ok(json_response(
+        &json!({ "spans": spans, "next_cursor": page.next_cursor }),
+    ))
+}

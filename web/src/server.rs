@@ -1,0 +1,174 @@
+//! Route assembly, common response headers, health endpoints, and the connection-limited server loop
+//! that tests and the binary both start with `serve(listener, state, shutdown)`.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use warp::filters::BoxedFilter;
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Every route of the appliance on one port: OTLP ingest, JSON API, health.
+pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let health = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| plain(StatusCode::OK, "ok"));
+    let s = Arc::clone(&state);
+    let ready = warp::path!("readyz").and(warp::get()).map(move || {
+        let q = s.ingest.stats();
+        if s.ingest.is_closed() {
+            plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+        } else {
+            let body = serde_json::json!({
+                "ready": true,
+                "ingest_requests_waiting": q.requests_waiting,
+                "ingest_spans_waiting": q.spans_waiting,
+                "group_commits": q.commits,
+                "spans_committed": q.spans_committed,
+            });
+            let mut r = Response::new(body.to_string().into());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+    });
+    let not_found =
+        warp::any().map(|| ApiError::NotFound("no such route".into()).into_json_response());
+    health
+        .or(ready)
+        .unify()
+        .or(crate::ingest::routes(Arc::clone(&state)))
+        .unify()
+        .or(crate::reads::routes(Arc::clone(&state)))
+        .unify()
+        .or(crate::api::routes(Arc::clone(&state)))
+        .unify()
+        .or(not_found)
+        .unify()
+        .map(security_headers)
+        .boxed()
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    let mut r = Response::new(text.into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Headers every response carries; the API never needs to be framed or sniffed.
+fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests (graceful). At most
+/// `state.config.connections_max` connections are open at once; further ones wait in the backlog.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let permits = Arc::new(Semaphore::new(state.config.connections_max.max(1)));
+    let incoming =
+        futures_util::stream::unfold((listener, permits), |(listener, permits)| async move {
+            let conn = accept_limited(&listener, &permits).await;
+            Some((Ok::<_, io::Error>(conn), (listener, permits)))
+        });
+    warp::serve(routes(state))
+        .serve_incoming_with_graceful_shutdown(Box::pin(incoming), shutdown)
+        .await;
+}
+
+async fn accept_limited(listener: &TcpListener, permits: &Arc<Semaphore>) -> LimitedConn {
+    let permit = loop {
+        if let Ok(p) = Arc::clone(permits).acquire_owned().await {
+            break p;
+        }
+    };
+    loop {
+        match listener.accept().await {
+            Ok((io, _)) => {
+                let _ = io.set_nodelay(true);
+                return LimitedConn {
+                    io,
+                    _permit: permit,
+                };
+            }
+            Err(e) => {
+                // Out of file descriptors and similar: back off instead of spinning or exiting.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A connection that holds one of the `connections_max` permits until it is dropped.
+struct LimitedConn {
+    io: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for LimitedConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LimitedConn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
