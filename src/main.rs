@@ -48,7 +48,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data)
         .with_context(|| format!("creating data directory {}", settings.data.display()))?;
     let meta =
-        Arc::new(MetaStore::open(&settings.data.join("meta.redb")).context("opening meta.redb")?);
+        Arc::new(MetaStore::open(settings.data.join("meta.redb")).context("opening meta.redb")?);
     let admin_password = std::env::var("MCPOBS_ADMIN_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());

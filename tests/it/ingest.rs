@@ -519,3 +519,68 @@ fn real_fixture_payloads() {
         .iter()
         .any(|s| s["mcp"]["error_type"] == "-32602"));
 }
+
+/// A full ingest queue answers 429 with Retry-After at once, and loses nothing it acknowledged.
+#[test]
+fn backpressure_is_429_with_retry_after() {
+    let dir = TempDir::new("backpressure");
+    // One waiting request at most, one request per commit: concurrent senders must overflow.
+    let config =
+        "[web]\ningest_queue_requests_max = 1\ngroup_commit_spans_max = 1\nretry_after_secs = 2\n";
+    let srv = Server::start_with(
+        dir.path(),
+        StartOptions {
+            config_toml: Some(config),
+            ..Default::default()
+        },
+    );
+    let s = login(&srv, "admin", ADMIN_PASSWORD).unwrap();
+    let (_, key) = s.create_server(&srv, "default", "busy");
+    let url = srv.url("/v1/traces");
+    let mut handles = Vec::new();
+    for t in 0..8u64 {
+        let (key, url) = (key.clone(), url.clone());
+        handles.push(std::thread::spawn(move || {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(100 + t);
+            let mut out = Vec::new();
+            for _ in 0..25 {
+                let (req, exp) = gen::request(&mut rng, 200, now_unix_nano() - 1_000_000_000);
+                let r = to_resp(
+                    agent()
+                        .post(&url)
+                        .set("content-type", "application/x-protobuf")
+                        .set("authorization", &format!("Bearer {key}"))
+                        .send_bytes(&req.encode_to_vec()),
+                );
+                out.push((r.status, r.retry_after.clone(), grpc_status(&r).0, exp));
+            }
+            out
+        }));
+    }
+    let results: Vec<_> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let throttled: Vec<_> = results.iter().filter(|r| r.0 == 429).collect();
+    assert!(!throttled.is_empty(), "no request was throttled");
+    for (status, retry_after, code, _) in &results {
+        assert!(
+            *status == 200 || *status == 429,
+            "unexpected status {status}"
+        );
+        if *status == 429 {
+            assert_eq!(retry_after.as_deref(), Some("2"));
+            assert_eq!(*code, 8);
+        }
+    }
+    for (_, _, _, exp) in results.iter().filter(|r| r.0 == 200).take(10) {
+        let r = s.get(
+            &srv,
+            &format!(
+                "/api/v1/orgs/default/traces/{}",
+                hex::encode(exp[0].trace_id)
+            ),
+        );
+        assert_eq!(r.status, 200);
+    }
+}

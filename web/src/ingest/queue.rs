@@ -73,6 +73,19 @@ impl IngestQueue {
         spans_max: usize,
         group_spans_max: usize,
     ) -> std::io::Result<(IngestQueue, JoinHandle<()>)> {
+        let (queue, writer) = IngestQueue::new(requests_max, spans_max, group_spans_max);
+        let handle = std::thread::Builder::new()
+            .name("span-writer".into())
+            .spawn(move || writer.run(&store))?;
+        Ok((queue, handle))
+    }
+
+    /// The queue and its not yet running writer (tests run the writer when they choose).
+    pub fn new(
+        requests_max: usize,
+        spans_max: usize,
+        group_spans_max: usize,
+    ) -> (IngestQueue, Writer) {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner::default()),
             wake: Condvar::new(),
@@ -82,11 +95,10 @@ impl IngestQueue {
             commits: Default::default(),
             spans_committed: Default::default(),
         });
-        let worker = Arc::clone(&shared);
-        let handle = std::thread::Builder::new()
-            .name("span-writer".into())
-            .spawn(move || writer_loop(&worker, &store))?;
-        Ok((IngestQueue { shared }, handle))
+        let writer = Writer {
+            shared: Arc::clone(&shared),
+        };
+        (IngestQueue { shared }, writer)
     }
 
     /// Enqueues a request's spans; the receiver resolves once they are durable (or failed).
@@ -129,6 +141,17 @@ impl IngestQueue {
             commits: self.shared.commits.load(Relaxed),
             spans_committed: self.shared.spans_committed.load(Relaxed),
         }
+    }
+}
+
+/// The consuming side of the queue; [`Writer::run`] returns once the queue is closed and empty.
+pub struct Writer {
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    pub fn run(self, store: &SpanStore) {
+        writer_loop(&self.shared, store)
     }
 }
 
@@ -184,5 +207,78 @@ fn writer_loop(shared: &Shared, store: &SpanStore) {
             let _ = tx.send(ack.clone());
         }
         batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcp_obs_storage::model::{Env, McpFields, SpanOrigin};
+    use mcp_obs_storage::spans::SpanStoreOptions;
+
+    fn span(i: u64) -> SpanRecord {
+        let start = 20_000 * mcp_obs_storage::model::DAY_NANOS + i;
+        SpanRecord {
+            org_id: 1,
+            server_id: 1,
+            env: Env::Live,
+            trace_id: [1 + i as u8; 16],
+            span_id: [1; 8],
+            parent_span_id: [0; 8],
+            start_unix_nano: start,
+            end_unix_nano: start + 10,
+            name: "tools/call x".into(),
+            kind: 2,
+            status_code: 0,
+            status_message: String::new(),
+            flags: 0,
+            trace_state: String::new(),
+            sample_probability: 1.0,
+            service_name: "s".into(),
+            mcp: McpFields::default(),
+            attributes: vec![],
+            events: vec![],
+            links: vec![],
+            origin: SpanOrigin::default(),
+            dropped_attributes_count: 0,
+            dropped_events_count: 0,
+            dropped_links_count: 0,
+        }
+    }
+
+    #[test]
+    fn full_closed_and_drain() {
+        let (q, writer) = IngestQueue::new(2, 5, 100);
+        let a = q.push(vec![span(1), span(2), span(3)]).unwrap();
+        // Over the span budget while something waits.
+        assert_eq!(
+            q.push(vec![span(4), span(5), span(6)]).err(),
+            Some(PushError::Full)
+        );
+        let b = q.push(vec![span(4)]).unwrap();
+        // Over the request budget.
+        assert_eq!(q.push(vec![span(5)]).err(), Some(PushError::Full));
+        assert_eq!(q.stats().requests_waiting, 2);
+        assert_eq!(q.stats().spans_waiting, 4);
+        q.close();
+        assert_eq!(q.push(vec![span(6)]).err(), Some(PushError::Closed));
+
+        // The writer still stores what was queued before the close, in one group commit.
+        let dir = std::env::temp_dir().join(format!("mcpobs-queue-{}", std::process::id()));
+        let store = SpanStore::open(&dir, SpanStoreOptions::default()).unwrap();
+        writer.run(&store);
+        assert_eq!(a.blocking_recv().unwrap(), Ok(()));
+        assert_eq!(b.blocking_recv().unwrap(), Ok(()));
+        assert_eq!(q.stats().commits, 1);
+        assert_eq!(q.stats().spans_committed, 4);
+        assert_eq!(store.trace(1, &[2; 16]).unwrap().len(), 1);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_oversized_request_is_admitted_into_an_empty_queue() {
+        let (q, _writer) = IngestQueue::new(4, 2, 100);
+        assert!(q.push((0..10).map(span).collect()).is_ok());
     }
 }

@@ -1,7 +1,7 @@
 //! OTLP request → canonical [`SpanRecord`]s: per-span validation, limits, canonical MCP fields and
 //! sampling weight. Pure: no I/O and no clock (the accepted time window comes in through [`Stamp`]).
 //!
-//! Rules where the spec left a choice (the design notes in the report repeat them):
+//! Rules where the design left a choice:
 //! - Organization, server and env come only from [`Stamp`]; nothing in the payload can redirect spans.
 //! - One rejection reason per span, the first failing check in [`Reject`] order.
 //! - The canonical attribute that filled a field is removed from `attributes`; conditions
