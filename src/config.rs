@@ -24,7 +24,7 @@ CONFIG FILE (TOML, --config / MCPOBS_CONFIG). Every key is optional; shown with 
   api_body_bytes_max = 65536        # largest JSON API body (413 above)
   spans_per_request_max = 10000     # most spans in one OTLP request (413 above)
   attributes_per_span_max = 128     # extra attributes are dropped and counted
-  attribute_value_bytes_max = 4096  # longer values are truncated and marked (mcpobs.truncated)
+  attribute_value_bytes_max = 8192  # longer values are truncated and marked (mcpobs.truncated)
   events_per_span_max = 128         # extra events are dropped and counted
   links_per_span_max = 128          # extra links are dropped and counted
   ingest_queue_requests_max = 256   # waiting OTLP requests before 429 + Retry-After

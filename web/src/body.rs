@@ -9,8 +9,13 @@ use warp::http::{header, HeaderMap};
 
 use crate::error::ApiError;
 
-/// Reads the whole body, failing with 413 as soon as it exceeds `max_bytes` (before buffering more).
-/// A declared `Content-Length` over the limit is refused without reading anything.
+/// How much of an over-limit body we read and discard, as a multiple of the limit, so the client has
+/// finished sending when the 413 arrives and can read it (closing mid-upload gives the client a
+/// broken pipe instead of a status). Bodies beyond this are cut off.
+const DRAIN_FACTOR: u64 = 4;
+
+/// Reads the whole body, failing with 413 once it exceeds `max_bytes`; nothing past the limit is
+/// kept in memory. A declared `Content-Length` far over the limit is refused without reading.
 pub async fn read_capped<S, B>(
     headers: &HeaderMap,
     body: S,
@@ -24,18 +29,25 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if let Some(len) = declared {
-        if len > max_bytes as u64 {
-            return Err(too_large(max_bytes));
-        }
+    let drain_max = (max_bytes as u64).saturating_mul(DRAIN_FACTOR);
+    if declared.is_some_and(|len| len > drain_max) {
+        return Err(too_large(max_bytes));
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(max_bytes as u64) as usize);
+    let mut seen: u64 = 0;
     let mut body = body;
     while let Some(chunk) = body.next().await {
         let mut chunk =
             chunk.map_err(|e| ApiError::BadRequest(format!("could not read request body: {e}")))?;
-        if buf.len() + chunk.remaining() > max_bytes {
-            return Err(too_large(max_bytes));
+        seen += chunk.remaining() as u64;
+        if seen > max_bytes as u64 {
+            // Over the limit: stop keeping bytes, keep draining up to drain_max.
+            buf.clear();
+            if seen > drain_max {
+                break;
+            }
+            chunk.advance(chunk.remaining());
+            continue;
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -43,6 +55,9 @@ where
             let n = part.len();
             chunk.advance(n);
         }
+    }
+    if seen > max_bytes as u64 {
+        return Err(too_large(max_bytes));
     }
     Ok(buf.freeze())
 }

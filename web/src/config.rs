@@ -49,7 +49,7 @@ impl Default for WebConfig {
             api_body_bytes_max: 64 * 1024,
             spans_per_request_max: 10_000,
             attributes_per_span_max: 128,
-            attribute_value_bytes_max: 4096,
+            attribute_value_bytes_max: 8192,
             events_per_span_max: 128,
             links_per_span_max: 128,
             ingest_queue_requests_max: 256,

@@ -79,18 +79,7 @@ fn with_cors(mut resp: Response) -> Response {
 
 /// The encoding of the request body, which the OTLP spec requires the response to use.
 fn request_encoding(headers: &HeaderMap) -> Option<Encoding> {
-    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let mime = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match mime.as_str() {
-        "application/x-protobuf" | "application/protobuf" => Some(Encoding::Protobuf),
-        "application/json" => Some(Encoding::Json),
-        _ => None,
-    }
+    Encoding::from_content_type(headers.get(header::CONTENT_TYPE)?.to_str().ok()?)
 }
 
 /// Errors before the encoding is known (415) are written as JSON, which any client can read.
@@ -100,14 +89,7 @@ fn encoding_for_errors(headers: &HeaderMap) -> Encoding {
 
 fn otlp_error(e: ApiError, enc: Encoding) -> Response {
     let body = encode_status(enc, e.grpc_code(), &e.public_message());
-    e.into_response_with(body, content_type(enc))
-}
-
-fn content_type(enc: Encoding) -> &'static str {
-    match enc {
-        Encoding::Protobuf => "application/x-protobuf",
-        Encoding::Json => "application/json",
-    }
+    e.into_response_with(body, enc.content_type())
 }
 
 async fn export<S, B>(state: &AppState, headers: &HeaderMap, body: S) -> Result<Response, ApiError>
@@ -134,11 +116,8 @@ where
         crate::body::ContentEncoding::Identity => raw,
         crate::body::ContentEncoding::Gzip => crate::body::gunzip_capped(&raw, limit)?.into(),
     };
-    let request = match enc {
-        Encoding::Protobuf => crate::otlp::decode::decode_protobuf(&plain),
-        Encoding::Json => crate::otlp::json::decode_json(&plain),
-    }
-    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let request =
+        crate::otlp::decode(enc, &plain).map_err(|e| ApiError::BadRequest(e.to_string()))?;
 
     let count = span_count(&request);
     if count > state.config.spans_per_request_max {
@@ -176,7 +155,7 @@ where
     let mut resp = Response::new(body.into());
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type(enc)),
+        HeaderValue::from_static(enc.content_type()),
     );
     Ok(resp)
 }
