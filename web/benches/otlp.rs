@@ -1,0 +1,78 @@
+//! Decode + normalize cost per span on one core, without HTTP or storage: the CPU floor of ingest.
+//!
+//! Run: `cargo bench -p mcp-obs-web --bench otlp` (env BENCH_BATCHES, default 2000 batches of 512).
+
+#[path = "../../tests/common/gen.rs"]
+#[allow(dead_code)]
+mod gen;
+
+use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use mcp_obs_storage::model::Env;
+use mcp_obs_web::otlp::{decode_protobuf, normalize, NormalizeLimits, Stamp};
+use prost::Message;
+use rand::SeedableRng;
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let batches: usize = std::env::var("BENCH_BATCHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let now = gen::now_unix_nano();
+    let payloads: Vec<Vec<u8>> = (0..batches)
+        .map(|i| {
+            gen::request(
+                &mut rng,
+                512,
+                now - 3_600_000_000_000 + i as u64 * 1_000_000,
+            )
+            .0
+            .encode_to_vec()
+        })
+        .collect();
+    let stamp = Stamp {
+        org_id: 1,
+        server_id: 1,
+        env: Env::Live,
+        oldest_unix_nano: 0,
+        newest_unix_nano: u64::MAX,
+    };
+    let limits = NormalizeLimits::default();
+    let spans = (batches * 512) as f64;
+
+    let t = Instant::now();
+    let mut decoded = Vec::with_capacity(batches);
+    for p in &payloads {
+        decoded.push(decode_protobuf(p).unwrap());
+    }
+    let decode_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut kept = 0;
+    for req in decoded {
+        kept += normalize(req, &stamp, &limits).spans.len();
+    }
+    let normalize_s = t.elapsed().as_secs_f64();
+    assert_eq!(kept, batches * 512);
+    println!("otlp: {batches} batches of 512 spans");
+    println!(
+        "  protobuf decode:  {:.0} spans/s ({:.2} us/span)",
+        spans / decode_s,
+        decode_s * 1e6 / spans
+    );
+    println!(
+        "  normalize:        {:.0} spans/s ({:.2} us/span)",
+        spans / normalize_s,
+        normalize_s * 1e6 / spans
+    );
+    println!(
+        "  decode+normalize: {:.0} spans/s per core",
+        spans / (decode_s + normalize_s)
+    );
+}
