@@ -31,6 +31,9 @@ cargo build --workspace --release --locked
 step "tests (unit, property, integration)"
 cargo test --workspace --release --locked
 
+step "Python SDK tests (real MCP servers and clients against the release binary)"
+sdk/python/run-tests.sh
+
 step "docs build"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 

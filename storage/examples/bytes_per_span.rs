@@ -122,8 +122,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let store = SpanStore::open(&dir, opts)?;
     let mut rng = StdRng::seed_from_u64(42);
-    let t0 = 19_723 * DAY_NANOS;
-    let spacing = days * DAY_NANOS / n;
+    // The last day is today, so the partitions being written behave as in production (today's is
+    // not sealed; earlier days are, by compaction).
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64
+        / DAY_NANOS;
+    let t0 = (today + 1 - days) * DAY_NANOS;
+    // Today's spans end now at the latest (the day is only partly over).
+    let now_in_day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64
+        % DAY_NANOS;
+    let spacing = ((days - 1) * DAY_NANOS + now_in_day) / n;
     let mut traces = Vec::new();
     let t = Instant::now();
     let mut append_secs = 0.0;
@@ -249,8 +260,7 @@ fn live_bytes(db: &redb::Database, n: u64) -> Result<(), Box<dyn std::error::Err
     let txn = db.begin_read()?;
     let bodies = txn.open_table(TableDefinition::<&[u8; 12], &[u8]>::new("bodies"))?;
     let headers = txn.open_table(TableDefinition::<&[u8; 16], &[u8]>::new("headers"))?;
-    let buckets = txn.open_table(TableDefinition::<&[u8; 6], &[u8]>::new("trace_buckets"))?;
-    let recent = txn.open_table(TableDefinition::<&[u8; 20], ()>::new("trace_recent"))?;
+    let buckets = txn.open_table(TableDefinition::<&[u8; 15], &[u8]>::new("trace_index"))?;
     let mut sums = [0usize; 3];
     for e in bodies.iter()? {
         sums[0] += e?.1.value().len() + 12;
@@ -259,12 +269,12 @@ fn live_bytes(db: &redb::Database, n: u64) -> Result<(), Box<dyn std::error::Err
         sums[1] += e?.1.value().len() + 16;
     }
     for e in buckets.iter()? {
-        sums[2] += e?.1.value().len() + 6;
+        sums[2] += e?.1.value().len() + 15;
     }
     let per = |b: usize| b as f64 / n as f64;
     println!(
-        "live bytes/span: bodies {:.1} ({} blocks), headers {:.2}, trace buckets {:.1} ({}), recent entries {}",
-        per(sums[0]), bodies.len()?, per(sums[1]), per(sums[2]), buckets.len()?, recent.len()?
+        "live bytes/span: bodies {:.1} ({} chunks), headers {:.2} ({} blocks), trace index {:.1} ({} values)",
+        per(sums[0]), bodies.len()?, per(sums[1]), headers.len()?, per(sums[2]), buckets.len()?
     );
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! zstd framing of one column: `[codec u8][raw_len varint][stored_len varint][stored bytes]`, where
 //! codec 0 stores raw bytes (used when zstd would not save anything) and codec 1 a zstd frame.
 
+use std::cell::RefCell;
+
 use super::Result;
 use super::{corrupt, put_varint, Reader};
 
@@ -9,17 +11,51 @@ const ZSTD: u8 = 1;
 /// No column of a block may inflate beyond this: a bound on what a damaged length can allocate.
 pub const RAW_BYTES_MAX: usize = 256 << 20;
 
+thread_local! {
+    /// One zstd compression context (and output buffer) per thread, kept between calls: creating a
+    /// context per column costs more than compressing a small column.
+    static CCTX: RefCell<Option<(i32, zstd::bulk::Compressor<'static>, Vec<u8>)>> =
+        const { RefCell::new(None) };
+    static DCTX: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
 /// Appends `raw` framed, compressed at `level` if that makes it smaller.
 pub fn put_frame(out: &mut Vec<u8>, raw: &[u8], level: i32) -> std::io::Result<()> {
     debug_assert!(raw.len() <= RAW_BYTES_MAX);
     // Tiny inputs never win against the ~10 bytes of zstd frame overhead.
-    let packed = if raw.len() >= 32 {
-        Some(zstd::bulk::compress(raw, level)?)
-    } else {
-        None
-    };
-    put_varint_frame(out, raw, packed.as_deref());
-    Ok(())
+    if raw.len() < 32 {
+        put_varint_frame(out, raw, None);
+        return Ok(());
+    }
+    CCTX.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().is_none_or(|(l, _, _)| *l != level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level)?, Vec::new()));
+        }
+        let Some((_, cctx, buf)) = c.as_mut() else {
+            unreachable!()
+        };
+        buf.clear();
+        buf.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        cctx.compress_to_buffer(raw, buf)?;
+        put_varint_frame(out, raw, Some(buf));
+        Ok(())
+    })
+}
+
+fn decompress(stored: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+    DCTX.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        let Some(dctx) = d.as_mut() else {
+            unreachable!()
+        };
+        let mut out = Vec::with_capacity(raw_len);
+        dctx.decompress_to_buffer(stored, &mut out)?;
+        Ok(out)
+    })
 }
 
 fn put_varint_frame(out: &mut Vec<u8>, raw: &[u8], packed: Option<&[u8]>) {
@@ -54,8 +90,7 @@ pub fn read_frame(r: &mut Reader<'_>) -> Result<Vec<u8>> {
         RAW if stored.len() == raw_len => Ok(stored.to_vec()),
         RAW => Err(corrupt("raw column length mismatch")),
         ZSTD => {
-            let raw = zstd::bulk::decompress(stored, raw_len)
-                .map_err(|e| corrupt(format!("zstd: {e}")))?;
+            let raw = decompress(stored, raw_len).map_err(|e| corrupt(format!("zstd: {e}")))?;
             if raw.len() != raw_len {
                 return Err(corrupt("decompressed length mismatch"));
             }

@@ -1,35 +1,187 @@
-//! Dictionary encoding of a column of optional strings: each distinct value is stored once per block
-//! and rows hold bit-packed ids (0 = absent, k = k-th dictionary entry).
+//! Encoding of a column of optional strings. Two modes, chosen per block by the encoder:
+//!
+//! - mode 0, dictionary: each distinct value stored once, rows hold bit-packed ids (0 = absent,
+//!   k = k-th dictionary entry);
+//! - mode 1, numeric: every present value is a canonical decimal `u64` (JSON-RPC request ids are
+//!   mostly small integers): a presence bitmap, then one varint per present row. Lossless because
+//!   only canonical spellings (no sign, no leading zero) are ever encoded this way.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+
+use rustc_hash::FxHashMap;
 
 use super::Result;
 use super::{bitpack, corrupt, put_str, put_varint, Reader};
 
-/// Appends `[dict_len varint][dict_len x (len varint, utf8)][bitpack ids]`. Dictionary order is first
-/// appearance, which keeps encoding deterministic.
-pub fn encode<'a>(out: &mut Vec<u8>, values: impl Iterator<Item = Option<&'a str>>) {
-    let mut dict: Vec<&str> = Vec::new();
-    let mut index: HashMap<&str, u32> = HashMap::new();
-    let mut ids = Vec::new();
-    for v in values {
-        let id = match v {
-            None => 0,
-            Some(s) => *index.entry(s).or_insert_with(|| {
-                dict.push(s);
-                dict.len() as u32
-            }),
-        };
-        ids.push(id);
-    }
-    put_varint(out, dict.len() as u64);
-    for s in &dict {
-        put_str(out, s);
-    }
-    bitpack::pack(out, &ids);
+const MODE_DICT: u8 = 0;
+const MODE_NUM: u8 = 1;
+
+/// The values of one string column in memory, as the block encoder and the compaction merge see
+/// them. `Dict` ids are 0 for absent, k for `dict[k - 1]`; every dictionary entry is used.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StrVals<'a> {
+    Dict {
+        dict: Vec<Cow<'a, str>>,
+        ids: Vec<u32>,
+    },
+    Num(Vec<Option<u64>>),
 }
 
-/// A decoded column: the dictionary plus one id per row.
+impl<'a> StrVals<'a> {
+    /// Dictionary-encodes `values` (first-appearance order, which keeps encoding deterministic).
+    pub fn from_iter(values: impl Iterator<Item = Option<&'a str>>) -> StrVals<'a> {
+        let mut dict: Vec<Cow<'a, str>> = Vec::new();
+        let mut index: FxHashMap<&'a str, u32> = FxHashMap::default();
+        let mut ids = Vec::with_capacity(values.size_hint().0);
+        let mut last: Option<(&'a str, u32)> = None;
+        for v in values {
+            let id = match v {
+                None => 0,
+                // Runs of one value are common (method, client, service): skip the hash.
+                Some(s) if last.is_some_and(|(l, _)| l == s) => last.map_or(0, |l| l.1),
+                Some(s) => {
+                    let id = *index.entry(s).or_insert_with(|| {
+                        dict.push(Cow::Borrowed(s));
+                        dict.len() as u32
+                    });
+                    last = Some((s, id));
+                    id
+                }
+            };
+            ids.push(id);
+        }
+        StrVals::Dict { dict, ids }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            StrVals::Dict { ids, .. } => ids.len(),
+            StrVals::Num(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether row `i` has a value.
+    pub fn present(&self, i: usize) -> bool {
+        match self {
+            StrVals::Dict { ids, .. } => ids[i] != 0,
+            StrVals::Num(v) => v[i].is_some(),
+        }
+    }
+
+    /// Each distinct present value once (any order).
+    pub fn distinct(&self, mut f: impl FnMut(&str)) {
+        match self {
+            StrVals::Dict { dict, .. } => dict.iter().for_each(|s| f(s)),
+            StrVals::Num(v) => {
+                let mut seen: Vec<u64> = v.iter().flatten().copied().collect();
+                seen.sort_unstable();
+                seen.dedup();
+                seen.iter().for_each(|n| f(&n.to_string()));
+            }
+        }
+    }
+}
+
+/// `Some(n)` when `s` is the canonical decimal spelling of `n`.
+pub fn canonical_u64(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > 20 || (b.len() > 1 && b[0] == b'0') {
+        return None;
+    }
+    if !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Appends the column in the smaller of the two modes (raw size; both compress alike).
+pub fn encode_vals(out: &mut Vec<u8>, vals: &StrVals<'_>) {
+    match vals {
+        StrVals::Num(v) => encode_num(out, v.iter().copied()),
+        StrVals::Dict { dict, ids } => {
+            let nums: Option<Vec<u64>> = dict.iter().map(|s| canonical_u64(s)).collect();
+            if let Some(nums) = nums.filter(|n| !n.is_empty()) {
+                let n = ids.len();
+                let width = bitpack::width_for(dict.len() as u32) as usize;
+                let dict_size: usize =
+                    dict.iter().map(|s| s.len() + 1).sum::<usize>() + (n * width).div_ceil(8);
+                let num_size: usize = n.div_ceil(8)
+                    + ids
+                        .iter()
+                        .filter(|&&id| id != 0)
+                        .map(|&id| varint_len(nums[id as usize - 1]))
+                        .sum::<usize>();
+                if num_size < dict_size {
+                    let rows = ids
+                        .iter()
+                        .map(|&id| (id != 0).then(|| nums[id as usize - 1]));
+                    return encode_num(out, rows);
+                }
+            }
+            out.push(MODE_DICT);
+            put_varint(out, dict.len() as u64);
+            for s in dict {
+                put_str(out, s);
+            }
+            bitpack::pack(out, ids);
+        }
+    }
+}
+
+fn encode_num(out: &mut Vec<u8>, rows: impl Iterator<Item = Option<u64>> + Clone) {
+    out.push(MODE_NUM);
+    let present: Vec<u32> = rows.clone().map(|v| u32::from(v.is_some())).collect();
+    bitpack::pack(out, &present);
+    for v in rows.flatten() {
+        put_varint(out, v);
+    }
+}
+
+/// Appends `values` dictionary- or numeric-encoded (see [`encode_vals`]).
+pub fn encode<'a>(out: &mut Vec<u8>, values: impl Iterator<Item = Option<&'a str>>) {
+    encode_vals(out, &StrVals::from_iter(values));
+}
+
+/// Decodes a column into its in-memory form, borrowing dictionary strings from `raw`.
+pub fn decode_vals<'a>(r: &mut Reader<'a>, rows: usize) -> Result<StrVals<'a>> {
+    match r.u8()? {
+        MODE_DICT => {
+            let n = r.count(1)?;
+            let mut dict = Vec::with_capacity(n);
+            for _ in 0..n {
+                dict.push(Cow::Borrowed(r.str()?));
+            }
+            let ids = bitpack::unpack(r, rows)?;
+            if let Some(bad) = ids.iter().find(|&&id| id as usize > dict.len()) {
+                return Err(corrupt(format!("dictionary id {bad} > {}", dict.len())));
+            }
+            Ok(StrVals::Dict { dict, ids })
+        }
+        MODE_NUM => {
+            let present = bitpack::unpack(r, rows)?;
+            if present.iter().any(|&p| p > 1) {
+                return Err(corrupt("numeric column presence width"));
+            }
+            let mut out = Vec::with_capacity(rows);
+            for p in present {
+                out.push(if p == 1 { Some(r.varint()?) } else { None });
+            }
+            Ok(StrVals::Num(out))
+        }
+        m => Err(corrupt(format!("string column mode {m}"))),
+    }
+}
+
+/// A decoded column for reading: the dictionary plus one id per row (numeric columns are turned
+/// into a dictionary of their distinct values).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StrColumn {
     pub dict: Vec<String>,
@@ -38,16 +190,27 @@ pub struct StrColumn {
 
 impl StrColumn {
     pub fn decode(r: &mut Reader<'_>, rows: usize) -> Result<StrColumn> {
-        let n = r.count(1)?;
-        let mut dict = Vec::with_capacity(n);
-        for _ in 0..n {
-            dict.push(r.str()?.to_owned());
-        }
-        let ids = bitpack::unpack(r, rows)?;
-        if let Some(bad) = ids.iter().find(|&&id| id as usize > dict.len()) {
-            return Err(corrupt(format!("dictionary id {bad} > {}", dict.len())));
-        }
-        Ok(StrColumn { dict, ids })
+        Ok(match decode_vals(r, rows)? {
+            StrVals::Dict { dict, ids } => StrColumn {
+                dict: dict.into_iter().map(Cow::into_owned).collect(),
+                ids,
+            },
+            StrVals::Num(vals) => {
+                let mut index: FxHashMap<u64, u32> = FxHashMap::default();
+                let mut dict = Vec::new();
+                let ids = vals
+                    .iter()
+                    .map(|v| match v {
+                        None => 0,
+                        Some(n) => *index.entry(*n).or_insert_with(|| {
+                            dict.push(n.to_string());
+                            dict.len() as u32
+                        }),
+                    })
+                    .collect();
+                StrColumn { dict, ids }
+            }
+        })
     }
 
     pub fn get(&self, row: usize) -> Option<&str> {
@@ -74,7 +237,7 @@ mod tests {
     proptest! {
         #[test]
         fn round_trip(values in proptest::collection::vec(
-            proptest::option::of(prop_oneof!["[a-c]{0,2}", "\\PC{0,20}"]), 0..200)) {
+            proptest::option::of(prop_oneof!["[a-c]{0,2}", "\\PC{0,20}", "[0-9]{1,3}", "0|00|01|18446744073709551615|18446744073709551616"]), 0..200)) {
             let mut out = Vec::new();
             encode(&mut out, values.iter().map(|v| v.as_deref()));
             let mut r = Reader::new(&out);
@@ -86,12 +249,37 @@ mod tests {
                     prop_assert_eq!(col.dict[col.id_of(s).unwrap() as usize - 1].as_str(), s.as_str());
                 }
             }
+            // The in-memory form re-encodes to the same bytes.
+            let mut r = Reader::new(&out);
+            let vals = decode_vals(&mut r, values.len()).unwrap();
+            let mut again = Vec::new();
+            encode_vals(&mut again, &vals);
+            prop_assert_eq!(again, out);
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64), rows in 0usize..20) {
+            let _ = StrColumn::decode(&mut Reader::new(&bytes), rows);
         }
     }
 
     #[test]
-    fn rejects_ids_outside_dictionary() {
+    fn numeric_mode_is_used_for_request_ids() {
+        let vals: Vec<String> = (0..1000).map(|i| (i * 7919 % 10_000).to_string()).collect();
         let mut out = Vec::new();
+        encode(&mut out, vals.iter().map(|s| Some(s.as_str())));
+        assert_eq!(out[0], MODE_NUM);
+        assert!(out.len() < 2200, "{}", out.len());
+        for s in ["01", "-1", "+1", "1.0", "", "18446744073709551616"] {
+            assert_eq!(canonical_u64(s), None, "{s}");
+        }
+        assert_eq!(canonical_u64("0"), Some(0));
+        assert_eq!(canonical_u64("18446744073709551615"), Some(u64::MAX));
+    }
+
+    #[test]
+    fn rejects_ids_outside_dictionary() {
+        let mut out = vec![MODE_DICT];
         put_varint(&mut out, 1);
         put_str(&mut out, "x");
         bitpack::pack(&mut out, &[2]);

@@ -5,15 +5,20 @@ use std::collections::BTreeMap;
 
 use redb::Durability;
 
-use super::block::{self, sort_rows};
-use super::header::BlockHeader;
-use super::partition::{alloc_block_ids, header_key, BODIES, HEADERS};
+use super::block::sort_rows;
+use super::cols::Cols;
+use super::partition::Pending;
 use super::registry::OpenPartition;
-use super::{trace_index, AppendStats, SpanStore};
+use super::write::{merge_write, put_block, take_blocks};
+use super::{AppendStats, SpanStore};
 use crate::error::{Result, StorageError};
 use crate::model::{day_of, OrgId, ServerId, SpanRecord};
 
 type Groups<'a> = BTreeMap<(OrgId, ServerId), Vec<&'a SpanRecord>>;
+
+/// Most pending blocks one (org, server) keeps in a partition before `append` merges the smaller
+/// half of them (size-tiered, so a row is rewritten O(log) times even under tiny appends).
+pub const PENDING_BLOCKS_MAX: usize = 16;
 
 impl SpanStore {
     /// Durably stores `spans`; returns after every touched partition committed with fsync. The
@@ -57,58 +62,73 @@ impl SpanStore {
     }
 
     /// Writes all groups of one day in one transaction. `Ok(false)` if the partition was dropped.
+    ///
+    /// Per (org, server): when the pending (not yet full) blocks plus the new rows reach
+    /// `block_rows_max`, they are merged right here, in the same transaction, into full blocks
+    /// plus at most one pending remainder; otherwise the rows become one more pending block (the
+    /// smaller half of the pending blocks is merged with them when there are too many). So a row
+    /// is rewritten about once, pending rows per (org, server) stay under one block, and the file
+    /// is settled whenever an append returns.
     fn write_day(
         &self,
         p: &OpenPartition,
         groups: &Groups<'_>,
         stats: &mut AppendStats,
     ) -> Result<bool> {
-        let _w = p.part.write_lock.lock();
+        let mut w = p.part.write_lock.lock();
         if p.is_dropped() {
             return Ok(false);
         }
         let max = self.opts.block_rows_max;
-        let nblocks: usize = groups.values().map(|g| g.len().div_ceil(max)).sum();
+        let (lvl_append, lvl_full) = (self.opts.zstd_level_append, self.opts.zstd_level_compact);
+        let pending = w.pending(&p.part.db, max)?;
         let mut txn = p.part.db.begin_write()?;
         txn.set_durability(Durability::Immediate);
-        let mut id = alloc_block_ids(&txn, nblocks as u64)?;
+        let mut updates: Vec<((OrgId, ServerId), Vec<Pending>)> = Vec::with_capacity(groups.len());
         let (mut blocks, mut bytes) = (0, 0);
-        {
-            let mut headers = txn.open_table(HEADERS)?;
-            let mut bodies = txn.open_table(BODIES)?;
-            for (&(org, server), rows) in groups {
-                for chunk in rows.chunks(max) {
-                    let body = block::encode(org, server, chunk, self.opts.zstd_level_append)?;
-                    check_body(&body, org, server, chunk.len())?;
-                    let header = BlockHeader::of(chunk, body.len(), 0).encode()?;
-                    headers.insert(&header_key(org, server, id), header.as_slice())?;
-                    super::chunks::put(&mut bodies, id, &body)?;
-                    trace_index::insert_recent(&txn, org, id, chunk.iter().map(|r| &r.trace_id))?;
-                    bytes += body.len() + header.len();
-                    blocks += 1;
-                    id += 1;
-                }
+        for (&(org, server), rows) in groups {
+            let new = Cols::from_records(rows);
+            let mut pend = pending.get(&(org, server)).cloned().unwrap_or_default();
+            let pend_rows: usize = pend.iter().map(|b| b.rows as usize).sum();
+            let merge: Vec<Pending> = if pend_rows + new.len() >= max {
+                std::mem::take(&mut pend)
+            } else if pend.len() >= PENDING_BLOCKS_MAX {
+                pend.sort_by_key(|b| (b.rows, b.id));
+                pend.drain(..PENDING_BLOCKS_MAX / 2).collect()
+            } else {
+                Vec::new()
+            };
+            if merge.is_empty() && new.len() < max {
+                let (b, n) = put_block(&txn, org, server, &new, lvl_append)?;
+                pend.push(b);
+                blocks += 1;
+                bytes += n;
+            } else {
+                let raws = take_blocks(&txn, org, server, &merge)?;
+                let mut parts = raws
+                    .iter()
+                    .map(|(raw, n)| Cols::from_raw(raw, *n))
+                    .collect::<Result<Vec<_>>>()?;
+                parts.push(new);
+                let out = merge_write(&txn, org, server, &parts, max, lvl_full, lvl_append)?;
+                pend.extend(out.pending);
+                blocks += out.blocks;
+                bytes += out.bytes;
             }
+            pend.sort_by_key(|b| (b.min_start, b.id));
+            updates.push(((org, server), pend));
         }
         txn.commit()?;
+        p.note_write(bytes);
+        for (owner, list) in updates {
+            if list.is_empty() {
+                pending.remove(&owner);
+            } else {
+                pending.insert(owner, list);
+            }
+        }
         stats.blocks += blocks;
         stats.bytes_written += bytes;
         Ok(true)
     }
-}
-
-/// Re-reads what was just encoded before it is written: a block that would not decode must never
-/// reach the disk.
-pub(super) fn check_body(body: &[u8], org: OrgId, server: ServerId, rows: usize) -> Result<()> {
-    let parsed = block::BlockBody::parse(body.to_vec())?;
-    if parsed.org != org
-        || parsed.server != server
-        || parsed.rows != rows
-        || parsed.starts()?.len() != rows
-    {
-        return Err(StorageError::Corrupt(
-            "encoded block does not read back".into(),
-        ));
-    }
-    Ok(())
 }

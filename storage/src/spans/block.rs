@@ -1,15 +1,13 @@
 //! Encoding of a block body (the columns of up to `block_rows_max` spans of one org and server) and
 //! lazy, per-column decoding of it. Layout in docs/format.md, "Block body".
 
-use std::collections::HashMap;
-
 use super::columns::*;
 use super::corrupt;
-use crate::codec::{self, bitpack, compress, put_varint, strdict, value, Reader};
+use crate::codec::{self, compress, strdict, Reader};
 use crate::error::Result;
 use crate::model::{Env, OrgId, ServerId, SpanRecord};
 
-const BODY_MAGIC: [u8; 4] = *b"MOB1";
+pub const BODY_MAGIC: [u8; 4] = *b"MOB2";
 /// Hard limit on rows per block, whatever the options say: bounds decode allocations.
 pub const BLOCK_ROWS_LIMIT: usize = 1 << 20;
 
@@ -19,130 +17,6 @@ pub fn sort_rows(rows: &mut [&SpanRecord]) {
     rows.sort_by(|a, b| {
         (a.start_unix_nano, a.span_id, a.trace_id).cmp(&(b.start_unix_nano, b.span_id, b.trace_id))
     });
-}
-
-/// Encodes sorted `rows`, all of `org`/`server`, into a block body compressed at `level`.
-pub fn encode(org: OrgId, server: ServerId, rows: &[&SpanRecord], level: i32) -> Result<Vec<u8>> {
-    assert!(!rows.is_empty() && rows.len() <= BLOCK_ROWS_LIMIT);
-    debug_assert!(rows
-        .windows(2)
-        .all(|w| w[0].start_unix_nano <= w[1].start_unix_nano));
-    debug_assert!(rows
-        .iter()
-        .all(|r| r.org_id == org && r.server_id == server));
-    let mut frames: Vec<Vec<u8>> = Vec::with_capacity(NCOLS);
-    let mut raw = Vec::new();
-    for col in 0..NCOLS {
-        raw.clear();
-        encode_column(col, rows, &mut raw);
-        let mut frame = Vec::new();
-        compress::put_frame(&mut frame, &raw, level)?;
-        frames.push(frame);
-    }
-    let mut body = Vec::with_capacity(frames.iter().map(Vec::len).sum::<usize>() + 64);
-    body.extend_from_slice(&BODY_MAGIC);
-    body.extend_from_slice(&org.to_le_bytes());
-    body.extend_from_slice(&server.to_le_bytes());
-    body.extend_from_slice(&(rows.len() as u32).to_le_bytes());
-    body.push(NCOLS as u8);
-    for f in &frames {
-        put_varint(&mut body, f.len() as u64);
-    }
-    for f in &frames {
-        body.extend_from_slice(f);
-    }
-    Ok(body)
-}
-
-fn encode_column(col: usize, rows: &[&SpanRecord], out: &mut Vec<u8>) {
-    match col {
-        C_START => {
-            let mut prev = 0u64;
-            for r in rows {
-                put_varint(out, r.start_unix_nano - prev);
-                prev = r.start_unix_nano;
-            }
-        }
-        // Wrapping difference so that any end (even before start) round-trips exactly.
-        C_END => rows.iter().for_each(|r| {
-            put_varint(
-                out,
-                codec::zigzag(r.end_unix_nano.wrapping_sub(r.start_unix_nano) as i64),
-            )
-        }),
-        C_TRACE => rows.iter().for_each(|r| out.extend_from_slice(&r.trace_id)),
-        C_SPAN => rows.iter().for_each(|r| out.extend_from_slice(&r.span_id)),
-        C_PARENT => {
-            // Roots have an all-zero parent: a presence bit instead of 8 zero bytes.
-            let present: Vec<u32> = rows
-                .iter()
-                .map(|r| u32::from(r.parent_span_id != [0; 8]))
-                .collect();
-            bitpack::pack(out, &present);
-            for r in rows.iter().filter(|r| r.parent_span_id != [0; 8]) {
-                out.extend_from_slice(&r.parent_span_id);
-            }
-        }
-        C_ENV => rows.iter().for_each(|r| out.push(r.env as u8)),
-        C_KIND => rows.iter().for_each(|r| out.push(r.kind)),
-        C_STATUS => rows.iter().for_each(|r| out.push(r.status_code)),
-        C_COUNTS => rows.iter().for_each(|r| {
-            for v in [
-                r.flags,
-                r.dropped_attributes_count,
-                r.dropped_events_count,
-                r.dropped_links_count,
-            ] {
-                put_varint(out, u64::from(v));
-            }
-        }),
-        C_PROB => rows
-            .iter()
-            .for_each(|r| out.extend_from_slice(&r.sample_probability.to_bits().to_le_bytes())),
-        C_ORIGIN => encode_origins(rows, out),
-        C_EXTRA => encode_extras(rows, out),
-        _ => {
-            let f = StrField::ALL[col - C_STR0];
-            strdict::encode(out, rows.iter().map(|r| f.get(r)));
-        }
-    }
-}
-
-/// Origins are usually shared by every span of an export: a dictionary of encoded origins.
-fn encode_origins(rows: &[&SpanRecord], out: &mut Vec<u8>) {
-    let mut dict: Vec<Vec<u8>> = Vec::new();
-    let mut index: HashMap<Vec<u8>, u32> = HashMap::new();
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut enc = Vec::new();
-    for r in rows {
-        enc.clear();
-        value::put_origin(&mut enc, &r.origin);
-        let next = dict.len() as u32;
-        let id = *index.entry(enc.clone()).or_insert_with(|| {
-            dict.push(enc.clone());
-            next
-        });
-        ids.push(id);
-    }
-    put_varint(out, dict.len() as u64);
-    for d in &dict {
-        out.extend_from_slice(d);
-    }
-    bitpack::pack(out, &ids);
-}
-
-/// `[rows x len varint][rows x (attributes, events, links)]`: the lengths let one row be decoded
-/// without parsing the rows before it.
-fn encode_extras(rows: &[&SpanRecord], out: &mut Vec<u8>) {
-    let mut data = Vec::new();
-    for r in rows {
-        let before = data.len();
-        value::put_kvs(&mut data, &r.attributes);
-        value::put_events(&mut data, &r.events);
-        value::put_links(&mut data, &r.links);
-        put_varint(out, (data.len() - before) as u64);
-    }
-    out.extend_from_slice(&data);
 }
 
 /// A block body read from disk, decoded one column at a time on demand.

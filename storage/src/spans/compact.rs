@@ -1,150 +1,153 @@
-//! `SpanStore::compact`: merges the small blocks of each (day, org, server) into blocks of up to
-//! `block_rows_max` rows and moves their trace-index entries into the bucketed tier. Each merge is
-//! one write transaction (insert merged block, delete the old ones, update the index), so a crash
-//! leaves either the old blocks or the new one, never both and never neither.
+//! `SpanStore::compact`: the background part of block maintenance. `append` already merges pending
+//! blocks into full ones as soon as they add up to `block_rows_max` rows, so compaction only
+//!
+//! - merges the pending blocks of an (org, server) once there are [`COMPACT_PENDING_MIN`] of them
+//!   (quiet servers that never fill a block), and, in a partition whose day is over (plus
+//!   [`SEAL_GRACE_NANOS`]), merges every pending group of two or more blocks into its final form;
+//! - seals a finished day: rewrites its live tables into a fresh file and renames it over the old
+//!   one (`Registry::seal`), so old partitions carry no free-page slack at all.
+//!
+//! Each merge is one durable write transaction (take the old blocks, write the merged ones, with
+//! their index entries), so a crash leaves either the old blocks or the new ones.
 
-use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use redb::{Durability, ReadableTable};
+use redb::Durability;
 
-use super::append::check_body;
-use super::block::{self, sort_rows, BlockBody};
-use super::corrupt;
-use super::header::{BlockHeader, FLAG_BUCKETED};
-use super::partition::{alloc_block_ids, header_key, split_header_key, BODIES, HEADERS};
+use super::cols::Cols;
+use super::partition::seal_state;
 use super::registry::OpenPartition;
-use super::{trace_index, CompactStats, SpanStore};
+use super::write::{merge_write, take_blocks};
+use super::{CompactStats, SpanStore};
 use crate::error::Result;
-use crate::model::{OrgId, ServerId, SpanRecord};
+use crate::model::{OrgId, ServerId, DAY_NANOS};
 
-/// What the plan needs to know of a block: no bitmaps, so planning a day of tiny blocks stays small.
-#[derive(Clone, Copy)]
-struct Small {
-    id: u64,
-    rows: usize,
-    min_start: u64,
-    bucketed: bool,
+/// Pending blocks of one (org, server) in a current partition that make compaction merge them.
+pub const COMPACT_PENDING_MIN: usize = 4;
+/// How long after its day ends a partition is considered finished (late spans still arrive).
+pub const SEAL_GRACE_NANOS: u64 = 30 * 60 * 1_000_000_000;
+/// A finished day written since its seal is sealed again once idle this long (or grown enough).
+pub const SEAL_IDLE_NANOS: u64 = 10 * 60 * 1_000_000_000;
+
+pub fn now_unix_nano() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
-type Plan = Vec<((OrgId, ServerId), Vec<Small>)>;
+/// Whether `day` ended more than the grace period before `now`.
+pub fn is_finished(day: u32, now: u64) -> bool {
+    (u64::from(day) + 1)
+        .saturating_mul(DAY_NANOS)
+        .saturating_add(SEAL_GRACE_NANOS)
+        <= now
+}
 
 impl SpanStore {
-    /// Merges small blocks everywhere. Safe to run concurrently with `append`, `list` and `trace`.
+    /// Merges pending blocks and seals finished days. Safe to run concurrently with `append`,
+    /// `list` and `trace`.
     pub fn compact(&self) -> Result<CompactStats> {
         let _one = self.compact_lock.lock();
         let mut stats = CompactStats::default();
+        let now = now_unix_nano();
         for day in self.parts.days_desc() {
             let Some(p) = self.parts.get(day, false)? else {
                 continue;
             };
+            let finished = is_finished(day, now);
+            let min = if finished { 2 } else { COMPACT_PENDING_MIN };
+            let owners: Vec<(OrgId, ServerId)> = {
+                let mut w = p.part.write_lock.lock();
+                if p.is_dropped() {
+                    continue;
+                }
+                let pending = w.pending(&p.part.db, self.opts.block_rows_max)?;
+                pending
+                    .iter()
+                    .filter(|(_, v)| v.len() >= min)
+                    .map(|(k, _)| *k)
+                    .collect()
+            };
             let before = stats.blocks_written;
-            for ((org, server), group) in self.plan(&p)? {
-                self.merge(&p, org, server, &group, &mut stats)?;
+            for owner in owners {
+                self.merge_pending(&p, owner, min, finished, &mut stats)?;
             }
             stats.partitions += usize::from(stats.blocks_written > before);
+            if finished && self.seal_due(day, &p, now)? {
+                self.parts.seal(day, &p)?;
+            }
         }
         Ok(stats)
     }
 
-    /// Groups of blocks to rewrite, per (org, server): consecutive (by start time) small blocks whose
-    /// rows fit in one block, plus any block still indexed in the recent tier.
-    fn plan(&self, p: &OpenPartition) -> Result<Plan> {
-        let txn = p.part.db.begin_read()?;
-        let headers = txn.open_table(HEADERS)?;
-        let mut by_owner: BTreeMap<(OrgId, ServerId), Vec<Small>> = BTreeMap::new();
-        for entry in headers.iter()? {
-            let (k, v) = entry?;
-            let (org, server, id) = split_header_key(k.value());
-            let h = BlockHeader::decode(v.value())?;
-            let small = Small {
-                id,
-                rows: h.rows as usize,
-                min_start: h.min_start,
-                bucketed: h.bucketed(),
-            };
-            if small.rows < self.opts.block_rows_max || !small.bucketed {
-                by_owner.entry((org, server)).or_default().push(small);
-            }
+    /// A finished day is sealed when it changed since its last seal and either was never sealed,
+    /// or has been idle for [`SEAL_IDLE_NANOS`], or grew by a quarter of its file since: late
+    /// spans trickling into yesterday cost a rewrite now and then, never one per compaction.
+    fn seal_due(&self, day: u32, p: &OpenPartition, now: u64) -> Result<bool> {
+        let (next, sealed) = seal_state(&p.part.db)?;
+        let Some(sealed) = sealed else {
+            return Ok(true);
+        };
+        if sealed == next {
+            return Ok(false);
         }
-        let max = self.opts.block_rows_max;
-        let mut plan = Vec::new();
-        for (owner, mut blocks) in by_owner {
-            blocks.sort_by_key(|b| (b.min_start, b.id));
-            let mut group: Vec<Small> = Vec::new();
-            for b in blocks {
-                if group.iter().map(|g| g.rows).sum::<usize>() + b.rows > max {
-                    push_group(&mut plan, owner, std::mem::take(&mut group));
-                }
-                group.push(b);
-            }
-            push_group(&mut plan, owner, group);
-        }
-        Ok(plan)
+        let idle = now.saturating_sub(p.last_write.load(Ordering::Relaxed)) >= SEAL_IDLE_NANOS;
+        let grown =
+            p.written.load(Ordering::Relaxed).saturating_mul(4) >= self.parts.file_bytes(day);
+        Ok(idle || grown)
     }
 
-    /// Rewrites one group in one durable transaction.
-    fn merge(
+    /// Merges every pending block of `owner` in one durable transaction, if there are at least
+    /// `min` of them.
+    fn merge_pending(
         &self,
-        p: &OpenPartition,
-        org: OrgId,
-        server: ServerId,
-        group: &[Small],
+        p: &Arc<OpenPartition>,
+        (org, server): (OrgId, ServerId),
+        min: usize,
+        finished: bool,
         stats: &mut CompactStats,
     ) -> Result<()> {
-        let _w = p.part.write_lock.lock();
+        let mut w = p.part.write_lock.lock();
         if p.is_dropped() {
             return Ok(());
         }
+        let max = self.opts.block_rows_max;
+        let pending = w.pending(&p.part.db, max)?;
+        let list = match pending.get(&(org, server)) {
+            Some(l) if l.len() >= min => l.clone(),
+            _ => return Ok(()),
+        };
         let mut txn = p.part.db.begin_write()?;
         txn.set_durability(Durability::Immediate);
-        let mut records: Vec<SpanRecord> = Vec::new();
-        let mut removed_recent = Vec::new();
-        {
-            let mut headers = txn.open_table(HEADERS)?;
-            let mut bodies = txn.open_table(BODIES)?;
-            for b in group {
-                let h = match headers.remove(&header_key(org, server, b.id))? {
-                    Some(v) => BlockHeader::decode(v.value())?,
-                    None => return Err(corrupt(format!("planned block {} vanished", b.id))),
-                };
-                let body = match super::chunks::take(&mut bodies, b.id)? {
-                    Some(v) => BlockBody::parse(v)?,
-                    None => return Err(corrupt(format!("header without body {}", b.id))),
-                };
-                if body.org != org || body.server != server || body.rows != h.rows as usize {
-                    return Err(corrupt(format!("block {} does not match its header", b.id)));
-                }
-                let rows: Vec<usize> = (0..body.rows).collect();
-                let recs = body.materialize(&rows)?;
-                if !h.bucketed() {
-                    removed_recent.extend(recs.iter().map(|r| (r.trace_id, b.id)));
-                }
-                records.extend(recs);
-            }
-        }
-        let mut rows: Vec<&SpanRecord> = records.iter().collect();
-        sort_rows(&mut rows);
-        let body = block::encode(org, server, &rows, self.opts.zstd_level_compact)?;
-        check_body(&body, org, server, rows.len())?;
-        let id = alloc_block_ids(&txn, 1)?;
-        let header = BlockHeader::of(&rows, body.len(), FLAG_BUCKETED).encode()?;
-        txn.open_table(HEADERS)?
-            .insert(&header_key(org, server, id), header.as_slice())?;
-        super::chunks::put(&mut txn.open_table(BODIES)?, id, &body)?;
-        let removed: HashSet<u64> = group.iter().map(|b| b.id).collect();
-        let added: Vec<([u8; 16], u64)> = rows.iter().map(|r| (r.trace_id, id)).collect();
-        trace_index::reindex(&txn, org, &removed_recent, &removed, &added)?;
+        let raws = take_blocks(&txn, org, server, &list)?;
+        let parts = raws
+            .iter()
+            .map(|(raw, n)| Cols::from_raw(raw, *n))
+            .collect::<Result<Vec<_>>>()?;
+        let level_rest = if finished {
+            self.opts.zstd_level_compact
+        } else {
+            self.opts.zstd_level_append
+        };
+        let out = merge_write(
+            &txn,
+            org,
+            server,
+            &parts,
+            max,
+            self.opts.zstd_level_compact,
+            level_rest,
+        )?;
         txn.commit()?;
-        stats.blocks_merged += group.len();
-        stats.blocks_written += 1;
-        stats.rows_rewritten += rows.len();
+        p.note_write(out.bytes);
+        match out.pending {
+            Some(b) => pending.insert((org, server), vec![b]),
+            None => pending.remove(&(org, server)),
+        };
+        stats.blocks_merged += list.len();
+        stats.blocks_written += out.blocks;
+        stats.rows_rewritten += out.rows;
         Ok(())
-    }
-}
-
-/// A group is worth rewriting if it merges blocks or indexes a block still in the recent tier.
-fn push_group(plan: &mut Plan, owner: (OrgId, ServerId), group: Vec<Small>) {
-    if group.len() >= 2 || group.iter().any(|b| !b.bucketed) {
-        plan.push((owner, group));
     }
 }

@@ -9,11 +9,8 @@ use super::corrupt;
 use super::{SpanFilter, StatusFilter};
 use crate::codec::{hash32, put_varint, Reader};
 use crate::error::Result;
-use crate::model::SpanRecord;
 
 const HEADER_VERSION: u8 = 1;
-/// Header flag: the block's trace ids live in the bucketed trace index (else in `trace_recent`).
-pub const FLAG_BUCKETED: u8 = 1;
 
 /// The string fields whose values are summarized as hash bitmaps, in stored order.
 pub const BITMAP_FIELDS: [StrField; 4] = [
@@ -40,40 +37,6 @@ pub struct BlockHeader {
 }
 
 impl BlockHeader {
-    pub fn of(rows: &[&SpanRecord], body_bytes: usize, flags: u8) -> BlockHeader {
-        let mut h = BlockHeader {
-            rows: rows.len() as u32,
-            min_start: u64::MAX,
-            max_start: 0,
-            min_dur: u64::MAX,
-            max_dur: 0,
-            errors: 0,
-            env_mask: 0,
-            flags,
-            body_bytes: u32::try_from(body_bytes).unwrap_or(u32::MAX),
-            bitmaps: Default::default(),
-        };
-        for r in rows {
-            let d = r.duration_nanos();
-            h.min_start = h.min_start.min(r.start_unix_nano);
-            h.max_start = h.max_start.max(r.start_unix_nano);
-            h.min_dur = h.min_dur.min(d);
-            h.max_dur = h.max_dur.max(d);
-            h.errors += u32::from(r.is_error());
-            h.env_mask |= 1 << (r.env as u8);
-            for (bm, f) in h.bitmaps.iter_mut().zip(BITMAP_FIELDS) {
-                if let Some(v) = f.get(r) {
-                    bm.insert(hash32(v));
-                }
-            }
-        }
-        h
-    }
-
-    pub fn bucketed(&self) -> bool {
-        self.flags & FLAG_BUCKETED != 0
-    }
-
     pub fn encode(&self) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(64);
         out.push(HEADER_VERSION);
@@ -154,6 +117,15 @@ impl BlockHeader {
     }
 }
 
+/// Rows and min start of an encoded header, without decoding its bitmaps.
+pub fn peek(bytes: &[u8]) -> Result<(u32, u64)> {
+    let mut r = Reader::new(bytes);
+    if r.u8()? != HEADER_VERSION {
+        return Err(corrupt("block header version"));
+    }
+    Ok((r.u32_le()?, r.u64_le()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,13 +137,14 @@ mod tests {
                       a in any::<u64>(), b in any::<u64>()) {
             let mut h = BlockHeader {
                 rows, min_start: a.min(b), max_start: a.max(b), min_dur: 0, max_dur: b, errors: rows / 2,
-                env_mask: 3, flags: FLAG_BUCKETED, body_bytes: 77, bitmaps: Default::default(),
+                env_mask: 3, flags: 0, body_bytes: 77, bitmaps: Default::default(),
             };
             for (i, x) in hashes.iter().enumerate() {
                 h.bitmaps[i % 4].insert(*x);
             }
             let bytes = h.encode().unwrap();
-            prop_assert_eq!(BlockHeader::decode(&bytes).unwrap(), h);
+            prop_assert_eq!(BlockHeader::decode(&bytes).unwrap(), h.clone());
+            prop_assert_eq!(peek(&bytes).unwrap(), (h.rows, h.min_start));
             for cut in [0, bytes.len() / 2, bytes.len() - 1] {
                 prop_assert!(BlockHeader::decode(&bytes[..cut]).is_err());
             }

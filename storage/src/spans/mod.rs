@@ -5,6 +5,7 @@
 mod append;
 mod block;
 mod chunks;
+mod cols;
 mod columns;
 mod compact;
 mod cursor;
@@ -15,6 +16,7 @@ mod partition;
 mod registry;
 mod trace;
 mod trace_index;
+mod write;
 
 #[cfg(test)]
 mod tests;
@@ -43,6 +45,9 @@ pub struct SpanStoreOptions {
     pub zstd_level_compact: i32,
     /// redb page cache of each open partition file (redb splits it 90% read, 10% write buffer).
     pub cache_bytes_per_partition: usize,
+    /// redb page cache of the partitions of today and yesterday, where appends and merges
+    /// happen (the larger of this and `cache_bytes_per_partition` applies).
+    pub cache_bytes_current_partition: usize,
     /// Open partition files kept at most; idle ones beyond this are closed, least recently used first.
     pub open_partitions_max: usize,
 }
@@ -52,8 +57,9 @@ impl Default for SpanStoreOptions {
         SpanStoreOptions {
             block_rows_max: 8192,
             zstd_level_append: 1,
-            zstd_level_compact: 9,
+            zstd_level_compact: 3,
             cache_bytes_per_partition: 1 << 20,
+            cache_bytes_current_partition: 32 << 20,
             open_partitions_max: 100,
         }
     }
@@ -139,6 +145,7 @@ impl SpanStore {
         let parts = Registry::open(
             dir,
             opts.cache_bytes_per_partition,
+            opts.cache_bytes_current_partition,
             opts.open_partitions_max.max(1),
         )?;
         Ok(SpanStore {

@@ -4,31 +4,51 @@ use std::path::Path;
 
 use parking_lot::Mutex;
 use redb::{Database, ReadableTable, TableDefinition};
+use rustc_hash::FxHashMap;
 
 use crate::error::{Result, StorageError};
 
 /// Version of everything inside a partition file (tables, header and body layouts).
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
-/// `"format_version"` -> u32 LE; `"next_block_id"` -> u64 LE.
+/// `"format_version"` -> u32 LE; `"next_block_id"` -> u64 LE; `"sealed_next_block"` -> u64 LE.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// `[org u32 BE][server u32 BE][block u64 BE]` -> encoded `BlockHeader`.
 pub const HEADERS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("headers");
 /// `[block u64 BE][chunk u32 BE]` -> up to 4000 bytes of the block body (see `chunks`).
 pub const BODIES: TableDefinition<&[u8; 12], &[u8]> = TableDefinition::new("bodies");
-/// `[org u32 BE][trace_id[0..8]][block u64 BE]` -> (): trace index of not yet compacted blocks.
-pub const TRACE_RECENT: TableDefinition<&[u8; 20], ()> = TableDefinition::new("trace_recent");
-/// `[org u32 BE][bucket u16 BE]` -> bucket (see `trace_index`): trace index of compacted blocks.
-pub const TRACE_BUCKETS: TableDefinition<&[u8; 6], &[u8]> = TableDefinition::new("trace_buckets");
+/// `[org u32 BE][bits u8][bucket u16 BE][block u64 BE]` -> sorted trace fingerprints of that
+/// block in that bucket (see `trace_index`).
+pub const TRACE_INDEX: TableDefinition<&[u8; 15], &[u8]> = TableDefinition::new("trace_index");
 
 const KEY_VERSION: &str = "format_version";
 pub const KEY_NEXT_BLOCK: &str = "next_block_id";
+/// `next_block_id` when the file was last written by the sealed rewrite (absent: never sealed).
+pub const KEY_SEALED_AT: &str = "sealed_next_block";
+
+/// A block of one (org, server) with fewer than `block_rows_max` rows: a merge candidate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pending {
+    pub id: u64,
+    pub rows: u32,
+    pub min_start: u64,
+}
+
+/// Pending blocks per (org, server). Only touched under the partition's write lock.
+pub type PendingMap = FxHashMap<(u32, u32), Vec<Pending>>;
+
+/// State owned by the holder of the partition's write lock.
+#[derive(Default)]
+pub struct WriteState {
+    /// Loaded on first write (scan of the headers table), then kept in step with every commit.
+    pub pending: Option<PendingMap>,
+}
 
 pub struct Partition {
     pub db: Database,
-    /// Serializes write transactions of append and compact on this file (redb would block anyway;
-    /// holding our own lock keeps the order explicit and lets compaction check its plan under it).
-    pub write_lock: Mutex<()>,
+    /// Serializes write transactions of append, compact and seal on this file (redb would block
+    /// anyway; holding our own lock keeps the order explicit and guards the pending-block map).
+    pub write_lock: Mutex<WriteState>,
 }
 
 impl Partition {
@@ -46,7 +66,7 @@ impl Partition {
             .create(&path)?;
         let p = Partition {
             db,
-            write_lock: Mutex::new(()),
+            write_lock: Mutex::new(WriteState::default()),
         };
         p.check_or_init_version()?;
         Ok(p)
@@ -85,12 +105,51 @@ impl Partition {
             }
             txn.open_table(HEADERS)?;
             txn.open_table(BODIES)?;
-            txn.open_table(TRACE_RECENT)?;
-            txn.open_table(TRACE_BUCKETS)?;
+            txn.open_table(TRACE_INDEX)?;
         }
         txn.commit()?;
         Ok(())
     }
+}
+
+impl WriteState {
+    /// The pending-block map, loading it from the headers table on first use.
+    pub fn pending(&mut self, db: &Database, rows_max: usize) -> Result<&mut PendingMap> {
+        if self.pending.is_none() {
+            let mut map = PendingMap::default();
+            let txn = db.begin_read()?;
+            let headers = txn.open_table(HEADERS)?;
+            for entry in headers.iter()? {
+                let (k, v) = entry?;
+                let (org, server, id) = split_header_key(k.value());
+                let (rows, min_start) = super::header::peek(v.value())?;
+                if (rows as usize) < rows_max {
+                    map.entry((org, server)).or_default().push(Pending {
+                        id,
+                        rows,
+                        min_start,
+                    });
+                }
+            }
+            self.pending = Some(map);
+        }
+        Ok(self.pending.get_or_insert_with(PendingMap::default))
+    }
+}
+
+/// `next_block_id` and `sealed_next_block` of a partition.
+pub fn seal_state(db: &Database) -> Result<(u64, Option<u64>)> {
+    let txn = db.begin_read()?;
+    let meta = txn.open_table(META)?;
+    let next = match meta.get(KEY_NEXT_BLOCK)? {
+        Some(v) => decode_u64(v.value())?,
+        None => return Err(StorageError::Corrupt("meta lacks next_block_id".into())),
+    };
+    let sealed = match meta.get(KEY_SEALED_AT)? {
+        Some(v) => Some(decode_u64(v.value())?),
+        None => None,
+    };
+    Ok((next, sealed))
 }
 
 fn decode_u32(b: &[u8]) -> Result<u32> {
@@ -135,6 +194,11 @@ pub fn split_header_key(k: &[u8; 16]) -> (u32, u32, u64) {
     let mut b = [0u8; 8];
     b.copy_from_slice(&k[8..]);
     (org, server, u64::from_be_bytes(b))
+}
+
+/// The temporary file the sealed rewrite of `day` is built in (removed at open if left behind).
+pub fn tmp_file_name(day: u32) -> String {
+    format!("{}.tmp", file_name(day))
 }
 
 /// `YYYY-MM-DD.redb` of a UTC day number.

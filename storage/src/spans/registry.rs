@@ -2,25 +2,51 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::partition::{file_name, parse_file_name, Partition};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
+
+use super::compact::now_unix_nano;
+use super::partition::{
+    file_name, parse_file_name, seal_state, tmp_file_name, Partition, BODIES, HEADERS,
+    KEY_SEALED_AT, META, TRACE_INDEX,
+};
 use super::PartitionInfo;
 use crate::error::Result;
+use crate::model::day_of;
 
 /// An open partition plus the flag that `drop_partition` sets so a writer that obtained the
 /// handle before the drop does not write into a deleted file.
 pub struct OpenPartition {
     pub part: Partition,
     pub dropped: AtomicBool,
+    /// Bytes written through this handle (appends and merges): what decides when a finished day
+    /// that keeps receiving late spans is sealed again.
+    pub written: AtomicU64,
+    /// Unix nanos of the last write through this handle (0: none since it was opened).
+    pub last_write: AtomicU64,
 }
 
 impl OpenPartition {
+    fn new(part: Partition) -> OpenPartition {
+        OpenPartition {
+            part,
+            dropped: AtomicBool::new(false),
+            written: AtomicU64::new(0),
+            last_write: AtomicU64::new(0),
+        }
+    }
+
     pub fn is_dropped(&self) -> bool {
         self.dropped.load(Ordering::Acquire)
+    }
+
+    pub fn note_write(&self, bytes: usize) {
+        self.written.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.last_write.store(now_unix_nano(), Ordering::Relaxed);
     }
 }
 
@@ -33,17 +59,33 @@ struct Inner {
 pub struct Registry {
     dir: PathBuf,
     cache_bytes: usize,
+    /// Cache of the partitions of today and yesterday (where appends and merges happen).
+    cache_bytes_current: usize,
     open_max: usize,
     inner: Mutex<Inner>,
 }
 
 impl Registry {
-    pub fn open(dir: &Path, cache_bytes: usize, open_max: usize) -> Result<Registry> {
+    pub fn open(
+        dir: &Path,
+        cache_bytes: usize,
+        cache_bytes_current: usize,
+        open_max: usize,
+    ) -> Result<Registry> {
         std::fs::create_dir_all(dir)?;
         let mut days = BTreeSet::new();
         for entry in std::fs::read_dir(dir)? {
-            if let Some(day) = entry?.file_name().to_str().and_then(parse_file_name) {
+            let name = entry?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(day) = parse_file_name(name) {
                 days.insert(day);
+            } else if name
+                .strip_suffix(".tmp")
+                .and_then(parse_file_name)
+                .is_some()
+            {
+                // A sealed rewrite that did not reach its rename: the original is intact.
+                std::fs::remove_file(dir.join(name))?;
             }
         }
         let inner = Inner {
@@ -54,6 +96,7 @@ impl Registry {
         Ok(Registry {
             dir: dir.to_path_buf(),
             cache_bytes,
+            cache_bytes_current,
             open_max,
             inner: Mutex::new(inner),
         })
@@ -78,15 +121,68 @@ impl Registry {
             return Ok(None);
         }
         // Opening under the lock keeps one handle per file (redb refuses a second one).
-        let part = Partition::open(&self.dir, day, self.cache_bytes, create)?;
-        let p = Arc::new(OpenPartition {
-            part,
-            dropped: AtomicBool::new(false),
-        });
+        let part = Partition::open(&self.dir, day, self.cache_for(day), create)?;
+        let p = Arc::new(OpenPartition::new(part));
         g.days.insert(day);
         g.open.insert(day, (p.clone(), tick));
         evict_idle(&mut g.open, self.open_max);
         Ok(Some(p))
+    }
+
+    fn cache_for(&self, day: u32) -> usize {
+        let today = day_of(now_unix_nano());
+        if day + 1 >= today {
+            self.cache_bytes_current.max(self.cache_bytes)
+        } else {
+            self.cache_bytes
+        }
+    }
+
+    /// Rewrites the partition file of `day` (open as `p`) with only its live tables, then renames
+    /// it over the old one. Steps, each crash-safe: (1) under the write lock, copy every table
+    /// into `<file>.tmp` and commit it durably; (2) under the registry lock and the write lock
+    /// again, check that nothing was written meanwhile (else drop the copy: the next compaction
+    /// retries), rename, fsync the directory, and swap the handle. A crash before the rename
+    /// leaves the old file (the tmp file is deleted at open); after it, the complete new one.
+    /// Readers holding the old handle finish on the old, unlinked file; writers holding it see
+    /// it marked dropped and retry on the new one. Returns whether the file was replaced.
+    pub fn seal(&self, day: u32, p: &Arc<OpenPartition>) -> Result<bool> {
+        let tmp = self.dir.join(tmp_file_name(day));
+        let next = {
+            let _w = p.part.write_lock.lock();
+            if p.is_dropped() {
+                return Ok(false);
+            }
+            let (next, _) = seal_state(&p.part.db)?;
+            if let Err(e) = copy_live(&p.part.db, &tmp, next) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            next
+        };
+        let mut g = self.inner.lock();
+        let current = g.open.get(&day).is_some_and(|(cur, _)| Arc::ptr_eq(cur, p));
+        let w = p.part.write_lock.lock();
+        if !current || p.is_dropped() || seal_state(&p.part.db)?.0 != next {
+            drop(w);
+            std::fs::remove_file(&tmp)?;
+            return Ok(false);
+        }
+        std::fs::rename(&tmp, self.dir.join(file_name(day)))?;
+        sync_dir(&self.dir)?;
+        p.dropped.store(true, Ordering::Release);
+        drop(w);
+        let part = Partition::open(&self.dir, day, self.cache_for(day), false)?;
+        g.tick += 1;
+        let tick = g.tick;
+        g.open
+            .insert(day, (Arc::new(OpenPartition::new(part)), tick));
+        Ok(true)
+    }
+
+    /// Size of the partition file of `day` (0 if absent).
+    pub fn file_bytes(&self, day: u32) -> u64 {
+        std::fs::metadata(self.dir.join(file_name(day))).map_or(0, |m| m.len())
     }
 
     pub fn infos(&self) -> Result<Vec<PartitionInfo>> {
@@ -139,4 +235,51 @@ fn evict_idle(open: &mut HashMap<u32, (Arc<OpenPartition>, u64)>, max: usize) {
     for (_, day) in idle.into_iter().take(excess) {
         open.remove(&day);
     }
+}
+
+/// Copies the live tables of `src` into a new file at `tmp` (replacing any), marks it sealed at
+/// `next` and commits durably.
+fn copy_live(src: &Database, tmp: &Path, next: u64) -> Result<()> {
+    match std::fs::remove_file(tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    let dst = Database::builder().set_cache_size(4 << 20).create(tmp)?;
+    let read = src.begin_read()?;
+    let mut txn = dst.begin_write()?;
+    txn.set_durability(Durability::Immediate);
+    {
+        let mut meta = txn.open_table(META)?;
+        for e in read.open_table(META)?.iter()? {
+            let (k, v) = e?;
+            meta.insert(k.value(), v.value())?;
+        }
+        meta.insert(KEY_SEALED_AT, next.to_le_bytes().as_slice())?;
+        copy_table(&read, &txn, HEADERS)?;
+        copy_table(&read, &txn, BODIES)?;
+        copy_table(&read, &txn, TRACE_INDEX)?;
+    }
+    txn.commit()?;
+    drop(dst);
+    // redb fsynced the commit; make sure the file's data is durable before it is renamed.
+    std::fs::File::open(tmp)?.sync_all()?;
+    Ok(())
+}
+
+fn copy_table<const N: usize>(
+    read: &redb::ReadTransaction,
+    txn: &redb::WriteTransaction,
+    def: TableDefinition<&'static [u8; N], &'static [u8]>,
+) -> Result<()> {
+    let mut dst = txn.open_table(def)?;
+    for e in read.open_table(def)?.iter()? {
+        let (k, v) = e?;
+        dst.insert(k.value(), v.value())?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use redb::ReadableTableMetadata;
 
-use super::partition::{file_name, BODIES, META, TRACE_RECENT};
+use super::partition::{file_name, seal_state, tmp_file_name, BODIES, HEADERS, META, TRACE_INDEX};
 use super::*;
 use crate::error::StorageError;
 use crate::model;
@@ -124,7 +124,7 @@ fn format_version_is_refused() {
         let txn = db.begin_write().unwrap();
         txn.open_table(META)
             .unwrap()
-            .insert("format_version", 2u32.to_le_bytes().as_slice())
+            .insert("format_version", 99u32.to_le_bytes().as_slice())
             .unwrap();
         txn.commit().unwrap();
     }
@@ -134,8 +134,8 @@ fn format_version_is_refused() {
         matches!(
             r,
             Err(StorageError::FormatVersion {
-                found: 2,
-                supported: 1
+                found: 99,
+                supported: FORMAT_VERSION
             })
         ),
         "{r:?}"
@@ -229,28 +229,190 @@ fn corrupt_body_is_an_error_not_a_panic() {
     assert!(matches!(r, Err(StorageError::Corrupt(_))), "{r:?}");
 }
 
+fn day_partition(store: &SpanStore) -> Arc<registry::OpenPartition> {
+    let day = store.partitions().unwrap()[0].day;
+    store.parts.get(day, false).unwrap().unwrap()
+}
+
+fn pending_counts(store: &SpanStore) -> Vec<usize> {
+    let p = day_partition(store);
+    let mut w = p.part.write_lock.lock();
+    let map = w.pending(&p.part.db, store.opts.block_rows_max).unwrap();
+    map.values().map(Vec::len).collect()
+}
+
+/// Reads every table of the (single) partition file straight from a fresh handle.
+fn table_lens(path: &std::path::Path) -> (u64, u64) {
+    use redb::ReadableTableMetadata;
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_read().unwrap();
+    (
+        txn.open_table(HEADERS).unwrap().len().unwrap(),
+        txn.open_table(TRACE_INDEX).unwrap().len().unwrap(),
+    )
+}
+
 #[test]
-fn compaction_empties_recent_index_and_merges() {
+fn append_merges_full_blocks_and_compaction_seals() {
     let dir = tempfile::tempdir().unwrap();
     let store = SpanStore::open(dir.path(), opts(64)).unwrap();
     let mut g = Gen::new(17, 1);
+    let mut spans = Vec::new();
+    let mut written = 0;
     for _ in 0..20 {
-        let batch: Vec<SpanRecord> = (0..10).map(|_| g.span()).collect();
+        let batch: Vec<SpanRecord> = (0..10)
+            .map(|i| {
+                let mut s = g.span();
+                (s.org_id, s.server_id) = (1 + i % 2, 10 + i % 2);
+                s
+            })
+            .collect();
         let st = store.append(&batch).unwrap();
         assert_eq!(st.spans, 10);
         assert!(st.blocks >= 1 && st.partitions == 1);
+        written += st.blocks;
+        spans.extend(batch);
     }
+    // Each append added a pending block or merged pending ones into full blocks of 64 rows:
+    // fewer blocks exist than were written, and pending rows per owner stay under one block.
+    let p = day_partition(&store);
+    let headers = {
+        let txn = p.part.db.begin_read().unwrap();
+        txn.open_table(HEADERS).unwrap().len().unwrap() as usize
+    };
+    assert!(headers < written, "{headers} < {written}");
+    drop(p);
+    // The day is long over: compaction merges what is pending and seals the file.
     let stats = store.compact().unwrap();
-    assert!(
-        stats.blocks_merged > stats.blocks_written && stats.rows_rewritten == 200,
-        "{stats:?}"
+    assert!(stats.blocks_merged >= stats.blocks_written, "{stats:?}");
+    assert!(pending_counts(&store).iter().all(|&n| n <= 1));
+    let p = day_partition(&store);
+    let (next, sealed) = seal_state(&p.part.db).unwrap();
+    assert_eq!(sealed, Some(next));
+    drop(p);
+    // A second run finds nothing left to do, and the file is not rewritten again.
+    let path = dir
+        .path()
+        .join(file_name(store.partitions().unwrap()[0].day));
+    let ino = std::fs::metadata(&path).unwrap();
+    assert_eq!(store.compact().unwrap(), CompactStats::default());
+    let ino2 = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&ino),
+        std::os::unix::fs::MetadataExt::ino(&ino2)
     );
-    let day = store.partitions().unwrap()[0].day;
-    let p = store.parts.get(day, false).unwrap().unwrap();
-    let txn = p.part.db.begin_read().unwrap();
-    assert_eq!(txn.open_table(TRACE_RECENT).unwrap().len().unwrap(), 0);
-    // A second run finds nothing left to merge.
-    assert_eq!(store.compact().unwrap().blocks_written, 0);
+    for s in &spans {
+        let got = store.trace(s.org_id, &s.trace_id).unwrap();
+        assert!(got.iter().any(|x| eq_bits(x, s)));
+    }
+    let total: usize = (1..=3)
+        .map(|org| all(&store, org, &SpanFilter::default(), 100).len())
+        .sum();
+    assert_eq!(total, spans.len());
+}
+
+#[test]
+fn tiny_appends_keep_pending_blocks_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::open(dir.path(), opts(100_000)).unwrap();
+    let mut g = Gen::new(23, 1);
+    let mut spans = Vec::new();
+    for _ in 0..300 {
+        let mut s = g.span();
+        s.org_id = 1;
+        s.server_id = 10;
+        store.append(std::slice::from_ref(&s)).unwrap();
+        spans.push(s);
+    }
+    let counts = pending_counts(&store);
+    assert!(
+        counts.iter().all(|&n| n <= append::PENDING_BLOCKS_MAX),
+        "{counts:?}"
+    );
+    assert_eq!(all(&store, 1, &SpanFilter::default(), 1000).len(), 300);
+    for s in spans.iter().step_by(7) {
+        let want = spans.iter().filter(|x| x.trace_id == s.trace_id).count();
+        assert_eq!(store.trace(1, &s.trace_id).unwrap().len(), want);
+    }
+}
+
+#[test]
+fn leftover_seal_tmp_file_is_ignored_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = Gen::new(29, 1);
+    let spans: Vec<SpanRecord> = (0..50).map(|_| g.span()).collect();
+    let day = model::day_of(spans[0].start_unix_nano);
+    {
+        let store = SpanStore::open(dir.path(), opts(16)).unwrap();
+        store.append(&spans).unwrap();
+    }
+    let path = dir.path().join(file_name(day));
+    let tmp = dir.path().join(tmp_file_name(day));
+    // A crash at any step before the rename leaves some prefix of the tmp file: garbage, an
+    // empty file, or a complete copy. None of them may be read, and open removes it.
+    for content in [
+        &b""[..],
+        &b"garbage"[..],
+        &std::fs::read(&path).unwrap()[..],
+    ] {
+        std::fs::write(&tmp, content).unwrap();
+        let store = SpanStore::open(dir.path(), opts(16)).unwrap();
+        assert!(!tmp.exists());
+        assert_eq!(store.partitions().unwrap().len(), 1);
+        let total: usize = (1..=3)
+            .map(|org| all(&store, org, &SpanFilter::default(), 100).len())
+            .sum();
+        assert_eq!(total, spans.len());
+    }
+    // A crash after the rename leaves the sealed file, which is a complete partition.
+    {
+        let store = SpanStore::open(dir.path(), opts(16)).unwrap();
+        store.compact().unwrap();
+    }
+    let (headers, index) = table_lens(&path);
+    assert!(headers > 0 && index > 0);
+    let store = SpanStore::open(dir.path(), opts(16)).unwrap();
+    for s in &spans {
+        let got = store.trace(s.org_id, &s.trace_id).unwrap();
+        assert!(got.iter().any(|x| eq_bits(x, s)));
+    }
+}
+
+#[test]
+fn seal_while_a_reader_holds_the_old_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::open(dir.path(), opts(8)).unwrap();
+    let mut g = Gen::new(31, 1);
+    let spans: Vec<SpanRecord> = (0..100).map(|_| g.span()).collect();
+    store.append(&spans).unwrap();
+    let old = day_partition(&store);
+    let snapshot = old.part.db.begin_read().unwrap();
+    store.compact().unwrap();
+    assert!(old.is_dropped(), "the sealed rewrite replaced the handle");
+    // The old handle still reads its (unlinked) file consistently.
+    let n: u64 = redb::ReadableTableMetadata::len(&snapshot.open_table(HEADERS).unwrap()).unwrap();
+    assert!(n > 0);
+    drop(snapshot);
+    drop(old);
+    // Appends after the seal go to the new file and are found.
+    let mut late = g.span();
+    late.start_unix_nano = spans[0].start_unix_nano;
+    late.end_unix_nano = late.start_unix_nano + 1;
+    store.append(std::slice::from_ref(&late)).unwrap();
+    assert_eq!(
+        store
+            .trace(late.org_id, &late.trace_id)
+            .unwrap()
+            .iter()
+            .filter(|x| eq_bits(x, &late))
+            .count(),
+        1
+    );
+    store.compact().unwrap();
+    let total: usize = (1..=3)
+        .map(|org| all(&store, org, &SpanFilter::default(), 100).len())
+        .sum();
+    assert_eq!(total, spans.len() + 1);
 }
 
 #[test]

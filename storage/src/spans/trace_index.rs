@@ -1,92 +1,103 @@
-//! The per-partition trace index, in two tiers. `trace_recent` holds one 20-byte key per (trace,
-//! block) for blocks written by `append`; compaction moves entries into `trace_buckets`, where each
-//! (org, 10-bit trace prefix) bucket is one sorted, delta-coded list of (32-bit fingerprint, block),
-//! about 5 bytes per span. Lookups read one bucket plus one short key range per partition.
+//! The per-partition trace index. Every block has its own entries, written in the transaction that
+//! writes the block and removed in the one that removes it, so the index costs a few B-tree inserts
+//! per *block* (never one per span) and is never rewritten as it grows.
+//!
+//! A block of `rows` rows splits its trace ids into `2^bits` buckets by their top `bits` bits
+//! (`bits` = [`bits_for`]`(rows)`, about [`ENTRIES_PER_VALUE`] ids per bucket); each non-empty
+//! bucket is one redb value keyed `(org, bits, bucket, block)` holding the sorted, delta-coded
+//! 24-bit fingerprints (the trace-id bits right after the bucket bits). A lookup range-scans
+//! `(org, bits, bucket_of(trace, bits), *)` for each `bits` in `0..=BITS_MAX`: it reads one short
+//! value per block of the org, never a block body, and only bodies of candidate blocks follow.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
-use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use redb::{ReadTransaction, WriteTransaction};
 
 use super::corrupt;
-use super::partition::{TRACE_BUCKETS, TRACE_RECENT};
+use super::partition::TRACE_INDEX;
 use crate::codec::{put_varint, Reader};
 use crate::error::Result;
 use crate::model::OrgId;
 
-pub const BUCKET_BITS: u32 = 10;
+/// Largest bucket width: 1024 buckets (a block of 64k+ rows).
+pub const BITS_MAX: u8 = 10;
+/// Fingerprint width. With the bucket bits a block of 8192 rows discriminates 31 bits: a lookup
+/// reads a non-matching block with probability about rows / 2^31 per block checked.
+pub const FP_BITS: u32 = 24;
+/// Target ids per bucket value: amortizes the 15-byte key and redb's per-entry overhead.
+pub const ENTRIES_PER_VALUE: usize = 64;
 
-pub fn recent_key(org: OrgId, trace: &[u8; 16], block: u64) -> [u8; 20] {
-    let mut k = [0u8; 20];
+pub type IndexKey = [u8; 15];
+
+/// Bucket bits for a block of `rows` rows.
+pub fn bits_for(rows: usize) -> u8 {
+    let per = rows / ENTRIES_PER_VALUE;
+    if per <= 1 {
+        0
+    } else {
+        (usize::BITS - (per - 1).leading_zeros()).min(u32::from(BITS_MAX)) as u8
+    }
+}
+
+fn prefix(trace: &[u8; 16]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&trace[..8]);
+    u64::from_be_bytes(b)
+}
+
+/// Top `bits` bits of the trace id.
+pub fn bucket_of(trace: &[u8; 16], bits: u8) -> u16 {
+    if bits == 0 {
+        0
+    } else {
+        (prefix(trace) >> (64 - u32::from(bits))) as u16
+    }
+}
+
+/// The [`FP_BITS`] bits of the trace id after the top `bits`.
+pub fn fingerprint(trace: &[u8; 16], bits: u8) -> u32 {
+    ((prefix(trace) << bits) >> (64 - FP_BITS)) as u32
+}
+
+pub fn index_key(org: OrgId, bits: u8, bucket: u16, block: u64) -> IndexKey {
+    let mut k = [0u8; 15];
     k[..4].copy_from_slice(&org.to_be_bytes());
-    k[4..12].copy_from_slice(&trace[..8]);
-    k[12..].copy_from_slice(&block.to_be_bytes());
+    k[4] = bits;
+    k[5..7].copy_from_slice(&bucket.to_be_bytes());
+    k[7..].copy_from_slice(&block.to_be_bytes());
     k
 }
 
-/// Top `BUCKET_BITS` bits of the trace id.
-pub fn bucket_of(trace: &[u8; 16]) -> u16 {
-    u16::from_be_bytes([trace[0], trace[1]]) >> (16 - BUCKET_BITS)
-}
-
-/// Bits 16..48 of the trace id: with the bucket, 42 bits discriminate, so a false positive (one
-/// extra block read, then dropped by the exact id check) is rare.
-pub fn fingerprint(trace: &[u8; 16]) -> u32 {
-    u32::from_be_bytes([trace[2], trace[3], trace[4], trace[5]])
-}
-
-fn bucket_key(org: OrgId, bucket: u16) -> [u8; 6] {
-    let mut k = [0u8; 6];
-    k[..4].copy_from_slice(&org.to_be_bytes());
-    k[4..].copy_from_slice(&bucket.to_be_bytes());
-    k
-}
-
-/// Adds the (trace, block) pairs of a freshly appended block to the recent tier.
-pub fn insert_recent<'a>(
+/// Indexes the trace ids of a new block.
+pub fn insert_block(
     txn: &WriteTransaction,
     org: OrgId,
     block: u64,
-    traces: impl Iterator<Item = &'a [u8; 16]>,
+    traces: &[[u8; 16]],
 ) -> Result<()> {
-    let mut t = txn.open_table(TRACE_RECENT)?;
-    for tr in traces {
-        t.insert(&recent_key(org, tr, block), ())?;
+    let bits = bits_for(traces.len());
+    let mut entries: Vec<(u16, u32)> = traces
+        .iter()
+        .map(|t| (bucket_of(t, bits), fingerprint(t, bits)))
+        .collect();
+    entries.sort_unstable();
+    entries.dedup();
+    let mut t = txn.open_table(TRACE_INDEX)?;
+    let mut value = Vec::with_capacity(ENTRIES_PER_VALUE * 4);
+    for run in entries.chunk_by(|a, b| a.0 == b.0) {
+        value.clear();
+        encode_fps(&mut value, run.iter().map(|e| e.1));
+        t.insert(&index_key(org, bits, run[0].0, block), value.as_slice())?;
     }
     Ok(())
 }
 
-/// Compaction's index update for one org: drops entries of `removed` blocks (recent keys are given
-/// exactly; bucket entries are found by block id) and adds `added` (trace, block) pairs to buckets.
-pub fn reindex(
-    txn: &WriteTransaction,
-    org: OrgId,
-    removed_recent: &[([u8; 16], u64)],
-    removed: &HashSet<u64>,
-    added: &[([u8; 16], u64)],
-) -> Result<()> {
-    let mut recent = txn.open_table(TRACE_RECENT)?;
-    for (tr, b) in removed_recent {
-        recent.remove(&recent_key(org, tr, *b))?;
-    }
-    let mut by_bucket: BTreeMap<u16, Vec<(u32, u64)>> = BTreeMap::new();
-    for (tr, b) in added {
-        by_bucket
-            .entry(bucket_of(tr))
-            .or_default()
-            .push((fingerprint(tr), *b));
-    }
-    let mut buckets = txn.open_table(TRACE_BUCKETS)?;
-    for (bucket, new) in by_bucket {
-        let key = bucket_key(org, bucket);
-        let mut entries = match buckets.get(&key)? {
-            Some(v) => decode_bucket(v.value())?,
-            None => Vec::new(),
-        };
-        entries.retain(|(_, b)| !removed.contains(b));
-        entries.extend(new);
-        entries.sort_unstable();
-        entries.dedup();
-        buckets.insert(&key, encode_bucket(&entries).as_slice())?;
+/// Removes the entries of a block of `rows` rows.
+pub fn remove_block(txn: &WriteTransaction, org: OrgId, block: u64, rows: usize) -> Result<()> {
+    let bits = bits_for(rows);
+    let mut t = txn.open_table(TRACE_INDEX)?;
+    for bucket in 0..(1u32 << bits) {
+        t.remove(&index_key(org, bits, bucket as u16, block))?;
     }
     Ok(())
 }
@@ -94,84 +105,66 @@ pub fn reindex(
 /// Blocks of this partition that may hold spans of `trace` in `org` (a superset; callers check ids).
 pub fn lookup(txn: &ReadTransaction, org: OrgId, trace: &[u8; 16]) -> Result<BTreeSet<u64>> {
     let mut blocks = BTreeSet::new();
-    let recent = txn.open_table(TRACE_RECENT)?;
-    let lo = recent_key(org, trace, 0);
-    let hi = recent_key(org, trace, u64::MAX);
-    for entry in recent.range::<&[u8; 20]>(&lo..=&hi)? {
-        let (k, _) = entry?;
-        let k = k.value();
-        blocks.insert(u64::from_be_bytes([
-            k[12], k[13], k[14], k[15], k[16], k[17], k[18], k[19],
-        ]));
-    }
-    let buckets = txn.open_table(TRACE_BUCKETS)?;
-    if let Some(v) = buckets.get(&bucket_key(org, bucket_of(trace)))? {
-        let fp = fingerprint(trace);
-        let entries = decode_bucket(v.value())?;
-        let first = entries.partition_point(|(f, _)| *f < fp);
-        blocks.extend(
-            entries[first..]
-                .iter()
-                .take_while(|(f, _)| *f == fp)
-                .map(|(_, b)| *b),
+    let t = txn.open_table(TRACE_INDEX)?;
+    for bits in 0..=BITS_MAX {
+        let bucket = bucket_of(trace, bits);
+        let fp = fingerprint(trace, bits);
+        let (lo, hi) = (
+            index_key(org, bits, bucket, 0),
+            index_key(org, bits, bucket, u64::MAX),
         );
+        for entry in t.range::<&IndexKey>(&lo..=&hi)? {
+            let (k, v) = entry?;
+            if contains_fp(v.value(), fp)? {
+                let k = k.value();
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&k[7..]);
+                blocks.insert(u64::from_be_bytes(b));
+            }
+        }
     }
     Ok(blocks)
 }
 
-/// `[n_blocks][first block, then deltas][n_entries][entries: fp delta, block index]`, entries sorted
-/// by (fp, block). The block list is a per-bucket dictionary so entries carry a 1-byte index.
-pub fn encode_bucket(entries: &[(u32, u64)]) -> Vec<u8> {
-    let blocks: Vec<u64> = entries
-        .iter()
-        .map(|e| e.1)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let mut out = Vec::with_capacity(entries.len() * 5 + blocks.len() * 3 + 4);
-    put_varint(&mut out, blocks.len() as u64);
+/// `varint n, n x varint delta` of ascending fingerprints (first delta from 0).
+pub fn encode_fps(out: &mut Vec<u8>, fps: impl ExactSizeIterator<Item = u32>) {
+    put_varint(out, fps.len() as u64);
     let mut prev = 0;
-    for &b in &blocks {
-        put_varint(&mut out, b - prev);
-        prev = b;
+    for fp in fps {
+        put_varint(out, u64::from(fp - prev));
+        prev = fp;
     }
-    put_varint(&mut out, entries.len() as u64);
-    let mut prev_fp = 0;
-    for &(fp, b) in entries {
-        put_varint(&mut out, u64::from(fp - prev_fp));
-        prev_fp = fp;
-        put_varint(&mut out, blocks.partition_point(|&x| x < b) as u64);
-    }
-    out
 }
 
-pub fn decode_bucket(bytes: &[u8]) -> Result<Vec<(u32, u64)>> {
+fn contains_fp(bytes: &[u8], want: u32) -> Result<bool> {
     let mut r = Reader::new(bytes);
-    let nb = r.count(1)?;
-    let mut blocks = Vec::with_capacity(nb);
-    let mut prev = 0u64;
-    for _ in 0..nb {
-        prev = prev
-            .checked_add(r.varint()?)
-            .ok_or_else(|| corrupt("bucket block id overflow"))?;
-        blocks.push(prev);
-    }
-    let ne = r.count(2)?;
-    let mut entries = Vec::with_capacity(ne);
+    let n = r.count(1)?;
     let mut fp = 0u32;
-    for _ in 0..ne {
+    for _ in 0..n {
         fp = fp
             .checked_add(r.varint_u32()?)
-            .ok_or_else(|| corrupt("bucket fingerprint overflow"))?;
-        let idx = r.varint()?;
-        let b = usize::try_from(idx)
-            .ok()
-            .and_then(|i| blocks.get(i))
-            .ok_or_else(|| corrupt("bucket block index"))?;
-        entries.push((fp, *b));
+            .ok_or_else(|| corrupt("trace index fingerprint overflow"))?;
+        if fp >= want {
+            return Ok(fp == want);
+        }
     }
-    r.finish("trace bucket")?;
-    Ok(entries)
+    Ok(false)
+}
+
+#[cfg(test)]
+pub fn decode_fps(bytes: &[u8]) -> Result<Vec<u32>> {
+    let mut r = Reader::new(bytes);
+    let n = r.count(1)?;
+    let mut out = Vec::with_capacity(n);
+    let mut fp = 0u32;
+    for _ in 0..n {
+        fp = fp
+            .checked_add(r.varint_u32()?)
+            .ok_or_else(|| corrupt("trace index fingerprint overflow"))?;
+        out.push(fp);
+    }
+    r.finish("trace index value")?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -181,16 +174,36 @@ mod tests {
 
     proptest! {
         #[test]
-        fn bucket_round_trip(mut entries in proptest::collection::vec((any::<u32>(), 0u64..1_000_000), 0..300)) {
-            entries.sort_unstable();
-            entries.dedup();
-            let bytes = encode_bucket(&entries);
-            prop_assert_eq!(decode_bucket(&bytes).unwrap(), entries);
+        fn fps_round_trip(mut fps in proptest::collection::vec(0u32..(1 << FP_BITS), 0..300), probe in 0u32..(1 << FP_BITS)) {
+            fps.sort_unstable();
+            fps.dedup();
+            let mut bytes = Vec::new();
+            encode_fps(&mut bytes, fps.iter().copied());
+            prop_assert_eq!(decode_fps(&bytes).unwrap(), fps.clone());
+            prop_assert_eq!(contains_fp(&bytes, probe).unwrap(), fps.contains(&probe));
         }
 
         #[test]
-        fn bucket_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = decode_bucket(&bytes);
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64), probe in any::<u32>()) {
+            let _ = decode_fps(&bytes);
+            let _ = contains_fp(&bytes, probe);
         }
+
+        #[test]
+        fn bucket_and_fingerprint_split_the_prefix(trace in any::<[u8; 16]>(), bits in 0u8..=BITS_MAX) {
+            let p = prefix(&trace);
+            let joined = (u64::from(bucket_of(&trace, bits)) << FP_BITS) | u64::from(fingerprint(&trace, bits));
+            prop_assert_eq!(joined, p >> (64 - FP_BITS - u32::from(bits)));
+        }
+    }
+
+    #[test]
+    fn bits_grow_with_rows() {
+        assert_eq!(bits_for(1), 0);
+        assert_eq!(bits_for(127), 0);
+        assert_eq!(bits_for(128), 1);
+        assert_eq!(bits_for(512), 3);
+        assert_eq!(bits_for(8192), 7);
+        assert_eq!(bits_for(1 << 20), BITS_MAX);
     }
 }

@@ -1,0 +1,132 @@
+"""Run sdk/conformance/scenario.json: build the server it describes, make its calls, check spans."""
+
+
+import json
+from pathlib import Path
+from typing import Any
+
+SCENARIO = json.loads((Path(__file__).resolve().parents[2] / "conformance" / "scenario.json").read_text())
+
+
+def build_mcp2_server(scenario: dict = SCENARIO, **kwargs: Any):
+    from mcp.server.mcpserver import MCPServer
+
+    spec = scenario["server"]
+    server = MCPServer(spec["name"], **kwargs)
+    for tool in spec["tools"]:
+        _add_tool(server, tool)
+    for res in spec["resources"]:
+        server.resource(res["uri"])(_const(res["text"]))
+    for prompt in spec["prompts"]:
+        server.prompt(name=prompt["name"])(_prompt(prompt["text"]))
+    return server
+
+
+def _prompt(text: str):
+    def greet(name: str) -> str:
+        return text.format(name=name)
+
+    return greet
+
+
+def _const(text: str):
+    def read() -> str:
+        return text
+
+    return read
+
+
+def _add_tool(server, tool: dict) -> None:
+    from mcp_types import CallToolResult, TextContent
+
+    name, behavior = tool["name"], tool["behavior"]
+    if behavior == "ok":
+        result_text = tool["result_text"]
+
+        def ok(city: str) -> str:
+            return result_text.format(city=city)
+
+        server.tool(name=name)(ok)
+    elif behavior == "is_error":
+        text = tool["result_text"]
+
+        def soft() -> CallToolResult:
+            return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+
+        server.tool(name=name)(soft)
+    elif behavior == "raise":
+        msg = tool["error_message"]
+
+        def boom() -> str:
+            raise RuntimeError(msg)
+
+        server.tool(name=name)(boom)
+
+
+async def run_steps(client: Any, scenario: dict = SCENARIO) -> list[tuple[dict, str]]:
+    """Send every step (the client already did `initialize`). Returns (step, outcome) pairs."""
+    from mcp.shared.exceptions import MCPError
+
+    outcomes = []
+    dispatcher = client.session._dispatcher
+    for step in scenario["steps"]:
+        req = step["request"]
+        if req["method"] == "initialize":
+            outcomes.append((step, "result"))
+            continue
+        try:
+            res = await dispatcher.send_raw_request(req["method"], req.get("params"), None)
+            outcome = "result_is_error" if isinstance(res, dict) and res.get("isError") else "result"
+        except MCPError:
+            outcome = "error"
+        outcomes.append((step, outcome))
+    return outcomes
+
+
+def check_outcomes(outcomes: list[tuple[dict, str]]) -> None:
+    for step, outcome in outcomes:
+        want = step["expect_response"]
+        want = want if isinstance(want, list) else [want]
+        assert outcome in want, f"step {step['id']}: response {outcome}, expected {want}"
+
+
+def _matches(value: Any, want: Any) -> bool:
+    if isinstance(want, list):
+        return value in want
+    return value == want
+
+
+def check_spans(spans: list[dict], transport: str, scenario: dict = SCENARIO) -> None:
+    """Exactly one server span per step, in order, with the expected canonical fields."""
+    steps = scenario["steps"]
+    server_spans = sorted((s for s in spans if s["kind"] == "server"), key=lambda s: int(s["start_time_unix_nano"]))
+    names = [s["name"] for s in server_spans]
+    assert len(server_spans) == len(steps), f"{len(server_spans)} server spans for {len(steps)} steps: {names}"
+    tcfg = scenario["transports"][transport]
+    for step, span in zip(steps, server_spans):
+        exp = step["expect_span"]
+        sid = step["id"]
+        assert span["name"] == exp["name"], f"{sid}: name {span['name']!r}"
+        assert span["kind"] == exp["kind"], f"{sid}: kind {span['kind']}"
+        assert span["status"]["code"] == exp["status"], f"{sid}: status {span['status']}"
+        mcp = span["mcp"]
+        for k, v in {**exp.get("mcp", {}), **tcfg.get("mcp_expect", {})}.items():
+            assert _matches(mcp.get(k), v), f"{sid}: mcp.{k}={mcp.get(k)!r}, expected {v!r}"
+        for k in exp.get("mcp_present", []) + tcfg.get("mcp_present", []):
+            if k == "session_id" and step["request"]["method"] == "initialize":
+                continue  # the session id is assigned by the initialize response
+            assert mcp.get(k) not in (None, ""), f"{sid}: mcp.{k} missing"
+        for k, v in exp.get("attributes", {}).items():
+            assert span["attributes"].get(k) == v, f"{sid}: attribute {k}={span['attributes'].get(k)!r}"
+        for k in exp.get("attributes_present", []):
+            assert k in span["attributes"], f"{sid}: attribute {k} missing: {span['attributes']}"
+        for k in exp.get("attributes_absent", []):
+            assert k not in span["attributes"], f"{sid}: attribute {k} must not be recorded"
+        for ev in exp.get("events_present", []):
+            assert ev in [e["name"] for e in span["events"]], f"{sid}: event {ev} missing"
+        if "trace_id" in exp:
+            assert span["trace_id"] == exp["trace_id"], f"{sid}: trace_id {span['trace_id']}"
+            assert span["parent_span_id"] == exp["parent_span_id"], f"{sid}: parent {span['parent_span_id']}"
+        else:
+            assert span["parent_span_id"] is None, f"{sid}: unexpected parent"
+        assert 0 < span["sample_probability"] <= 1

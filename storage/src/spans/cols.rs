@@ -1,0 +1,485 @@
+//! The in-memory column set of one block: what the encoder writes and what compaction merges.
+//! Built either from `SpanRecord`s (append) or straight from the decompressed columns of stored
+//! blocks (compaction), so merging never materializes records: strings stay borrowed, attribute
+//! payloads stay encoded, dictionaries are remapped, rows are gathered.
+
+use std::borrow::Cow;
+
+use rustc_hash::FxHashMap;
+
+use super::block::{BlockBody, BLOCK_ROWS_LIMIT, BODY_MAGIC};
+use super::columns::*;
+use super::corrupt;
+use super::header::{BlockHeader, BITMAP_FIELDS};
+use crate::codec::strdict::{self, StrVals};
+use crate::codec::{self, bitpack, compress, hash32, put_varint, value, Reader};
+use crate::error::Result;
+use crate::model::{OrgId, ServerId, SpanRecord, STATUS_ERROR};
+
+/// Columns of `len()` rows, sorted by (start, span id, trace id).
+pub struct Cols<'a> {
+    pub starts: Vec<u64>,
+    /// Stored form: `zigzag(end.wrapping_sub(start) as i64)`.
+    pub ends: Vec<u64>,
+    pub traces: Vec<[u8; 16]>,
+    pub spans: Vec<[u8; 8]>,
+    pub parents: Vec<[u8; 8]>,
+    pub envs: Vec<u8>,
+    pub kinds: Vec<u8>,
+    pub statuses: Vec<u8>,
+    /// flags, dropped attributes, dropped events, dropped links.
+    pub counts: Vec<[u64; 4]>,
+    pub probs: Vec<u64>,
+    /// Encoded origins (`value::put_origin`) and one id per row.
+    pub origin_dict: Vec<Cow<'a, [u8]>>,
+    pub origin_ids: Vec<u32>,
+    /// Encoded (attributes, events, links) of every row, concatenated; `extra_ends[i]` is the end
+    /// offset of row i.
+    pub extras: Cow<'a, [u8]>,
+    pub extra_ends: Vec<usize>,
+    /// One per [`StrField`], in `StrField::ALL` order.
+    pub strs: Vec<StrVals<'a>>,
+}
+
+impl<'a> Cols<'a> {
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    fn with_capacity(n: usize) -> Cols<'a> {
+        Cols {
+            starts: Vec::with_capacity(n),
+            ends: Vec::with_capacity(n),
+            traces: Vec::with_capacity(n),
+            spans: Vec::with_capacity(n),
+            parents: Vec::with_capacity(n),
+            envs: Vec::with_capacity(n),
+            kinds: Vec::with_capacity(n),
+            statuses: Vec::with_capacity(n),
+            counts: Vec::with_capacity(n),
+            probs: Vec::with_capacity(n),
+            origin_dict: Vec::new(),
+            origin_ids: Vec::with_capacity(n),
+            extras: Cow::Owned(Vec::new()),
+            extra_ends: Vec::with_capacity(n),
+            strs: Vec::with_capacity(StrField::ALL.len()),
+        }
+    }
+
+    /// Columns of `rows`, which must be sorted (`block::sort_rows`).
+    pub fn from_records(rows: &[&'a SpanRecord]) -> Cols<'a> {
+        let mut c = Cols::with_capacity(rows.len());
+        let mut extras = Vec::with_capacity(rows.len() * 32);
+        let mut origin_index: FxHashMap<Vec<u8>, u32> = FxHashMap::default();
+        let mut enc = Vec::new();
+        let mut prev: Option<&SpanRecord> = None;
+        for &r in rows {
+            c.starts.push(r.start_unix_nano);
+            c.ends.push(codec::zigzag(
+                r.end_unix_nano.wrapping_sub(r.start_unix_nano) as i64,
+            ));
+            c.traces.push(r.trace_id);
+            c.spans.push(r.span_id);
+            c.parents.push(r.parent_span_id);
+            c.envs.push(r.env as u8);
+            c.kinds.push(r.kind);
+            c.statuses.push(r.status_code);
+            c.counts.push([
+                u64::from(r.flags),
+                u64::from(r.dropped_attributes_count),
+                u64::from(r.dropped_events_count),
+                u64::from(r.dropped_links_count),
+            ]);
+            c.probs.push(r.sample_probability.to_bits());
+            // Origins are usually shared by every span of an export: compare with the previous
+            // row before encoding and hashing.
+            let id = match prev {
+                Some(p) if p.origin == r.origin => *c.origin_ids.last().unwrap_or(&0),
+                _ => {
+                    enc.clear();
+                    value::put_origin(&mut enc, &r.origin);
+                    match origin_index.get(enc.as_slice()) {
+                        Some(&id) => id,
+                        None => {
+                            let id = c.origin_dict.len() as u32;
+                            origin_index.insert(enc.clone(), id);
+                            c.origin_dict.push(Cow::Owned(enc.clone()));
+                            id
+                        }
+                    }
+                }
+            };
+            c.origin_ids.push(id);
+            prev = Some(r);
+            value::put_kvs(&mut extras, &r.attributes);
+            value::put_events(&mut extras, &r.events);
+            value::put_links(&mut extras, &r.links);
+            c.extra_ends.push(extras.len());
+        }
+        c.extras = Cow::Owned(extras);
+        for f in StrField::ALL {
+            c.strs
+                .push(StrVals::from_iter(rows.iter().map(|r| f.get(r))));
+        }
+        c
+    }
+
+    /// Columns of a stored block, borrowing from its decompressed columns `raw` (from
+    /// [`BlockBody::raw_columns`]).
+    pub fn from_raw(raw: &'a [Vec<u8>], n: usize) -> Result<Cols<'a>> {
+        let mut c = Cols::with_capacity(n);
+        let mut r = Reader::new(&raw[C_START]);
+        let mut acc = 0u64;
+        for _ in 0..n {
+            acc = acc
+                .checked_add(r.varint()?)
+                .ok_or_else(|| corrupt("start time overflow"))?;
+            c.starts.push(acc);
+        }
+        r.finish("start column")?;
+        let mut r = Reader::new(&raw[C_END]);
+        for _ in 0..n {
+            c.ends.push(r.varint()?);
+        }
+        r.finish("end column")?;
+        c.traces = fixed(&raw[C_TRACE], n)?;
+        c.spans = fixed(&raw[C_SPAN], n)?;
+        let mut r = Reader::new(&raw[C_PARENT]);
+        for p in bitpack::unpack(&mut r, n)? {
+            c.parents.push(match p {
+                0 => [0; 8],
+                1 => r.array()?,
+                _ => return Err(corrupt("parent presence bit").into()),
+            });
+        }
+        r.finish("parent column")?;
+        for (col, out) in [
+            (C_ENV, &mut c.envs),
+            (C_KIND, &mut c.kinds),
+            (C_STATUS, &mut c.statuses),
+        ] {
+            if raw[col].len() != n {
+                return Err(corrupt(format!("byte column {col} length")));
+            }
+            out.extend_from_slice(&raw[col]);
+        }
+        if c.envs.iter().any(|&e| e > 1) {
+            return Err(corrupt("env byte"));
+        }
+        let mut r = Reader::new(&raw[C_COUNTS]);
+        for _ in 0..n {
+            let mut v = [0u64; 4];
+            for x in &mut v {
+                *x = u64::from(r.varint_u32()?);
+            }
+            c.counts.push(v);
+        }
+        r.finish("counts column")?;
+        c.probs = fixed::<8>(&raw[C_PROB], n)?
+            .into_iter()
+            .map(u64::from_le_bytes)
+            .collect();
+        let mut r = Reader::new(&raw[C_ORIGIN]);
+        let nd = r.count(3)?;
+        for _ in 0..nd {
+            let at = r.position();
+            value::read_origin(&mut r)?;
+            c.origin_dict
+                .push(Cow::Borrowed(&raw[C_ORIGIN][at..r.position()]));
+        }
+        c.origin_ids = bitpack::unpack(&mut r, n)?;
+        r.finish("origin column")?;
+        if c.origin_ids.iter().any(|&id| id as usize >= nd) {
+            return Err(corrupt("origin id past dictionary"));
+        }
+        let ex = &raw[C_EXTRA];
+        let mut r = Reader::new(ex);
+        let mut end = 0usize;
+        for _ in 0..n {
+            end = end
+                .checked_add(usize::try_from(r.varint()?).map_err(|_| corrupt("extra length"))?)
+                .ok_or_else(|| corrupt("extra length"))?;
+            c.extra_ends.push(end);
+        }
+        let data = &ex[r.position()..];
+        if end != data.len() {
+            return Err(corrupt("extra column length"));
+        }
+        c.extras = Cow::Borrowed(data);
+        for f in StrField::ALL {
+            let mut r = Reader::new(&raw[f.column()]);
+            let v = strdict::decode_vals(&mut r, n)?;
+            r.finish("string column")?;
+            if !f.optional() && (0..n).any(|i| !v.present(i)) {
+                return Err(corrupt(format!("{f:?} is absent in a row")));
+            }
+            c.strs.push(v);
+        }
+        Ok(c)
+    }
+
+    fn extra(&self, i: usize) -> &[u8] {
+        let a = if i == 0 { 0 } else { self.extra_ends[i - 1] };
+        &self.extras[a..self.extra_ends[i]]
+    }
+
+    /// The merged row order of `parts` (each sorted): (part, row) pairs sorted by (start, span id,
+    /// trace id), ties by part and row so the result is deterministic.
+    pub fn merged_order(parts: &[Cols<'a>]) -> Vec<(u32, u32)> {
+        let mut keys: Vec<(u64, [u8; 8], [u8; 16], u32, u32)> =
+            Vec::with_capacity(parts.iter().map(Cols::len).sum());
+        for (p, c) in parts.iter().enumerate() {
+            for i in 0..c.len() {
+                keys.push((c.starts[i], c.spans[i], c.traces[i], p as u32, i as u32));
+            }
+        }
+        keys.sort_unstable();
+        keys.into_iter().map(|k| (k.3, k.4)).collect()
+    }
+
+    /// The rows `order` of `parts`, in that order.
+    pub fn gather(parts: &[Cols<'a>], order: &[(u32, u32)]) -> Cols<'a> {
+        let mut c = Cols::with_capacity(order.len());
+        let mut extras = Vec::new();
+        let mut origin_remap: Vec<Vec<u32>> = parts
+            .iter()
+            .map(|p| vec![u32::MAX; p.origin_dict.len()])
+            .collect();
+        let mut origin_index: FxHashMap<&[u8], u32> = FxHashMap::default();
+        for &(p, i) in order {
+            let (src, i) = (&parts[p as usize], i as usize);
+            c.starts.push(src.starts[i]);
+            c.ends.push(src.ends[i]);
+            c.traces.push(src.traces[i]);
+            c.spans.push(src.spans[i]);
+            c.parents.push(src.parents[i]);
+            c.envs.push(src.envs[i]);
+            c.kinds.push(src.kinds[i]);
+            c.statuses.push(src.statuses[i]);
+            c.counts.push(src.counts[i]);
+            c.probs.push(src.probs[i]);
+            let oid = src.origin_ids[i] as usize;
+            let m = &mut origin_remap[p as usize][oid];
+            if *m == u32::MAX {
+                let bytes: &[u8] = &src.origin_dict[oid];
+                *m = *origin_index.entry(bytes).or_insert_with(|| {
+                    c.origin_dict.push(src.origin_dict[oid].clone());
+                    c.origin_dict.len() as u32 - 1
+                });
+            }
+            c.origin_ids.push(*m);
+            extras.extend_from_slice(src.extra(i));
+            c.extra_ends.push(extras.len());
+        }
+        c.extras = Cow::Owned(extras);
+        for f in 0..StrField::ALL.len() {
+            let cols: Vec<&StrVals<'a>> = parts.iter().map(|p| &p.strs[f]).collect();
+            c.strs.push(gather_strs(&cols, order));
+        }
+        c
+    }
+
+    /// Header of this column set (bitmaps from the dictionaries, not from every row).
+    pub fn header(&self, body_bytes: usize) -> BlockHeader {
+        let mut h = BlockHeader {
+            rows: self.len() as u32,
+            min_start: u64::MAX,
+            max_start: 0,
+            min_dur: u64::MAX,
+            max_dur: 0,
+            errors: 0,
+            env_mask: 0,
+            flags: 0,
+            body_bytes: u32::try_from(body_bytes).unwrap_or(u32::MAX),
+            bitmaps: Default::default(),
+        };
+        let err_type = &self.strs[StrField::ErrorType as usize];
+        for i in 0..self.len() {
+            let s = self.starts[i];
+            let end = s.wrapping_add(codec::unzigzag(self.ends[i]) as u64);
+            let d = end.saturating_sub(s);
+            h.min_start = h.min_start.min(s);
+            h.max_start = h.max_start.max(s);
+            h.min_dur = h.min_dur.min(d);
+            h.max_dur = h.max_dur.max(d);
+            h.errors += u32::from(self.statuses[i] == STATUS_ERROR || err_type.present(i));
+            h.env_mask |= 1 << self.envs[i];
+        }
+        for (bm, f) in h.bitmaps.iter_mut().zip(BITMAP_FIELDS) {
+            self.strs[f as usize].distinct(|v| {
+                bm.insert(hash32(v));
+            });
+        }
+        h
+    }
+
+    /// Encodes the block body (layout in docs/format.md) with every column compressed at `level`.
+    pub fn encode(&self, org: OrgId, server: ServerId, level: i32) -> Result<Vec<u8>> {
+        let n = self.len();
+        assert!(n > 0 && n <= BLOCK_ROWS_LIMIT);
+        let mut frames = Vec::with_capacity(n * 48 + 1024);
+        let mut lens = [0usize; NCOLS];
+        let mut raw = Vec::with_capacity(n * 16);
+        for (col, len) in lens.iter_mut().enumerate() {
+            raw.clear();
+            self.encode_column(col, &mut raw);
+            let before = frames.len();
+            compress::put_frame(&mut frames, &raw, level)?;
+            *len = frames.len() - before;
+        }
+        let mut body = Vec::with_capacity(frames.len() + 17 + NCOLS * 3);
+        body.extend_from_slice(&BODY_MAGIC);
+        body.extend_from_slice(&org.to_le_bytes());
+        body.extend_from_slice(&server.to_le_bytes());
+        body.extend_from_slice(&(n as u32).to_le_bytes());
+        body.push(NCOLS as u8);
+        for l in lens {
+            put_varint(&mut body, l as u64);
+        }
+        body.extend_from_slice(&frames);
+        Ok(body)
+    }
+
+    fn encode_column(&self, col: usize, out: &mut Vec<u8>) {
+        match col {
+            C_START => {
+                let mut prev = 0u64;
+                for &s in &self.starts {
+                    put_varint(out, s - prev);
+                    prev = s;
+                }
+            }
+            C_END => self.ends.iter().for_each(|&e| put_varint(out, e)),
+            C_TRACE => self.traces.iter().for_each(|t| out.extend_from_slice(t)),
+            C_SPAN => self.spans.iter().for_each(|t| out.extend_from_slice(t)),
+            C_PARENT => {
+                // Roots have an all-zero parent: a presence bit instead of 8 zero bytes.
+                let present: Vec<u32> = self
+                    .parents
+                    .iter()
+                    .map(|p| u32::from(*p != [0; 8]))
+                    .collect();
+                bitpack::pack(out, &present);
+                for p in self.parents.iter().filter(|p| **p != [0; 8]) {
+                    out.extend_from_slice(p);
+                }
+            }
+            C_ENV => out.extend_from_slice(&self.envs),
+            C_KIND => out.extend_from_slice(&self.kinds),
+            C_STATUS => out.extend_from_slice(&self.statuses),
+            C_COUNTS => self
+                .counts
+                .iter()
+                .for_each(|c| c.iter().for_each(|&v| put_varint(out, v))),
+            C_PROB => self
+                .probs
+                .iter()
+                .for_each(|p| out.extend_from_slice(&p.to_le_bytes())),
+            C_ORIGIN => {
+                put_varint(out, self.origin_dict.len() as u64);
+                for d in &self.origin_dict {
+                    out.extend_from_slice(d);
+                }
+                bitpack::pack(out, &self.origin_ids);
+            }
+            C_EXTRA => {
+                let mut prev = 0;
+                for &e in &self.extra_ends {
+                    put_varint(out, (e - prev) as u64);
+                    prev = e;
+                }
+                out.extend_from_slice(&self.extras);
+            }
+            _ => strdict::encode_vals(out, &self.strs[col - C_STR0]),
+        }
+    }
+}
+
+fn fixed<const N: usize>(raw: &[u8], n: usize) -> Result<Vec<[u8; N]>> {
+    if raw.len() != n * N {
+        return Err(corrupt(format!("fixed column of {} bytes", raw.len())));
+    }
+    Ok(raw
+        .chunks_exact(N)
+        .map(|c| c.try_into().unwrap_or([0; N]))
+        .collect())
+}
+
+/// Gathers one string column: numeric stays numeric; otherwise dictionaries are remapped into one
+/// (first-appearance order of the gathered rows).
+fn gather_strs<'a>(parts: &[&StrVals<'a>], order: &[(u32, u32)]) -> StrVals<'a> {
+    if parts.iter().all(|p| matches!(p, StrVals::Num(_))) {
+        return StrVals::Num(
+            order
+                .iter()
+                .map(|&(p, i)| match parts[p as usize] {
+                    StrVals::Num(v) => v[i as usize],
+                    StrVals::Dict { .. } => None,
+                })
+                .collect(),
+        );
+    }
+    let converted: Vec<Option<StrVals<'a>>> = parts
+        .iter()
+        .map(|p| match p {
+            StrVals::Num(v) => Some(num_to_dict(v)),
+            StrVals::Dict { .. } => None,
+        })
+        .collect();
+    let dicts: Vec<(&[Cow<'a, str>], &[u32])> = parts
+        .iter()
+        .zip(&converted)
+        .map(|(p, c)| match c.as_ref().unwrap_or(p) {
+            StrVals::Dict { dict, ids } => (dict.as_slice(), ids.as_slice()),
+            StrVals::Num(_) => (&[][..], &[][..]),
+        })
+        .collect();
+    let mut remap: Vec<Vec<u32>> = dicts
+        .iter()
+        .map(|(d, _)| {
+            let mut m = vec![u32::MAX; d.len() + 1];
+            m[0] = 0;
+            m
+        })
+        .collect();
+    let mut index: FxHashMap<&str, u32> = FxHashMap::default();
+    let mut dict: Vec<Cow<'a, str>> = Vec::new();
+    let mut ids = Vec::with_capacity(order.len());
+    for &(p, i) in order {
+        let (d, src_ids) = dicts[p as usize];
+        let id = src_ids[i as usize] as usize;
+        let m = &mut remap[p as usize][id];
+        if *m == u32::MAX {
+            let s = &d[id - 1];
+            *m = *index.entry(s.as_ref()).or_insert_with(|| {
+                dict.push(s.clone());
+                dict.len() as u32
+            });
+        }
+        ids.push(*m);
+    }
+    StrVals::Dict { dict, ids }
+}
+
+fn num_to_dict<'a>(v: &[Option<u64>]) -> StrVals<'a> {
+    let mut index: FxHashMap<u64, u32> = FxHashMap::default();
+    let mut dict = Vec::new();
+    let ids = v
+        .iter()
+        .map(|x| match x {
+            None => 0,
+            Some(n) => *index.entry(*n).or_insert_with(|| {
+                dict.push(Cow::Owned(n.to_string()));
+                dict.len() as u32
+            }),
+        })
+        .collect();
+    StrVals::Dict { dict, ids }
+}
+
+impl BlockBody {
+    /// Every column decompressed, in column order (for [`Cols::from_raw`]).
+    pub fn raw_columns(&self) -> Result<Vec<Vec<u8>>> {
+        (0..NCOLS).map(|c| self.column(c)).collect()
+    }
+}
