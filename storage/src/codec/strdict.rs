@@ -29,7 +29,7 @@ pub enum StrVals<'a> {
 
 impl<'a> StrVals<'a> {
     /// Dictionary-encodes `values` (first-appearance order, which keeps encoding deterministic).
-    pub fn from_iter(values: impl Iterator<Item = Option<&'a str>>) -> StrVals<'a> {
+    pub fn collect(values: impl Iterator<Item = Option<&'a str>>) -> StrVals<'a> {
         let mut dict: Vec<Cow<'a, str>> = Vec::new();
         let mut index: FxHashMap<&'a str, u32> = FxHashMap::default();
         let mut ids = Vec::with_capacity(values.size_hint().0);
@@ -147,7 +147,7 @@ fn encode_num(out: &mut Vec<u8>, rows: impl Iterator<Item = Option<u64>> + Clone
 
 /// Appends `values` dictionary- or numeric-encoded (see [`encode_vals`]).
 pub fn encode<'a>(out: &mut Vec<u8>, values: impl Iterator<Item = Option<&'a str>>) {
-    encode_vals(out, &StrVals::from_iter(values));
+    encode_vals(out, &StrVals::collect(values));
 }
 
 /// Decodes a column into its in-memory form, borrowing dictionary strings from `raw`.

@@ -118,8 +118,7 @@ impl<'a> Cols<'a> {
         }
         c.extras = Cow::Owned(extras);
         for f in StrField::ALL {
-            c.strs
-                .push(StrVals::from_iter(rows.iter().map(|r| f.get(r))));
+            c.strs.push(StrVals::collect(rows.iter().map(|r| f.get(r))));
         }
         c
     }
@@ -149,7 +148,7 @@ impl<'a> Cols<'a> {
             c.parents.push(match p {
                 0 => [0; 8],
                 1 => r.array()?,
-                _ => return Err(corrupt("parent presence bit").into()),
+                _ => return Err(corrupt("parent presence bit")),
             });
         }
         r.finish("parent column")?;
@@ -226,8 +225,9 @@ impl<'a> Cols<'a> {
     /// The merged row order of `parts` (each sorted): (part, row) pairs sorted by (start, span id,
     /// trace id), ties by part and row so the result is deterministic.
     pub fn merged_order(parts: &[Cols<'a>]) -> Vec<(u32, u32)> {
-        let mut keys: Vec<(u64, [u8; 8], [u8; 16], u32, u32)> =
-            Vec::with_capacity(parts.iter().map(Cols::len).sum());
+        // (start, span id, trace id, part, row)
+        type Key = (u64, [u8; 8], [u8; 16], u32, u32);
+        let mut keys: Vec<Key> = Vec::with_capacity(parts.iter().map(Cols::len).sum());
         for (p, c) in parts.iter().enumerate() {
             for i in 0..c.len() {
                 keys.push((c.starts[i], c.spans[i], c.traces[i], p as u32, i as u32));
