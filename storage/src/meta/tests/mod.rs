@@ -2,6 +2,7 @@
 //! helpers here, the tests by topic in the submodules.
 
 mod accounts;
+mod format_fixture;
 mod persistence;
 mod servers_keys;
 
