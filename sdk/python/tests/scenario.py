@@ -8,76 +8,21 @@ from typing import Any
 SCENARIO = json.loads((Path(__file__).resolve().parents[2] / "conformance" / "scenario.json").read_text())
 
 
-def build_mcp2_server(scenario: dict = SCENARIO, **kwargs: Any):
-    from mcp.server.mcpserver import MCPServer
-
-    spec = scenario["server"]
-    server = MCPServer(spec["name"], **kwargs)
-    for tool in spec["tools"]:
-        _add_tool(server, tool)
-    for res in spec["resources"]:
-        server.resource(res["uri"])(_const(res["text"]))
-    for prompt in spec["prompts"]:
-        server.prompt(name=prompt["name"])(_prompt(prompt["text"]))
-    return server
-
-
-def _prompt(text: str):
-    def greet(name: str) -> str:
-        return text.format(name=name)
-
-    return greet
-
-
-def _const(text: str):
-    def read() -> str:
-        return text
-
-    return read
-
-
-def _add_tool(server, tool: dict) -> None:
-    from mcp_types import CallToolResult, TextContent
-
-    name, behavior = tool["name"], tool["behavior"]
-    if behavior == "ok":
-        result_text = tool["result_text"]
-
-        def ok(city: str) -> str:
-            return result_text.format(city=city)
-
-        server.tool(name=name)(ok)
-    elif behavior == "is_error":
-        text = tool["result_text"]
-
-        def soft() -> CallToolResult:
-            return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
-
-        server.tool(name=name)(soft)
-    elif behavior == "raise":
-        msg = tool["error_message"]
-
-        def boom() -> str:
-            raise RuntimeError(msg)
-
-        server.tool(name=name)(boom)
-
-
-async def run_steps(client: Any, scenario: dict = SCENARIO) -> list[tuple[dict, str]]:
-    """Send every step (the client already did `initialize`). Returns (step, outcome) pairs."""
-    from mcp.shared.exceptions import MCPError
+async def run_steps(request: Any, scenario: dict = SCENARIO) -> list[tuple[dict, str]]:
+    """Send every step (the client already did `initialize`) through `request(method, params)`
+    (lines.connect). Returns (step, outcome) pairs."""
+    from lines import RpcError
 
     outcomes = []
-    dispatcher = client.session._dispatcher
     for step in scenario["steps"]:
         req = step["request"]
         if req["method"] == "initialize":
             outcomes.append((step, "result"))
             continue
         try:
-            res = await dispatcher.send_raw_request(req["method"], req.get("params"), None)
+            res = await request(req["method"], req.get("params"))
             outcome = "result_is_error" if isinstance(res, dict) and res.get("isError") else "result"
-        except MCPError:
+        except RpcError:
             outcome = "error"
         outcomes.append((step, outcome))
     return outcomes
@@ -96,7 +41,21 @@ def _matches(value: Any, want: Any) -> bool:
     return value == want
 
 
-def check_spans(spans: list[dict], transport: str, scenario: dict = SCENARIO) -> None:
+def expected_span(step: dict, variant: str | None, scenario: dict = SCENARIO) -> dict:
+    """The step's `expect_span`, with a library variant's overrides (scenario.json
+    `library_variants`: what a given MCP library answers differently, recorded faithfully)."""
+    exp = dict(step["expect_span"])
+    over = scenario.get("library_variants", {}).get(variant or "", {}).get("steps", {}).get(step["id"])
+    if over:
+        for k, v in over.items():
+            if isinstance(v, dict) and isinstance(exp.get(k), dict):
+                exp[k] = {**exp[k], **v}
+            else:
+                exp[k] = v
+    return exp
+
+
+def check_spans(spans: list[dict], transport: str, scenario: dict = SCENARIO, variant: str | None = None) -> None:
     """Exactly one server span per step, in order, with the expected canonical fields."""
     steps = scenario["steps"]
     server_spans = sorted((s for s in spans if s["kind"] == "server"), key=lambda s: int(s["start_time_unix_nano"]))
@@ -104,7 +63,7 @@ def check_spans(spans: list[dict], transport: str, scenario: dict = SCENARIO) ->
     assert len(server_spans) == len(steps), f"{len(server_spans)} server spans for {len(steps)} steps: {names}"
     tcfg = scenario["transports"][transport]
     for step, span in zip(steps, server_spans):
-        exp = step["expect_span"]
+        exp = expected_span(step, variant, scenario)
         sid = step["id"]
         assert span["name"] == exp["name"], f"{sid}: name {span['name']!r}"
         assert span["kind"] == exp["kind"], f"{sid}: kind {span['kind']}"

@@ -38,13 +38,17 @@ def _server_name(server: Any) -> str:
 
 def _install(server: Any, observer: Any) -> str:
     # Order matters: standalone fastmcp wraps an mcp server; mcp 2.x has middleware; 1.x does not.
-    from . import _mcp2
+    from . import _fastmcp, _mcp1, _mcp2
 
+    if _fastmcp.is_fastmcp_server(server):
+        return _fastmcp.install(server, observer)
     if _mcp2.is_mcp2_server(server):
         return _mcp2.install(server, observer)
+    if _mcp1.is_mcp1_server(server):
+        return _mcp1.install(server, observer)
     raise TypeError(
         f"mcp_obs_server: unsupported server object {type(server).__module__}.{type(server).__qualname__}; "
-        "supported: mcp 2.x MCPServer / Server"
+        "supported: mcp 2.x MCPServer / Server, mcp 1.x FastMCP / Server, fastmcp 4.x FastMCP"
     )
 
 

@@ -99,6 +99,52 @@ class Observer:
         raw: Any = None,
     ) -> tuple[SpanRecord, Any] | None:
         """Open a span record and make it the current OTel context. Returns (record, ctx token)."""
+        rec = self.begin(
+            method,
+            params,
+            request_id,
+            meta=meta,
+            protocol_version=protocol_version,
+            transport=transport,
+            session_id=session_id,
+            client_info=client_info,
+            access_token=access_token,
+            headers=headers,
+            raw=raw,
+        )
+        if rec is None:
+            return None
+        return rec, self.activate(rec)
+
+    def activate(self, rec: SpanRecord) -> Any:
+        """Make `rec` the current MCP span (and OTel parent) in this task; undo with `deactivate`."""
+        sc = otel_trace.SpanContext(
+            rec.trace_id, rec.span_id, False, otel_trace.TraceFlags(otel_trace.TraceFlags.SAMPLED)
+        )
+        token = otel_context.attach(otel_trace.set_span_in_context(otel_trace.NonRecordingSpan(sc)))
+        return token, current_record.set(rec)
+
+    @staticmethod
+    def deactivate(tokens: Any) -> None:
+        _detach(tokens)
+
+    def begin(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None,
+        request_id: Any,
+        *,
+        meta: Any = None,
+        protocol_version: str | None = None,
+        transport: str | None = None,
+        session_id: str | None = None,
+        client_info: Any = None,
+        access_token: Any = None,
+        headers: Mapping[str, str] | None = None,
+        raw: Any = None,
+    ) -> SpanRecord | None:
+        """Open a span record without touching the current context (for integrations that start
+        the span in one task and run the handler in another)."""
         if self.closed or not self.recorder.enabled or method in self.skip_methods:
             return None
         target = None
@@ -169,13 +215,7 @@ class Observer:
                 s = capture_value(args, self.redact, self.capture_max_bytes)
                 if s is not None:
                     attrs["gen_ai.tool.call.arguments" if method == "tools/call" else "mcp.request.arguments"] = s
-        rec = SpanRecord(f"{method} {target}" if isinstance(target, str) else method, attrs, parse_traceparent(meta))
-        # Make the MCP span the parent of whatever the handler traces with the app's own provider.
-        sc = otel_trace.SpanContext(
-            rec.trace_id, rec.span_id, False, otel_trace.TraceFlags(otel_trace.TraceFlags.SAMPLED)
-        )
-        token = otel_context.attach(otel_trace.set_span_in_context(otel_trace.NonRecordingSpan(sc)))
-        return rec, (token, current_record.set(rec))
+        return SpanRecord(f"{method} {target}" if isinstance(target, str) else method, attrs, parse_traceparent(meta))
 
     def ok(self, started: tuple[SpanRecord, Any], result: Any, *, protocol_version: str | None = None) -> None:
         rec, token = started
@@ -203,10 +243,12 @@ class Observer:
             self.log(f"hook error: {e!r}")
         self.recorder.finish(rec)
 
-    def jsonrpc_error(self, started: tuple[SpanRecord, Any], code: Any, message: str | None) -> None:
+    def jsonrpc_error(
+        self, started: tuple[SpanRecord, Any], code: Any, message: str | None, *, error_type: str | None = None
+    ) -> None:
         rec, token = started
         _detach(token)
-        rec.attributes["error.type"] = str(code)
+        rec.attributes["error.type"] = error_type or str(code)
         rec.attributes["rpc.response.status_code"] = str(code)
         rec.status_error = True
         rec.status_message = (message or "")[:1024]
@@ -234,6 +276,8 @@ class Observer:
 
 
 def _detach(tokens: Any) -> None:
+    if tokens is None:
+        return
     otel_token, cv_token = tokens
     try:
         current_record.reset(cv_token)

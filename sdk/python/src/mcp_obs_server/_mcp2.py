@@ -98,6 +98,11 @@ class McpObsMiddleware:
             access_token = _contextvar_token()
         if session_id is None and headers is not None:
             session_id = headers.get("mcp-session-id")
+        if session_id is None and request is not None:
+            try:
+                session_id = request.query_params.get("session_id")  # SSE: POST /messages/?session_id=
+            except Exception:
+                session_id = None
         if method == "initialize" and params:
             client_info = params.get("clientInfo")
         else:

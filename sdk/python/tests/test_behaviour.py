@@ -1,4 +1,6 @@
-"""Sampling, argument capture, attribution via identify, context propagation, resilience (503 / down)."""
+"""Sampling, argument capture, attribution via identify, context propagation, resilience (503 / down).
+
+Run with the line's primary server flavour (lines.py), over the in-process transport."""
 
 from __future__ import annotations
 
@@ -11,28 +13,29 @@ import anyio
 import pytest
 
 from appliance import Appliance, free_port
-from scenario import build_mcp2_server
-
-pytest.importorskip("mcp.server.mcpserver")
+from lines import Target, add_tool, build_server, connect, primary_flavour
 
 from mcp_obs_server import configure_mcp_telemetry  # noqa: E402
 
+FLAVOUR = primary_flavour()
+
+
+def build_test_server():
+    return build_server(FLAVOUR)
+
 
 async def _calls(server, n, name="get_weather", args=None, latencies=None):
-    from mcp import Client
-
-    async with Client(server, mode="legacy") as client:
-        d = client.session._dispatcher
+    async with connect(Target(server=server), FLAVOUR) as request:
         for _ in range(n):
             t = time.perf_counter()
-            await d.send_raw_request("tools/call", {"name": name, "arguments": args or {"city": "X"}}, None)
+            await request("tools/call", {"name": name, "arguments": {"city": "X"} if args is None else args})
             if latencies is not None:
                 latencies.append(time.perf_counter() - t)
 
 
 def test_sampling_weights_local_rate(appliance, obs_server):
     server_id, key = obs_server
-    server = build_mcp2_server()
+    server = build_test_server()
     h = configure_mcp_telemetry(server, api_key=key, endpoint=appliance.base, sampling=0.25)
 
     async def run():
@@ -56,7 +59,7 @@ def test_sampling_weights_local_rate(appliance, obs_server):
 
 def test_sampling_rate_from_remote_config(appliance):
     server_id, key = appliance.create_server("remote-sampling", sampling_rate=0.5)
-    server = build_mcp2_server()
+    server = build_test_server()
     h = configure_mcp_telemetry(server, api_key=key, endpoint=appliance.base)  # no local rate
     deadline = time.time() + 10
     while h.stats()["remote_config"] is None and time.time() < deadline:
@@ -73,12 +76,13 @@ def test_sampling_rate_from_remote_config(appliance):
 def test_slow_calls_always_kept(appliance, obs_server, monkeypatch):
     monkeypatch.setenv("MCPOBS_SLOW_THRESHOLD_MS", "30")
     server_id, key = obs_server
-    server = build_mcp2_server()
+    server = build_test_server()
 
-    @server.tool()
     async def slow() -> str:
         await anyio.sleep(0.05)
         return "done"
+
+    add_tool(server, slow)
 
     h = configure_mcp_telemetry(server, api_key=key, endpoint=appliance.base, sampling=0.0)
     anyio.run(lambda: _calls(server, 5, name="slow", args={}))
@@ -94,11 +98,12 @@ def test_slow_calls_always_kept(appliance, obs_server, monkeypatch):
 
 def test_capture_arguments_with_redaction(appliance, obs_server):
     server_id, key = obs_server
-    server = build_mcp2_server()
+    server = build_test_server()
 
-    @server.tool()
     def login(user: str, password: str, note: str) -> str:
         return f"hello {user}"
+
+    add_tool(server, login)
 
     def redact(value):
         if isinstance(value, dict) and "note" in value:
@@ -117,7 +122,7 @@ def test_capture_arguments_with_redaction(appliance, obs_server):
 
 def test_identify_callback_and_hook_errors_never_raise(appliance, obs_server):
     server_id, key = obs_server
-    server = build_mcp2_server()
+    server = build_test_server()
     calls = {"n": 0}
 
     def identify(info):
@@ -148,12 +153,13 @@ def test_app_spans_are_children_and_global_provider_untouched(appliance, obs_ser
     app_provider.add_span_processor(SimpleSpanProcessor(mem))
     tracer = app_provider.get_tracer("app")
     before = trace.get_tracer_provider()
-    server = build_mcp2_server()
+    server = build_test_server()
 
-    @server.tool()
     def work() -> str:
         with tracer.start_as_current_span("db.query"):
             return "ok"
+
+    add_tool(server, work)
 
     h = configure_mcp_telemetry(server, api_key=key, endpoint=appliance.base)
     assert trace.get_tracer_provider() is before  # no global provider installed
@@ -223,10 +229,10 @@ def fast_breaker(monkeypatch):
 
 
 def test_503_with_retry_after_circuit_opens_then_closes(fast_breaker):
-    baseline = _median_latency(build_mcp2_server())
+    baseline = _median_latency(build_test_server())
     fake = _FakeCollector(retry_after="1")
     try:
-        server = build_mcp2_server()
+        server = build_test_server()
         h = configure_mcp_telemetry(server, api_key="mcpobs_live_test", endpoint=fake.url)
         lat = _median_latency(server)
         time.sleep(2.5)
@@ -252,8 +258,8 @@ def test_503_with_retry_after_circuit_opens_then_closes(fast_breaker):
 
 def test_appliance_unreachable_no_added_latency_bounded_queue(fast_breaker, monkeypatch):
     monkeypatch.setenv("MCPOBS_QUEUE_MAX", "50")
-    baseline = _median_latency(build_mcp2_server())
-    server = build_mcp2_server()
+    baseline = _median_latency(build_test_server())
+    server = build_test_server()
     h = configure_mcp_telemetry(server, api_key="mcpobs_live_x", endpoint=f"http://127.0.0.1:{free_port()}")
     lat = _median_latency(server)
     st = h.stats()
@@ -270,7 +276,7 @@ def test_appliance_stopped_and_restarted(fast_breaker, tmp_path):
     app = Appliance(tmp_path / "data", listen=f"127.0.0.1:{port}").start()
     try:
         server_id, key = app.create_server("restart")
-        server = build_mcp2_server()
+        server = build_test_server()
         h = configure_mcp_telemetry(server, api_key=key, endpoint=app.base)
         anyio.run(_calls, server, 5)
         assert h.flush(10)
