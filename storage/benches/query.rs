@@ -69,7 +69,8 @@ fn span(rng: &mut impl Rng, start: u64) -> SpanRecord {
             ],
             scope_name: "mcp-python-sdk".into(),
             scope_version: String::new(),
-        },
+        }
+        .into(),
         dropped_attributes_count: 0,
         dropped_events_count: 0,
         dropped_links_count: 0,

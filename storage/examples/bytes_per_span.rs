@@ -103,7 +103,8 @@ fn span(rng: &mut StdRng, i: u64, t0: u64, spacing_nanos: u64) -> SpanRecord {
             ],
             scope_name: "opentelemetry.instrumentation.mcp".into(),
             scope_version: "0.47.0".into(),
-        },
+        }
+        .into(),
         dropped_attributes_count: 0,
         dropped_events_count: 0,
         dropped_links_count: 0,

@@ -3,6 +3,8 @@
 //! Everything here is plain data: no I/O, no encoding. Normalization (in `web`) turns OTLP spans into
 //! [`SpanRecord`]s; the span store encodes them column-wise and hands [`SpanRecord`]s back on read.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// Internal id of an organization (dense, assigned by the metadata store).
@@ -146,7 +148,9 @@ pub struct SpanRecord {
     pub attributes: Vec<KeyValue>,
     pub events: Vec<SpanEvent>,
     pub links: Vec<SpanLink>,
-    pub origin: SpanOrigin,
+    /// Shared: ingest builds one per resource/scope of an export, and every span under it points
+    /// at it (so a batch holds and frees it once, and the store can compare by pointer).
+    pub origin: Arc<SpanOrigin>,
     /// OTLP dropped counts plus what our own limits dropped (attributes over the count limit).
     pub dropped_attributes_count: u32,
     pub dropped_events_count: u32,

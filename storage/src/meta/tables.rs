@@ -1,4 +1,4 @@
-//! The redb tables of `meta.redb` and the value encoding. `docs/format-meta.md` documents each
+//! The redb tables of `meta.redb` and the value encoding. `docs/format.md` ("meta.redb") documents each
 //! table; change both together and bump [`FORMAT_VERSION`] when the layout changes.
 //!
 //! Records are JSON (serde_json) in `&[u8]` values: metadata is small, read by point lookups, and

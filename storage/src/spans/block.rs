@@ -3,7 +3,7 @@
 
 use super::columns::*;
 use super::corrupt;
-use crate::codec::{self, compress, strdict, Reader};
+use crate::codec::{self, compress, Reader};
 use crate::error::Result;
 use crate::model::{Env, OrgId, ServerId, SpanRecord};
 
@@ -77,19 +77,37 @@ impl BlockBody {
         r.finish("column frame")?;
         Ok(raw)
     }
+}
 
-    pub(super) fn varints(&self, col: usize, per_row: usize) -> Result<Vec<u64>> {
-        let raw = self.column(col)?;
-        let mut r = Reader::new(&raw);
-        let mut out = Vec::with_capacity(self.rows * per_row);
-        for _ in 0..self.rows * per_row {
-            out.push(r.varint()?);
-        }
-        r.finish("varint column")?;
-        Ok(out)
+impl ColumnRead for BlockBody {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn org(&self) -> OrgId {
+        self.org
+    }
+    fn server(&self) -> ServerId {
+        self.server
+    }
+    fn column(&self, col: usize) -> Result<Vec<u8>> {
+        BlockBody::column(self, col)
+    }
+}
+
+/// Column access shared by a whole parsed body ([`BlockBody`]) and a body read chunk by chunk on
+/// demand (`lazy::LazyBody`): only [`ColumnRead::column`] differs (plus optional fast paths).
+pub trait ColumnRead {
+    fn rows(&self) -> usize;
+    fn org(&self) -> OrgId;
+    fn server(&self) -> ServerId;
+    /// The decompressed bytes of column `col`.
+    fn column(&self, col: usize) -> Result<Vec<u8>>;
+
+    fn varints(&self, col: usize, per_row: usize) -> Result<Vec<u64>> {
+        super::fast::varints(&self.column(col)?, self.rows() * per_row)
     }
 
-    pub fn starts(&self) -> Result<Vec<u64>> {
+    fn starts(&self) -> Result<Vec<u64>> {
         let mut v = self.varints(C_START, 1)?;
         let mut acc = 0u64;
         for x in &mut v {
@@ -101,7 +119,7 @@ impl BlockBody {
         Ok(v)
     }
 
-    pub fn ends(&self, starts: &[u64]) -> Result<Vec<u64>> {
+    fn ends(&self, starts: &[u64]) -> Result<Vec<u64>> {
         let mut v = self.varints(C_END, 1)?;
         for (x, s) in v.iter_mut().zip(starts) {
             *x = s.wrapping_add(codec::unzigzag(*x) as u64);
@@ -109,9 +127,9 @@ impl BlockBody {
         Ok(v)
     }
 
-    pub(super) fn fixed<const N: usize>(&self, col: usize) -> Result<Vec<[u8; N]>> {
+    fn fixed<const N: usize>(&self, col: usize) -> Result<Vec<[u8; N]>> {
         let raw = self.column(col)?;
-        if raw.len() != self.rows * N {
+        if raw.len() != self.rows() * N {
             return Err(corrupt(format!(
                 "fixed column {col} has {} bytes",
                 raw.len()
@@ -123,31 +141,29 @@ impl BlockBody {
             .collect())
     }
 
-    pub fn trace_ids(&self) -> Result<Vec<[u8; 16]>> {
+    /// Values of a fixed-width column at `rows` only (a lazy body reads just their chunks when
+    /// the column is stored raw).
+    fn fixed_rows<const N: usize>(&self, col: usize, rows: &[usize]) -> Result<Vec<[u8; N]>> {
+        let all = self.fixed::<N>(col)?;
+        rows.iter()
+            .map(|&i| {
+                all.get(i)
+                    .copied()
+                    .ok_or_else(|| corrupt("row past block end"))
+            })
+            .collect()
+    }
+
+    fn trace_ids(&self) -> Result<Vec<[u8; 16]>> {
         self.fixed(C_TRACE)
     }
 
-    pub fn span_ids(&self) -> Result<Vec<[u8; 8]>> {
-        self.fixed(C_SPAN)
-    }
-
     /// One byte per row (env, kind, status).
-    pub fn bytes(&self, col: usize) -> Result<Vec<u8>> {
+    fn bytes(&self, col: usize) -> Result<Vec<u8>> {
         Ok(self.fixed::<1>(col)?.into_iter().map(|[b]| b).collect())
     }
 
-    pub fn strs(&self, f: StrField) -> Result<strdict::StrColumn> {
-        let raw = self.column(f.column())?;
-        let mut r = Reader::new(&raw);
-        let col = strdict::StrColumn::decode(&mut r, self.rows)?;
-        r.finish("string column")?;
-        if !f.optional() && col.ids.contains(&0) {
-            return Err(corrupt(format!("{f:?} is absent in a row")));
-        }
-        Ok(col)
-    }
-
-    pub fn envs(&self) -> Result<Vec<Env>> {
+    fn envs(&self) -> Result<Vec<Env>> {
         self.bytes(C_ENV)?
             .into_iter()
             .map(|b| Env::from_u8(b).ok_or_else(|| corrupt(format!("env byte {b}"))))

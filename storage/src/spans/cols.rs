@@ -4,6 +4,7 @@
 //! payloads stay encoded, dictionaries are remapped, rows are gathered.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
@@ -94,7 +95,9 @@ impl<'a> Cols<'a> {
             // Origins are usually shared by every span of an export: compare with the previous
             // row before encoding and hashing.
             let id = match prev {
-                Some(p) if p.origin == r.origin => *c.origin_ids.last().unwrap_or(&0),
+                Some(p) if Arc::ptr_eq(&p.origin, &r.origin) || p.origin == r.origin => {
+                    *c.origin_ids.last().unwrap_or(&0)
+                }
                 _ => {
                     enc.clear();
                     value::put_origin(&mut enc, &r.origin);

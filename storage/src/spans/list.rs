@@ -1,30 +1,45 @@
 //! `SpanStore::list`: newest-first filtered listing. Walks partitions newest first and, inside one,
-//! blocks by descending max start time; skips blocks by header; decodes only the columns a filter
-//! needs; stops as soon as no unread block can beat the rows already found.
+//! the (cached) header summaries by descending max start time, skipping blocks by header fields
+//! and then by bitmaps (read only for blocks that could still contribute). For each block read,
+//! only the start column and the filtered columns are fetched, rows are taken newest first until
+//! `need` are certain, and a block whose max start is below the `need`-th best start so far ends
+//! the walk. Trace and span ids (the tie-breakers of the order, 75% of a block) are then read for
+//! the surviving rows only, and only the rows returned are materialized.
+
+use std::sync::Arc;
 
 use redb::ReadTransaction;
 
-use super::block::BlockBody;
-use super::columns::{StrField, C_STATUS};
+use super::block::ColumnRead;
+use super::columns::{StrField, C_SPAN, C_STATUS, C_TRACE};
 use super::corrupt;
 use super::cursor::{Cursor, RowKey};
-use super::header::BlockHeader;
-use super::partition::{header_key, split_header_key, BODIES, HEADERS};
+use super::fast;
+use super::header::{bitmaps_match, filter_uses_bitmaps, Summary};
+use super::lazy::LazyBody;
+use super::materialize::Materialize;
+use super::partition::{header_key, BODIES, HEADERS};
+use super::registry::OpenPartition;
 use super::{trace_index, SpanFilter, SpanPage, SpanStore, StatusFilter};
+use crate::codec::strdict::{self, StrVals};
+use crate::codec::Reader;
 use crate::error::Result;
 use crate::model::{day_of, OrgId, SpanRecord, STATUS_ERROR};
 
 /// Most spans one page may hold, whatever the caller asks: bounds the memory of one query.
 pub const LIST_LIMIT_MAX: usize = 10_000;
 
-/// One matching row: its order key, the block body it lives in (index into `Scan::bodies`), its row.
-struct Hit {
-    key: RowKey,
+/// A matching row whose start time may place it in the page: the block body it lives in (index
+/// into `Scan::bodies`), its row, and its trace and span ids once read.
+struct Cand {
+    start: u64,
     body: usize,
     row: usize,
+    ids: Option<([u8; 16], [u8; 8])>,
 }
 
-/// State of one `list` call: the best `need` hits so far and the bodies they point into.
+/// State of one `list` call: every matching row with a start time at least the `need`-th best
+/// (ties kept, since the ids that break them are read last) and the bodies they point into.
 struct Scan<'a> {
     org: OrgId,
     f: &'a SpanFilter,
@@ -32,8 +47,9 @@ struct Scan<'a> {
     top: u64,
     cursor: Option<Cursor>,
     need: usize,
-    hits: Vec<Hit>,
-    bodies: Vec<Option<BlockBody>>,
+    /// Sorted by descending start after each block.
+    cands: Vec<Cand>,
+    bodies: Vec<Option<LazyBody>>,
 }
 
 impl SpanStore {
@@ -69,94 +85,145 @@ impl SpanStore {
             top,
             cursor,
             need,
-            hits: Vec::new(),
+            cands: Vec::new(),
             bodies: Vec::new(),
         };
         for day in self.parts.days_desc() {
             if day > day_of(top) {
                 continue;
             }
-            if day < day_of(lo) || scan.hits.len() >= need {
+            // Rows of an older day all start before every row found so far.
+            if day < day_of(lo) || scan.cands.len() >= need {
                 break;
             }
             let Some(p) = self.parts.get(day, false)? else {
                 continue;
             };
             let txn = p.part.db.begin_read()?;
-            scan.partition(&txn)?;
+            scan.partition(&p, &txn)?;
         }
         scan.finish(limit)
     }
 }
 
 impl Scan<'_> {
-    fn partition(&mut self, txn: &ReadTransaction) -> Result<()> {
-        let mut cands = self.candidates(txn)?;
-        cands.sort_by_key(|c| std::cmp::Reverse(c.1.max_start));
-        let bodies = txn.open_table(BODIES)?;
-        for (server, h, id) in cands.into_iter().map(|(k, h)| (k.0, h, k.1)) {
-            if self.hits.len() >= self.need && h.max_start < self.hits[self.need - 1].key.start {
+    /// Start time of the `need`-th best row so far: rows starting earlier cannot be listed.
+    fn threshold(&self) -> Option<u64> {
+        self.cands.get(self.need - 1).map(|c| c.start)
+    }
+
+    fn partition(&mut self, p: &OpenPartition, txn: &ReadTransaction) -> Result<()> {
+        let sums = p.summaries(txn)?;
+        let org = self.org;
+        let a = sums.partition_point(|s| s.org < org);
+        let b = sums.partition_point(|s| s.org <= org);
+        let traced = match &self.f.trace_id {
+            Some(t) => Some(trace_index::lookup(txn, org, t)?),
+            None => None,
+        };
+        let mut blocks: Vec<&Summary> = sums[a..b]
+            .iter()
+            .filter(|s| {
+                self.f
+                    .server_ids
+                    .as_ref()
+                    .is_none_or(|ids| ids.contains(&s.server))
+                    && traced.as_ref().is_none_or(|t| t.contains(&s.block))
+                    && s.may_match(self.f, self.lo, self.top)
+            })
+            .collect();
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        blocks.sort_by_key(|s| std::cmp::Reverse(s.max_start));
+        let bodies = Arc::new(txn.open_table(BODIES)?);
+        let headers = match filter_uses_bitmaps(self.f) {
+            true => Some(txn.open_table(HEADERS)?),
+            false => None,
+        };
+        for s in blocks {
+            let t = self.threshold();
+            if t.is_some_and(|t| s.max_start < t) {
                 break;
             }
-            let body = match super::chunks::get(&bodies, id)? {
-                Some(v) => BlockBody::parse(v)?,
-                None => return Err(corrupt(format!("header without body {id}"))),
-            };
-            if body.org != self.org || body.server != server || body.rows != h.rows as usize {
-                return Err(corrupt(format!("block {id} does not match its header")));
+            if let Some(h) = &headers {
+                match h.get(&header_key(org, s.server, s.block))? {
+                    Some(v) if bitmaps_match(v.value(), self.f)? => {}
+                    Some(_) => continue,
+                    None => return Err(corrupt(format!("header of block {} vanished", s.block))),
+                }
             }
-            let rows = filter_rows(&body, self.f, self.lo, self.top, self.cursor)?;
-            if rows.is_empty() {
-                continue;
-            }
-            let b = self.bodies.len();
-            self.bodies.push(Some(body));
-            self.hits
-                .extend(rows.into_iter().map(|(key, row)| Hit { key, body: b, row }));
-            self.hits.sort_by_key(|h| std::cmp::Reverse(h.key));
-            self.hits.truncate(self.need);
-            self.release_unreferenced();
+            let body = LazyBody::open(bodies.clone(), s)?;
+            self.block(body, t)?;
         }
         Ok(())
     }
 
-    /// Headers of the org (or of the filtered servers) that may hold a matching row.
-    fn candidates(&self, txn: &ReadTransaction) -> Result<Vec<((u32, u64), BlockHeader)>> {
-        let headers = txn.open_table(HEADERS)?;
-        let servers: Vec<(u32, u32)> = match &self.f.server_ids {
-            Some(ids) => ids.iter().map(|&s| (s, s)).collect(),
-            None => vec![(0, u32::MAX)],
+    /// Adds the rows of `body` that can still make the page, newest first.
+    fn block(&mut self, body: LazyBody, threshold: Option<u64>) -> Result<()> {
+        let starts = body.start_col()?;
+        let from = self.lo.max(threshold.unwrap_or(0));
+        let a = starts.partition_point(|&s| s < from);
+        let b = starts.partition_point(|&s| s <= self.top);
+        if a >= b {
+            return Ok(());
+        }
+        let Some(mask) = filter_mask(&body, starts, self.f, a, b)? else {
+            return Ok(());
         };
-        let traced = match &self.f.trace_id {
-            Some(t) => Some(trace_index::lookup(txn, self.org, t)?),
-            None => None,
-        };
-        let mut out = Vec::new();
-        for (s0, s1) in servers {
-            let (a, b) = (
-                header_key(self.org, s0, 0),
-                header_key(self.org, s1, u64::MAX),
-            );
-            for entry in headers.range::<&[u8; 16]>(&a..=&b)? {
-                let (k, v) = entry?;
-                let (_, server, id) = split_header_key(k.value());
-                if traced.as_ref().is_some_and(|t| !t.contains(&id)) {
+        let b_idx = self.bodies.len();
+        let mut taken: Vec<Cand> = Vec::new();
+        for i in (a..b).rev() {
+            let start = starts[i];
+            // Rows of this block older than its `need`-th match cannot be listed; equal starts
+            // still can (ids break the tie).
+            if taken.len() >= self.need && start < taken[self.need - 1].start {
+                break;
+            }
+            if !mask.as_ref().is_none_or(|m| m[i - a]) {
+                continue;
+            }
+            let mut ids = None;
+            if let Some(c) = self.cursor.filter(|c| c.last.start == start) {
+                let trace = body.fixed_rows::<16>(C_TRACE, &[i])?[0];
+                let span = body.fixed_rows::<8>(C_SPAN, &[i])?[0];
+                let key = RowKey {
+                    start,
+                    server: body.server(),
+                    trace,
+                    span,
+                };
+                if key > c.last {
                     continue;
                 }
-                let h = BlockHeader::decode(v.value())?;
-                if h.may_match(self.f, self.lo, self.top) {
-                    out.push(((server, id), h));
-                }
+                ids = Some((trace, span));
             }
+            taken.push(Cand {
+                start,
+                body: b_idx,
+                row: i,
+                ids,
+            });
         }
-        Ok(out)
+        if taken.is_empty() {
+            return Ok(());
+        }
+        self.bodies.push(Some(body));
+        self.cands.extend(taken);
+        self.cands.sort_by_key(|c| std::cmp::Reverse(c.start));
+        if let Some(t) = self.threshold() {
+            let keep = self.cands.partition_point(|c| c.start >= t);
+            self.cands.truncate(keep);
+        }
+        self.release_unreferenced();
+        Ok(())
     }
 
-    /// Frees bodies no kept hit points into, so memory stays at most `need` hits' blocks.
+    /// Frees bodies no kept row points into, so memory stays at most `need` rows' blocks.
     fn release_unreferenced(&mut self) {
         let mut used = vec![false; self.bodies.len()];
-        for h in &self.hits {
-            used[h.body] = true;
+        for c in &self.cands {
+            used[c.body] = true;
         }
         for (b, u) in self.bodies.iter_mut().zip(used) {
             if !u {
@@ -166,34 +233,72 @@ impl Scan<'_> {
     }
 
     fn finish(mut self, limit: usize) -> Result<SpanPage> {
+        // The ids of the surviving rows, a few chunks per block.
+        for (b, body) in self.bodies.iter().enumerate() {
+            let Some(body) = body else { continue };
+            let (pos, rows): (Vec<usize>, Vec<usize>) = self
+                .cands
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.body == b && c.ids.is_none())
+                .map(|(i, c)| (i, c.row))
+                .unzip();
+            if rows.is_empty() {
+                continue;
+            }
+            let traces = body.fixed_rows::<16>(C_TRACE, &rows)?;
+            let spans = body.fixed_rows::<8>(C_SPAN, &rows)?;
+            for (k, i) in pos.into_iter().enumerate() {
+                self.cands[i].ids = Some((traces[k], spans[k]));
+            }
+        }
+        let mut hits: Vec<(RowKey, usize, usize)> = Vec::with_capacity(self.cands.len());
+        for c in &self.cands {
+            let (trace, span) = c.ids.ok_or_else(|| corrupt("row without ids"))?;
+            let server = match &self.bodies[c.body] {
+                Some(b) => b.server(),
+                None => return Err(corrupt("row without body")),
+            };
+            let key = RowKey {
+                start: c.start,
+                server,
+                trace,
+                span,
+            };
+            hits.push((key, c.body, c.row));
+        }
+        hits.sort_by_key(|h| std::cmp::Reverse(h.0));
+        hits.truncate(self.need);
         if let Some(c) = self.cursor {
             // Rows equal to the cursor key come first; the first `dups` of them were returned already.
             let mut seen = 0;
-            self.hits.retain(|h| {
-                let skip = h.key == c.last && seen < c.dups;
+            hits.retain(|h| {
+                let skip = h.0 == c.last && seen < c.dups;
                 seen += u32::from(skip);
                 !skip
             });
         }
-        let next_cursor = (self.hits.len() > limit).then(|| {
-            let last = self.hits[limit - 1].key;
-            let mut dups = self.hits[..limit].iter().filter(|h| h.key == last).count() as u32;
+        let next_cursor = (hits.len() > limit).then(|| {
+            let last = hits[limit - 1].0;
+            let mut dups = hits[..limit].iter().filter(|h| h.0 == last).count() as u32;
             if let Some(c) = self.cursor.filter(|c| c.last == last) {
                 dups += c.dups;
             }
             Cursor { last, dups }.encode()
         });
-        self.hits.truncate(limit);
-        let mut out: Vec<Option<SpanRecord>> = vec![None; self.hits.len()];
+        hits.truncate(limit);
+        let mut out: Vec<Option<SpanRecord>> = vec![None; hits.len()];
         for (b, body) in self.bodies.iter().enumerate() {
             let Some(body) = body else { continue };
-            let (pos, rows): (Vec<usize>, Vec<usize>) = self
-                .hits
+            let (pos, rows): (Vec<usize>, Vec<usize>) = hits
                 .iter()
                 .enumerate()
-                .filter(|(_, h)| h.body == b)
-                .map(|(i, h)| (i, h.row))
+                .filter(|(_, h)| h.1 == b)
+                .map(|(i, h)| (i, h.2))
                 .unzip();
+            if rows.is_empty() {
+                continue;
+            }
             for (i, rec) in pos.into_iter().zip(body.materialize(&rows)?) {
                 out[i] = Some(rec);
             }
@@ -206,32 +311,49 @@ impl Scan<'_> {
     }
 }
 
-/// Rows of `body` that match `f`, start in `[lo, top]` and come after the cursor. Decodes a column
-/// only while rows remain, and only the columns the filter names.
-fn filter_rows(
-    body: &BlockBody,
+/// Which of rows `a..b` of `body` match the column filters of `f` (index `i - a`): `Ok(None)` when
+/// the block cannot match at all, `Some(None)` when `f` filters no column. Decodes only the
+/// columns `f` names, and stops as soon as no row is left.
+#[allow(clippy::type_complexity)]
+fn filter_mask(
+    body: &LazyBody,
+    starts: &[u64],
     f: &SpanFilter,
-    lo: u64,
-    top: u64,
-    cursor: Option<Cursor>,
-) -> Result<Vec<(RowKey, usize)>> {
-    let starts = body.starts()?;
-    let mut sel: Vec<usize> = (0..body.rows)
-        .filter(|&i| (lo..=top).contains(&starts[i]))
-        .collect();
-    if let (Some(d), false) = (f.min_duration_nanos, sel.is_empty()) {
-        let ends = body.ends(&starts)?;
-        sel.retain(|&i| ends[i].saturating_sub(starts[i]) >= d);
+    a: usize,
+    b: usize,
+) -> Result<Option<Option<Vec<bool>>>> {
+    let mut mask: Option<Vec<bool>> = None;
+    // Applies one per-row predicate; false when no row is left.
+    fn and(mask: &mut Option<Vec<bool>>, a: usize, b: usize, p: impl Fn(usize) -> bool) -> bool {
+        let m = mask.get_or_insert_with(|| vec![true; b - a]);
+        for (k, x) in m.iter_mut().enumerate() {
+            *x = *x && p(a + k);
+        }
+        m.iter().any(|&x| x)
     }
-    if let (Some(env), false) = (f.env, sel.is_empty()) {
+    if let Some(d) = f.min_duration_nanos {
+        let ends = body.ends(starts)?;
+        if !and(&mut mask, a, b, |i| ends[i].saturating_sub(starts[i]) >= d) {
+            return Ok(None);
+        }
+    }
+    if let Some(env) = f.env {
         let envs = body.envs()?;
-        sel.retain(|&i| envs[i] == env);
+        if !and(&mut mask, a, b, |i| envs[i] == env) {
+            return Ok(None);
+        }
     }
-    if let (Some(st), false) = (f.status, sel.is_empty()) {
+    if let Some(st) = f.status {
         let status = body.bytes(C_STATUS)?;
-        let err_type = body.strs(StrField::ErrorType)?;
+        let raw = body.column(StrField::ErrorType.column())?;
+        let err_type = decode_strs(&raw, body.rows())?;
         let want_err = st == StatusFilter::Error;
-        sel.retain(|&i| (status[i] == STATUS_ERROR || err_type.ids[i] != 0) == want_err);
+        let ok = and(&mut mask, a, b, |i| {
+            (status[i] == STATUS_ERROR || err_type.present(i)) == want_err
+        });
+        if !ok {
+            return Ok(None);
+        }
     }
     let wanted = [
         (&f.method, StrField::Method),
@@ -240,35 +362,26 @@ fn filter_rows(
         (&f.session_id, StrField::SessionId),
     ];
     for (want, field) in wanted {
-        let (Some(v), false) = (want, sel.is_empty()) else {
-            continue;
-        };
-        let col = body.strs(field)?;
-        match col.id_of(v) {
-            Some(id) => sel.retain(|&i| col.ids[i] == id),
-            None => sel.clear(),
+        let Some(v) = want else { continue };
+        let raw = body.column(field.column())?;
+        let m = fast::str_match(&raw, body.rows(), v)?;
+        let ok = !matches!(m, fast::StrMatch::Absent) && and(&mut mask, a, b, |i| m.matches(i));
+        if !ok {
+            return Ok(None);
         }
     }
-    if sel.is_empty() {
-        return Ok(Vec::new());
-    }
-    let traces = body.trace_ids()?;
     if let Some(t) = &f.trace_id {
-        sel.retain(|&i| traces[i] == *t);
+        let traces = body.trace_ids()?;
+        if !and(&mut mask, a, b, |i| traces[i] == *t) {
+            return Ok(None);
+        }
     }
-    let spans = body.span_ids()?;
-    let keys = sel.into_iter().map(|i| {
-        (
-            RowKey {
-                start: starts[i],
-                server: body.server,
-                trace: traces[i],
-                span: spans[i],
-            },
-            i,
-        )
-    });
-    Ok(keys
-        .filter(|(k, _)| cursor.is_none_or(|c| *k <= c.last))
-        .collect())
+    Ok(Some(mask))
+}
+
+fn decode_strs(raw: &[u8], rows: usize) -> Result<StrVals<'_>> {
+    let mut r = Reader::new(raw);
+    let v = strdict::decode_vals(&mut r, rows)?;
+    r.finish("string column")?;
+    Ok(v)
 }

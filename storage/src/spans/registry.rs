@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadTransaction, ReadableTable, TableDefinition};
 
 use super::compact::now_unix_nano;
+use super::corrupt;
+use super::header::Summary;
 use super::partition::{
-    file_name, parse_file_name, seal_state, tmp_file_name, Partition, BODIES, HEADERS,
-    KEY_SEALED_AT, META, TRACE_INDEX,
+    decode_u64, file_name, parse_file_name, seal_state, split_header_key, tmp_file_name, Partition,
+    BODIES, HEADERS, KEY_NEXT_BLOCK, KEY_SEALED_AT, META, TRACE_INDEX,
 };
 use super::PartitionInfo;
 use crate::error::Result;
@@ -28,6 +30,9 @@ pub struct OpenPartition {
     pub written: AtomicU64,
     /// Unix nanos of the last write through this handle (0: none since it was opened).
     pub last_write: AtomicU64,
+    /// Header summaries of the file (see [`OpenPartition::summaries`]), with the `next_block_id`
+    /// they were read at.
+    summaries: Mutex<Option<(u64, Arc<Vec<Summary>>)>>,
 }
 
 impl OpenPartition {
@@ -37,7 +42,36 @@ impl OpenPartition {
             dropped: AtomicBool::new(false),
             written: AtomicU64::new(0),
             last_write: AtomicU64::new(0),
+            summaries: Mutex::new(None),
         }
+    }
+
+    /// The fixed part of every block header of the file as seen by `txn`, in key order (org,
+    /// server, block). Cached: the set of blocks only changes in a transaction that allocates a
+    /// block id (appends and merges write at least one block; nothing else removes one but a
+    /// sealed rewrite or a drop, which replace the handle), so `next_block_id` identifies it.
+    pub fn summaries(&self, txn: &ReadTransaction) -> Result<Arc<Vec<Summary>>> {
+        let next = match txn.open_table(META)?.get(KEY_NEXT_BLOCK)? {
+            Some(v) => decode_u64(v.value())?,
+            None => return Err(corrupt("meta lacks next_block_id")),
+        };
+        if let Some((at, s)) = &*self.summaries.lock() {
+            if *at == next {
+                return Ok(s.clone());
+            }
+        }
+        let mut out = Vec::new();
+        for entry in txn.open_table(HEADERS)?.iter()? {
+            let (k, v) = entry?;
+            out.push(Summary::decode(split_header_key(k.value()), v.value())?);
+        }
+        let out = Arc::new(out);
+        let mut g = self.summaries.lock();
+        // Keep the newest state when two readers race.
+        if g.as_ref().is_none_or(|(at, _)| *at <= next) {
+            *g = Some((next, out.clone()));
+        }
+        Ok(out)
     }
 
     pub fn is_dropped(&self) -> bool {

@@ -13,6 +13,7 @@ use super::*;
 use crate::error::StorageError;
 use crate::model;
 use gen::{eq_bits, Gen};
+use materialize::Materialize;
 
 pub(super) fn opts(block_rows_max: usize) -> SpanStoreOptions {
     SpanStoreOptions {

@@ -1,8 +1,13 @@
 //! `SpanStore::trace`: every span of one trace in one org, found through each partition's trace
-//! index (never by scanning blocks).
+//! index (never by scanning blocks); of each candidate block only the trace-id column and the
+//! columns of the matching rows are read.
 
-use super::block::BlockBody;
+use std::sync::Arc;
+
+use super::block::ColumnRead;
 use super::corrupt;
+use super::lazy::LazyBody;
+use super::materialize::Materialize;
 use super::partition::BODIES;
 use super::registry::OpenPartition;
 use super::{trace_index, SpanStore};
@@ -41,19 +46,16 @@ fn trace_in_partition(
     if blocks.is_empty() {
         return Ok(());
     }
-    let bodies = txn.open_table(BODIES)?;
+    let sums = p.summaries(&txn)?;
+    // Only the org's own headers: isolation does not rest on the index alone (the body's org is
+    // checked against the header again when it is opened).
+    let own = &sums[sums.partition_point(|s| s.org < org)..sums.partition_point(|s| s.org <= org)];
+    let bodies = Arc::new(txn.open_table(BODIES)?);
     for id in blocks {
-        let body = match super::chunks::get(&bodies, id)? {
-            Some(v) => BlockBody::parse(v)?,
-            None => return Err(corrupt(format!("trace index points to missing block {id}"))),
+        let Some(s) = own.iter().find(|s| s.block == id) else {
+            return Err(corrupt(format!("trace index points to missing block {id}")));
         };
-        // The index is keyed by org, but isolation must not rest on one structure alone.
-        if body.org != org {
-            return Err(corrupt(format!(
-                "block {id} of org {} indexed under org {org}",
-                body.org
-            )));
-        }
+        let body = LazyBody::open(bodies.clone(), s)?;
         let rows: Vec<usize> = body
             .trace_ids()?
             .iter()

@@ -4,7 +4,7 @@
 
 use redb::WriteTransaction;
 
-use super::block::BlockBody;
+use super::block::{BlockBody, ColumnRead};
 use super::cols::Cols;
 use super::corrupt;
 use super::partition::{alloc_block_ids, header_key, Pending, BODIES, HEADERS};

@@ -213,7 +213,7 @@ fn writer_loop(shared: &Shared, store: &SpanStore) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mcp_obs_storage::model::{Env, McpFields, SpanOrigin};
+    use mcp_obs_storage::model::{Env, McpFields};
     use mcp_obs_storage::spans::SpanStoreOptions;
 
     fn span(i: u64) -> SpanRecord {
@@ -239,7 +239,7 @@ mod tests {
             attributes: vec![],
             events: vec![],
             links: vec![],
-            origin: SpanOrigin::default(),
+            origin: Default::default(),
             dropped_attributes_count: 0,
             dropped_events_count: 0,
             dropped_links_count: 0,

@@ -6,15 +6,45 @@
 
 use opentelemetry_proto::tonic::common::v1::{any_value::Value as PValue, KeyValue as PKeyValue};
 
-pub(super) struct Attrs(Vec<PKeyValue>);
+/// Entries below this index are consumed by marking them (one bit each) and dropped once, in
+/// [`Attrs::into_inner`], instead of being removed one by one, which would shift the rest each time.
+const MARKED: usize = 128;
+
+pub(super) struct Attrs {
+    kvs: Vec<PKeyValue>,
+    /// Bit `i` set: entry `i` (< [`MARKED`]) is consumed. Its value has been moved out (`None`), so
+    /// no lookup matches it. Entries from [`MARKED`] on are removed from `kvs` when consumed.
+    taken: u128,
+}
 
 impl Attrs {
     pub fn new(kvs: Vec<PKeyValue>) -> Attrs {
-        Attrs(kvs)
+        Attrs { kvs, taken: 0 }
     }
 
+    /// The attributes left, in payload order.
     pub fn into_inner(self) -> Vec<PKeyValue> {
-        self.0
+        let Attrs { mut kvs, taken } = self;
+        if taken != 0 {
+            let mut i = 0;
+            kvs.retain(|_| {
+                let keep = !is_marked(taken, i);
+                i += 1;
+                keep
+            });
+        }
+        kvs
+    }
+
+    /// Consumes entry `index`, returning its value.
+    fn consume(&mut self, index: usize) -> Option<PValue> {
+        let value = if index < MARKED {
+            self.taken |= 1u128 << index;
+            self.kvs[index].value.take()
+        } else {
+            self.kvs.remove(index).value
+        };
+        value.and_then(|v| v.value)
     }
 
     fn value(kv: &PKeyValue) -> Option<&PValue> {
@@ -23,7 +53,7 @@ impl Attrs {
 
     /// The first non-empty string under `key`, without consuming it.
     pub fn peek_str(&self, key: &str) -> Option<&str> {
-        self.0
+        self.kvs
             .iter()
             .filter(|kv| kv.key == key)
             .find_map(|kv| match Self::value(kv) {
@@ -40,27 +70,40 @@ impl Attrs {
         mut read: impl FnMut(&PValue) -> Option<T>,
     ) -> Option<T> {
         let (index, value) = self
-            .0
+            .kvs
             .iter()
             .enumerate()
             .filter(|(_, kv)| kv.key == key)
             .find_map(|(i, kv)| Self::value(kv).and_then(&mut read).map(|v| (i, v)))?;
-        self.0.remove(index);
+        self.consume(index);
         Some(value)
+    }
+
+    /// Removes the first attribute under `key` whose value `accept`s and returns that value, moved
+    /// out (no copy of its strings).
+    fn take_value(&mut self, key: &str, accept: impl Fn(&PValue) -> bool) -> Option<PValue> {
+        let index = self
+            .kvs
+            .iter()
+            .position(|kv| kv.key == key && Self::value(kv).is_some_and(&accept))?;
+        self.consume(index)
     }
 
     /// A non-empty string value. Names (method, tool, prompt, ...) are only accepted as strings.
     pub fn take_str(&mut self, key: &str) -> Option<String> {
-        self.take_if(key, |v| match v {
-            PValue::StringValue(s) if !s.is_empty() => Some(s.clone()),
+        match self.take_value(
+            key,
+            |v| matches!(v, PValue::StringValue(s) if !s.is_empty()),
+        )? {
+            PValue::StringValue(s) => Some(s),
             _ => None,
-        })
+        }
     }
 
     /// Any scalar rendered as a string: ids and versions arrive as strings from every library we
     /// have seen, but JSON-RPC ids are numbers on the wire and some SDKs record them that way.
     pub fn take_scalar(&mut self, key: &str) -> Option<String> {
-        self.take_if(key, scalar_string)
+        self.take_value(key, is_scalar).and_then(into_scalar_string)
     }
 
     /// The first of several spellings that is present (as a non-empty string), consumed.
@@ -75,7 +118,40 @@ impl Attrs {
 
     /// Removes every attribute under `key` (used for keys reserved to us).
     pub fn remove_all(&mut self, key: &str) {
-        self.0.retain(|kv| kv.key != key);
+        for (i, kv) in self.kvs.iter_mut().enumerate().take(MARKED) {
+            if kv.key == key {
+                self.taken |= 1u128 << i;
+                kv.value = None;
+            }
+        }
+        if self.kvs.len() > MARKED {
+            let mut tail = self.kvs.split_off(MARKED);
+            tail.retain(|kv| kv.key != key);
+            self.kvs.append(&mut tail);
+        }
+    }
+}
+
+fn is_marked(taken: u128, index: usize) -> bool {
+    index < MARKED && taken & (1u128 << index) != 0
+}
+
+/// Whether [`scalar_string`] renders `v`.
+fn is_scalar(v: &PValue) -> bool {
+    match v {
+        PValue::StringValue(s) => !s.is_empty(),
+        PValue::IntValue(_) | PValue::BoolValue(_) => true,
+        PValue::DoubleValue(d) => d.is_finite(),
+        PValue::BytesValue(b) => !b.is_empty(),
+        _ => false,
+    }
+}
+
+/// [`scalar_string`] of an owned value: a string is moved, not copied.
+fn into_scalar_string(v: PValue) -> Option<String> {
+    match v {
+        PValue::StringValue(s) if !s.is_empty() => Some(s),
+        v => scalar_string(&v),
     }
 }
 
@@ -116,6 +192,57 @@ mod tests {
         assert_eq!(attrs.take_first_str(&["a", "b", "c"]).as_deref(), Some("x"));
         let left: Vec<_> = attrs.into_inner().into_iter().map(|kv| kv.key).collect();
         assert_eq!(left, ["a", "c"]);
+    }
+
+    /// Marked (first 128) and removed (beyond) consumption give what plain removal would.
+    #[test]
+    fn consuming_past_the_marked_range_matches_plain_removal() {
+        let kvs: Vec<PKeyValue> = (0..300)
+            .map(|i| kv(&format!("k{}", i % 7), PValue::StringValue(format!("v{i}"))))
+            .collect();
+        let mut reference = kvs.clone();
+        let mut attrs = Attrs::new(kvs);
+        attrs.remove_all("k3");
+        reference.retain(|kv| kv.key != "k3");
+        for key in ["k1", "k5", "k1", "k3", "k0"] {
+            let mut taken = Vec::new();
+            while let Some(v) = attrs.take_str(key) {
+                taken.push(v);
+            }
+            let mut expected = Vec::new();
+            while let Some(i) = reference.iter().position(|kv| kv.key == key) {
+                let Some(PValue::StringValue(s)) = reference.remove(i).value.and_then(|v| v.value)
+                else {
+                    unreachable!()
+                };
+                expected.push(s);
+            }
+            assert_eq!(taken, expected, "{key}");
+            attrs.remove_all("k6");
+            reference.retain(|kv| kv.key != "k6");
+        }
+        assert_eq!(attrs.into_inner(), reference);
+    }
+
+    #[test]
+    fn is_scalar_agrees_with_scalar_string() {
+        use opentelemetry_proto::tonic::common::v1::ArrayValue;
+        for v in [
+            PValue::StringValue(String::new()),
+            PValue::StringValue("s".into()),
+            PValue::IntValue(-3),
+            PValue::BoolValue(false),
+            PValue::DoubleValue(1.5),
+            PValue::DoubleValue(f64::NAN),
+            PValue::DoubleValue(f64::INFINITY),
+            PValue::BytesValue(vec![]),
+            PValue::BytesValue(vec![0xab]),
+            PValue::ArrayValue(ArrayValue { values: vec![] }),
+            PValue::StringValueStrindex(1),
+        ] {
+            assert_eq!(is_scalar(&v), scalar_string(&v).is_some(), "{v:?}");
+            assert_eq!(into_scalar_string(v.clone()), scalar_string(&v), "{v:?}");
+        }
     }
 
     #[test]

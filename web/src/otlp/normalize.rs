@@ -12,6 +12,8 @@
 //!   per resource in [`Normalized::truncated_values`].
 //! - Links with malformed ids are dropped and counted in `dropped_links_count`.
 
+use std::sync::Arc;
+
 use super::attrs::Attrs;
 use super::canonical;
 use super::limits::{truncate_utf8, Clamp};
@@ -112,11 +114,11 @@ pub fn normalize(
                 limits.attributes_per_span_max,
             );
             let scope = ss.scope.unwrap_or_default();
-            let origin = SpanOrigin {
+            let origin = Arc::new(SpanOrigin {
                 resource: resource.clone(),
                 scope_name: scope_clamp.string(scope.name),
                 scope_version: scope_clamp.string(scope.version),
-            };
+            });
             out.truncated_values += scope_clamp.truncated;
             for span in ss.spans {
                 seen = seen.saturating_add(1);
@@ -226,7 +228,7 @@ fn check_times(span: &Span, stamp: &Stamp) -> Result<(), Reject> {
 /// were truncated on it.
 fn normalize_span(
     span: Span,
-    origin: &SpanOrigin,
+    origin: &Arc<SpanOrigin>,
     service_name: &str,
     stamp: &Stamp,
     limits: &NormalizeLimits,
@@ -290,7 +292,7 @@ fn normalize_span(
         attributes,
         events,
         links,
-        origin: origin.clone(),
+        origin: Arc::clone(origin),
         dropped_attributes_count: dropped_attributes_count.saturating_add(attrs_dropped),
         dropped_events_count: dropped_events_count.saturating_add(events_dropped),
         dropped_links_count: dropped_links_count.saturating_add(links_dropped),

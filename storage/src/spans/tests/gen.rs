@@ -117,7 +117,8 @@ impl Gen {
                 resource: vec![],
                 scope_name: format!("scope{}", org),
                 scope_version: "1".into(),
-            },
+            }
+            .into(),
             dropped_attributes_count: 0,
             dropped_events_count: self.rng.gen_range(0..2),
             dropped_links_count: 0,
@@ -141,7 +142,7 @@ pub fn eq_bits(a: &SpanRecord, b: &SpanRecord) -> bool {
             attributes: vec![],
             events: vec![],
             links: vec![],
-            origin: SpanOrigin::default(),
+            origin: Default::default(),
             ..s.clone()
         }
     }

@@ -306,6 +306,10 @@ fn resource_truncation_is_marked_on_the_resource_once() {
     };
     assert_eq!(r.origin.resource.last(), Some(&marker));
     assert_eq!(out.spans[1].origin, r.origin);
+    assert!(
+        Arc::ptr_eq(&out.spans[1].origin, &r.origin),
+        "spans of one scope share one origin"
+    );
     // Plus scope name and version, counted once per scope, not per span.
     assert_eq!(out.truncated_values, 3 + 2);
     assert!(

@@ -1,0 +1,210 @@
+//! Decoding shortcuts for the read path: tight varint loops, and random access into bit-packed
+//! ids and dictionary string columns, so materializing a few rows of a block does not decode every
+//! row of every column. Same validation as the `codec` decoders for whatever they touch.
+
+use super::corrupt;
+use crate::codec::{strdict, Reader};
+use crate::error::Result;
+
+/// Exactly `n` varints filling `raw` (as `codec::Reader::varint` would read them).
+pub fn varints(raw: &[u8], n: usize) -> Result<Vec<u64>> {
+    let mut out = Vec::with_capacity(n);
+    let mut i = 0;
+    while out.len() < n {
+        let (v, next) = varint_at(raw, i)?;
+        out.push(v);
+        i = next;
+    }
+    if i != raw.len() {
+        return Err(corrupt("varint column trailing bytes"));
+    }
+    Ok(out)
+}
+
+/// The varint at byte `i` of `raw` and the offset after it.
+#[inline]
+fn varint_at(raw: &[u8], mut i: usize) -> Result<(u64, usize)> {
+    let mut v = 0u64;
+    for k in 0..10 {
+        let b = *raw.get(i).ok_or_else(|| corrupt("varint past end"))?;
+        i += 1;
+        if k == 9 && b > 1 {
+            return Err(corrupt("varint overflows u64"));
+        }
+        v |= u64::from(b & 0x7f) << (7 * k);
+        if b & 0x80 == 0 {
+            return Ok((v, i));
+        }
+    }
+    Err(corrupt("varint longer than 10 bytes"))
+}
+
+/// Values `per_row` varints wide at `rows` of a column of such rows (one pass, decoding only
+/// the rows asked for; the column must hold exactly `n * per_row` varints).
+pub fn varint_rows(raw: &[u8], n: usize, per_row: usize, rows: &[usize]) -> Result<Vec<Vec<u64>>> {
+    let mut want: Vec<(usize, usize)> = rows
+        .iter()
+        .copied()
+        .enumerate()
+        .map(|(k, r)| (r, k))
+        .collect();
+    want.sort_unstable();
+    let mut out = vec![Vec::new(); rows.len()];
+    let mut w = want.iter().peekable();
+    let mut i = 0;
+    for row in 0..n {
+        if w.peek().is_some_and(|x| x.0 == row) {
+            let mut vals = Vec::with_capacity(per_row);
+            for _ in 0..per_row {
+                let (v, next) = varint_at(raw, i)?;
+                vals.push(v);
+                i = next;
+            }
+            while let Some(&&(r, k)) = w.peek() {
+                if r != row {
+                    break;
+                }
+                out[k] = vals.clone();
+                w.next();
+            }
+        } else {
+            for _ in 0..per_row {
+                i = skip_varint(raw, i)?;
+            }
+        }
+    }
+    if i != raw.len() {
+        return Err(corrupt("varint column trailing bytes"));
+    }
+    Ok(out)
+}
+
+#[inline]
+fn skip_varint(raw: &[u8], i: usize) -> Result<usize> {
+    match raw
+        .get(i..)
+        .and_then(|r| r.iter().take(10).position(|&b| b & 0x80 == 0))
+    {
+        Some(p) => Ok(i + p + 1),
+        None => varint_at(raw, i).map(|x| x.1),
+    }
+}
+
+/// Value `idx` of a bit-packed run of `width`-bit values (LSB first); `data` was length-checked.
+#[inline]
+pub fn get_bits(data: &[u8], idx: usize, width: u8) -> u32 {
+    if width == 0 {
+        return 0;
+    }
+    let bit = idx * usize::from(width);
+    let mut w = [0u8; 8];
+    let at = bit / 8;
+    let avail = data.len().saturating_sub(at).min(8);
+    w[..avail].copy_from_slice(&data[at..at + avail]);
+    let v = u64::from_le_bytes(w) >> (bit % 8);
+    (v & ((1u64 << width) - 1)) as u32
+}
+
+/// Reads the `[width][data]` header of a bit-packed run of `n` values.
+pub fn bitpacked<'a>(r: &mut Reader<'a>, n: usize) -> Result<(u8, &'a [u8])> {
+    let width = r.u8()?;
+    if width > 32 {
+        return Err(corrupt(format!("bit width {width} > 32")));
+    }
+    let nbytes = (n as u64 * u64::from(width)).div_ceil(8);
+    let data = r.bytes(usize::try_from(nbytes).map_err(|_| corrupt("bitpack length"))?)?;
+    Ok((width, data))
+}
+
+/// Values at `rows` of a string column of `n` rows (`codec::strdict` layout). The dictionary is
+/// walked without allocating; only the values returned are checked as UTF-8 and copied.
+pub fn str_rows(raw: &[u8], n: usize, rows: &[usize]) -> Result<Vec<Option<String>>> {
+    let mut r = Reader::new(raw);
+    if raw.first() != Some(&0) {
+        // Numeric mode: sequential, decode it all.
+        let v = strdict::decode_vals(&mut r, n)?;
+        r.finish("string column")?;
+        let strdict::StrVals::Num(nums) = v else {
+            return Err(corrupt("string column mode"));
+        };
+        return Ok(rows
+            .iter()
+            .map(|&i| nums.get(i).copied().flatten().map(|x| x.to_string()))
+            .collect());
+    }
+    r.u8()?;
+    let d = r.count(1)?;
+    let mut dict = Vec::with_capacity(d);
+    for _ in 0..d {
+        dict.push(r.len_bytes()?);
+    }
+    let (width, data) = bitpacked(&mut r, n)?;
+    r.finish("string column")?;
+    rows.iter()
+        .map(|&i| match get_bits(data, i, width) as usize {
+            0 => Ok(None),
+            id if id > d => Err(corrupt(format!("dictionary id {id} > {d}"))),
+            id => std::str::from_utf8(dict[id - 1])
+                .map(|s| Some(s.to_owned()))
+                .map_err(|_| corrupt("dictionary entry is not UTF-8")),
+        })
+        .collect()
+}
+
+/// A string column's ids (bit-packed) and the id of one value, for filtering by equality.
+pub enum StrMatch<'a> {
+    /// The block does not hold the value.
+    Absent,
+    /// Row i matches when its packed id equals `id`.
+    Dict { width: u8, data: &'a [u8], id: u32 },
+    /// Numeric mode: the decoded values.
+    Num(Vec<Option<u64>>, u64),
+}
+
+impl StrMatch<'_> {
+    #[inline]
+    pub fn matches(&self, i: usize) -> bool {
+        match self {
+            StrMatch::Absent => false,
+            StrMatch::Dict { width, data, id } => get_bits(data, i, *width) == *id,
+            StrMatch::Num(v, n) => v.get(i).copied().flatten() == Some(*n),
+        }
+    }
+}
+
+/// Prepares an equality filter on a string column of `n` rows: the dictionary is walked without
+/// allocating and compared as bytes (every id is checked against the dictionary, as on decode).
+pub fn str_match<'a>(raw: &'a [u8], n: usize, want: &str) -> Result<StrMatch<'a>> {
+    let mut r = Reader::new(raw);
+    if raw.first() != Some(&0) {
+        let v = strdict::decode_vals(&mut r, n)?;
+        r.finish("string column")?;
+        let strdict::StrVals::Num(nums) = v else {
+            return Err(corrupt("string column mode"));
+        };
+        return Ok(match strdict::canonical_u64(want) {
+            Some(x) => StrMatch::Num(nums, x),
+            None => StrMatch::Absent,
+        });
+    }
+    r.u8()?;
+    let d = r.count(1)?;
+    let mut id = None;
+    for k in 0..d {
+        if r.len_bytes()? == want.as_bytes() && id.is_none() {
+            id = Some(k as u32 + 1);
+        }
+    }
+    let (width, data) = bitpacked(&mut r, n)?;
+    r.finish("string column")?;
+    if let Some(bad) = (0..n)
+        .map(|i| get_bits(data, i, width))
+        .find(|&x| x as usize > d)
+    {
+        return Err(corrupt(format!("dictionary id {bad} > {d}")));
+    }
+    Ok(match id {
+        Some(id) => StrMatch::Dict { width, data, id },
+        None => StrMatch::Absent,
+    })
+}

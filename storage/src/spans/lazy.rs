@@ -1,0 +1,226 @@
+//! A block body read chunk by chunk on demand: `list` and `trace` fetch the prelude (first chunk)
+//! and then only the chunks holding the column frames they decode, and for a column stored raw
+//! (trace and span ids, 75% of a block) only the chunks holding the rows they return.
+
+use std::cell::{OnceCell, RefCell};
+use std::sync::Arc;
+
+use redb::ReadOnlyTable;
+
+use super::block::{ColumnRead, BLOCK_ROWS_LIMIT, BODY_MAGIC};
+use super::chunks::{body_key, BodyKey, CHUNK_BYTES};
+use super::columns::*;
+use super::corrupt;
+use super::header::Summary;
+use crate::codec::{compress, Reader};
+use crate::error::Result;
+use crate::model::{OrgId, ServerId};
+
+pub type BodiesTable = ReadOnlyTable<&'static BodyKey, &'static [u8]>;
+
+/// Frame codec byte of a column stored uncompressed (docs/format.md, "Block body").
+const CODEC_RAW: u8 = 0;
+
+pub struct LazyBody {
+    table: Arc<BodiesTable>,
+    block: u64,
+    org: OrgId,
+    server: ServerId,
+    rows: usize,
+    len: usize,
+    /// Absolute `[start, end)` of each column frame in the body.
+    frames: Vec<(usize, usize)>,
+    chunks: RefCell<Vec<Option<Vec<u8>>>>,
+    starts: OnceCell<Vec<u64>>,
+}
+
+impl LazyBody {
+    /// Reads the first chunk and checks the prelude against the header `h` (org, server, rows,
+    /// body length): frames must tile exactly `h.body_bytes` bytes.
+    pub fn open(table: Arc<BodiesTable>, h: &Summary) -> Result<LazyBody> {
+        let len = h.body_bytes as usize;
+        if len == 0 {
+            return Err(corrupt(format!("block {} has an empty body", h.block)));
+        }
+        let n_chunks = len.div_ceil(CHUNK_BYTES);
+        let body = LazyBody {
+            table,
+            block: h.block,
+            org: h.org,
+            server: h.server,
+            rows: h.rows as usize,
+            len,
+            frames: Vec::new(),
+            chunks: RefCell::new(vec![None; n_chunks]),
+            starts: OnceCell::new(),
+        };
+        let first = body.read(0, len.min(CHUNK_BYTES))?;
+        let mut r = Reader::new(&first);
+        if r.array::<4>()? != BODY_MAGIC {
+            return Err(corrupt("block body magic"));
+        }
+        let (org, server, rows) = (r.u32_le()?, r.u32_le()?, r.u32_le()? as usize);
+        if org != h.org || server != h.server || rows != body.rows || rows > BLOCK_ROWS_LIMIT {
+            return Err(corrupt(format!(
+                "block {} does not match its header",
+                h.block
+            )));
+        }
+        if r.u8()? as usize != NCOLS {
+            return Err(corrupt("block column count"));
+        }
+        let mut lens = [0usize; NCOLS];
+        for l in &mut lens {
+            *l = usize::try_from(r.varint()?).map_err(|_| corrupt("frame length"))?;
+        }
+        let mut frames = Vec::with_capacity(NCOLS);
+        let mut at = r.position();
+        for l in lens {
+            let end = at
+                .checked_add(l)
+                .filter(|&e| e <= len)
+                .ok_or_else(|| corrupt("frame past end"))?;
+            frames.push((at, end));
+            at = end;
+        }
+        if at != len {
+            return Err(corrupt("block body trailing bytes"));
+        }
+        Ok(LazyBody { frames, ..body })
+    }
+
+    /// The start column, decoded once and kept.
+    pub fn start_col(&self) -> Result<&[u64]> {
+        if self.starts.get().is_none() {
+            let mut v = self.varints(C_START, 1)?;
+            let mut acc = 0u64;
+            for x in &mut v {
+                acc = acc
+                    .checked_add(*x)
+                    .ok_or_else(|| corrupt("start time overflow"))?;
+                *x = acc;
+            }
+            let _ = self.starts.set(v);
+        }
+        Ok(self.starts.get().map_or(&[][..], Vec::as_slice))
+    }
+
+    /// Fetches the chunks `c0..=c1` not fetched yet (one range scan).
+    fn fetch(&self, c0: usize, c1: usize) -> Result<()> {
+        let mut chunks = self.chunks.borrow_mut();
+        let Some(first) = (c0..=c1).find(|&c| chunks[c].is_none()) else {
+            return Ok(());
+        };
+        let last = (first..=c1)
+            .rev()
+            .find(|&c| chunks[c].is_none())
+            .unwrap_or(first);
+        let (lo, hi) = (
+            body_key(self.block, first as u32),
+            body_key(self.block, last as u32),
+        );
+        let mut want = first;
+        for entry in self.table.range::<&BodyKey>(&lo..=&hi)? {
+            let (k, v) = entry?;
+            if k.value()[8..] != (want as u32).to_be_bytes() {
+                break;
+            }
+            if chunks[want].is_none() {
+                let expect = CHUNK_BYTES.min(self.len - want * CHUNK_BYTES);
+                if v.value().len() != expect {
+                    return Err(corrupt(format!(
+                        "block {} chunk {want} has {} bytes",
+                        self.block,
+                        v.value().len()
+                    )));
+                }
+                chunks[want] = Some(v.value().to_vec());
+            }
+            want += 1;
+        }
+        if want <= last {
+            return Err(corrupt(format!(
+                "block {} body chunk {want} missing",
+                self.block
+            )));
+        }
+        Ok(())
+    }
+
+    /// Bytes `[a, b)` of the body.
+    fn read(&self, a: usize, b: usize) -> Result<Vec<u8>> {
+        debug_assert!(a <= b && b <= self.len);
+        let mut out = Vec::with_capacity(b - a);
+        if a == b {
+            return Ok(out);
+        }
+        let (c0, c1) = (a / CHUNK_BYTES, (b - 1) / CHUNK_BYTES);
+        self.fetch(c0, c1)?;
+        let chunks = self.chunks.borrow();
+        for c in c0..=c1 {
+            let base = c * CHUNK_BYTES;
+            let data = chunks[c].as_deref().unwrap_or(&[]);
+            let (x, y) = (a.max(base) - base, b.min(base + data.len()) - base);
+            out.extend_from_slice(&data[x..y]);
+        }
+        Ok(out)
+    }
+
+    /// For a column stored raw, the body offset of its first data byte.
+    fn raw_data_at(&self, col: usize, expect_len: usize) -> Result<Option<usize>> {
+        let (a, b) = self.frames[col];
+        let head = self.read(a, b.min(a + 21))?;
+        let mut r = Reader::new(&head);
+        if r.u8()? != CODEC_RAW {
+            return Ok(None);
+        }
+        let raw_len = r.varint()?;
+        let stored_len = r.varint()?;
+        let at = a + r.position();
+        if raw_len != expect_len as u64 || stored_len != raw_len || b - at != expect_len {
+            return Err(corrupt(format!("raw column {col} length mismatch")));
+        }
+        Ok(Some(at))
+    }
+}
+
+impl ColumnRead for LazyBody {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn org(&self) -> OrgId {
+        self.org
+    }
+    fn server(&self) -> ServerId {
+        self.server
+    }
+
+    fn column(&self, col: usize) -> Result<Vec<u8>> {
+        let (a, b) = self.frames[col];
+        let frame = self.read(a, b)?;
+        let mut r = Reader::new(&frame);
+        let raw = compress::read_frame(&mut r)?;
+        r.finish("column frame")?;
+        Ok(raw)
+    }
+
+    fn starts(&self) -> Result<Vec<u64>> {
+        Ok(self.start_col()?.to_vec())
+    }
+
+    fn fixed_rows<const N: usize>(&self, col: usize, rows: &[usize]) -> Result<Vec<[u8; N]>> {
+        if rows.iter().any(|&i| i >= self.rows) {
+            return Err(corrupt("row past block end"));
+        }
+        let Some(at) = self.raw_data_at(col, self.rows * N)? else {
+            let all = self.fixed::<N>(col)?;
+            return Ok(rows.iter().map(|&i| all[i]).collect());
+        };
+        rows.iter()
+            .map(|&i| {
+                let v = self.read(at + i * N, at + (i + 1) * N)?;
+                v.try_into().map_err(|_| corrupt("fixed row"))
+            })
+            .collect()
+    }
+}
