@@ -7,6 +7,10 @@ cd "$(dirname "$0")"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+# Test runner output is also kept here so the last line can total every runner's counts.
+results="$(mktemp)"
+trap 'rm -f "$results"' EXIT
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -29,10 +33,10 @@ step "cargo build --release (the binary the integration tests drive)"
 cargo build --workspace --release --locked
 
 step "tests (unit, property, integration)"
-cargo test --workspace --release --locked
+cargo test --workspace --release --locked 2>&1 | tee -a "$results"
 
 step "Python SDK tests (real MCP servers and clients against the release binary)"
-sdk/python/run-tests.sh
+sdk/python/run-tests.sh 2>&1 | tee -a "$results"
 
 step "docs build"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
@@ -45,4 +49,20 @@ if [ -x fuzz/run-brief.sh ]; then
   FUZZ_SECONDS="${FUZZ_SECONDS:-15}" fuzz/run-brief.sh
 fi
 
-echo "all checks passed" >&2
+# One closing line over all runners: cargo's "test result: ok. N passed; M failed" and pytest's
+# "N passed[, M failed]" lines.
+python3 - "$results" <<'PY'
+import re, sys
+passed = failed = skipped = 0
+for line in open(sys.argv[1], errors="replace"):
+    m = re.search(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored", line)
+    if m:
+        passed += int(m[1]); failed += int(m[2]); skipped += int(m[3])
+        continue
+    if line.startswith("["):
+        continue  # run-tests.sh repeats pytest's lines in its summary
+    m = re.match(r"^(\d+) passed(?:, (\d+) failed)?(?:, (\d+) skipped)?", line.strip())
+    if m:
+        passed += int(m[1]); failed += int(m[2] or 0); skipped += int(m[3] or 0)
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+PY

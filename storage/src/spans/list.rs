@@ -54,7 +54,7 @@ struct Scan<'a> {
 
 impl SpanStore {
     /// Spans of `org` matching `filter`, newest first, at most `limit` (capped at
-    /// [`LIST_LIMIT_MAX`]), continuing after `cursor`. A malformed cursor is `StorageError::Invalid`.
+    /// `LIST_LIMIT_MAX`), continuing after `cursor`. A malformed cursor is `StorageError::Invalid`.
     pub fn list(
         &self,
         org: OrgId,
