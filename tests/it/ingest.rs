@@ -19,10 +19,21 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 fn setup(tag: &str) -> (TempDir, Server, Session, u64, String) {
+    setup_with(tag, None)
+}
+
+/// A fresh appliance (optionally with a config file), a logged-in admin, one server and its key.
+fn setup_with(tag: &str, config_toml: Option<&str>) -> (TempDir, Server, Session, u64, String) {
     let dir = TempDir::new(tag);
-    let srv = Server::start(dir.path());
+    let srv = Server::start_with(
+        dir.path(),
+        StartOptions {
+            config_toml,
+            ..Default::default()
+        },
+    );
     let s = login(&srv, "admin", ADMIN_PASSWORD).unwrap_or_else(|r| panic!("login: {}", r.text()));
-    let (server_id, key) = s.create_server(&srv, "default", "weather");
+    let (server_id, key) = s.create_server(&srv, "default", tag);
     (dir, srv, s, server_id, key)
 }
 
@@ -243,18 +254,10 @@ fn grpc_status(r: &Resp) -> (i64, String) {
 
 #[test]
 fn every_error_status() {
-    let dir = TempDir::new("errors");
-    let config =
-        "[web]\nbody_bytes_max = 200000\nspans_per_request_max = 100\nretention_days = 30\n";
-    let srv = Server::start_with(
-        dir.path(),
-        StartOptions {
-            config_toml: Some(config),
-            ..Default::default()
-        },
+    let (_dir, srv, s, server_id, key) = setup_with(
+        "errors",
+        Some("[web]\nbody_bytes_max = 200000\nspans_per_request_max = 100\nretention_days = 30\n"),
     );
-    let s = login(&srv, "admin", ADMIN_PASSWORD).unwrap();
-    let (server_id, key) = s.create_server(&srv, "default", "errs");
     let mut rng = rand::rngs::StdRng::seed_from_u64(2);
     let (req, _) = gen::request(&mut rng, 5, now_unix_nano() - 1_000_000_000);
     let pb = req.encode_to_vec();
@@ -459,18 +462,8 @@ fn revocation_is_immediate_and_cors_preflight() {
 /// Every real payload captured from MCP libraries is accepted and normalized.
 #[test]
 fn real_fixture_payloads() {
-    let dir = TempDir::new("fixtures");
     // Fixture timestamps are fixed; allow any age so the test keeps passing as time goes by.
-    let config = "[web]\nretention_days = 36500\n";
-    let srv = Server::start_with(
-        dir.path(),
-        StartOptions {
-            config_toml: Some(config),
-            ..Default::default()
-        },
-    );
-    let s = login(&srv, "admin", ADMIN_PASSWORD).unwrap();
-    let (_, key) = s.create_server(&srv, "default", "fixtures");
+    let (_dir, srv, s, _, key) = setup_with("fixtures", Some("[web]\nretention_days = 36500\n"));
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
     let mut posted = 0;
     for entry in std::fs::read_dir(&fixtures).expect("../shared/fixtures") {
@@ -523,19 +516,8 @@ fn real_fixture_payloads() {
 /// A full ingest queue answers 429 with Retry-After at once, and loses nothing it acknowledged.
 #[test]
 fn backpressure_is_429_with_retry_after() {
-    let dir = TempDir::new("backpressure");
     // One waiting request at most, one request per commit: concurrent senders must overflow.
-    let config =
-        "[web]\ningest_queue_requests_max = 1\ngroup_commit_spans_max = 1\nretry_after_secs = 2\n";
-    let srv = Server::start_with(
-        dir.path(),
-        StartOptions {
-            config_toml: Some(config),
-            ..Default::default()
-        },
-    );
-    let s = login(&srv, "admin", ADMIN_PASSWORD).unwrap();
-    let (_, key) = s.create_server(&srv, "default", "busy");
+    let (_dir, srv, s, _, key) = setup_with("backpressure", Some("[web]\ningest_queue_requests_max = 1\ngroup_commit_spans_max = 1\nretry_after_secs = 2\n"));
     let url = srv.url("/v1/traces");
     let mut handles = Vec::new();
     for t in 0..8u64 {
