@@ -2,7 +2,8 @@
 //! realistic 512-span protobuf batches; we report spans per server CPU-second (utime+stime of the
 //! server process from /proc), wall throughput, peak RSS, and bytes on disk per span.
 //!
-//! Run: `cargo bench --bench ingest` (env: BENCH_SPANS, default 2,000,000; BENCH_CLIENTS, default 4).
+//! Run: `cargo bench --bench ingest` (env: BENCH_SPANS, default 2,000,000; BENCH_CLIENTS, default 4;
+//! BENCH_BIN, another `mcp-obs` binary to measure instead of this build's, for A/B comparisons).
 
 #[path = "../tests/common/gen.rs"]
 #[allow(dead_code)]
@@ -74,7 +75,8 @@ fn main() {
     let clients = env_usize("BENCH_CLIENTS", 4);
     let dir = std::env::temp_dir().join(format!("mcpobs-bench-ingest-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-obs"))
+    let bin = std::env::var("BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mcp-obs").into());
+    let mut child = Command::new(bin)
         .args([
             "serve",
             "--listen",

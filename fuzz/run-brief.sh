@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 seconds="${FUZZ_SECONDS:-20}"
 sanitizer="${FUZZ_SANITIZER:-none}"
 fixtures="../../shared/fixtures"
-targets=(otlp_protobuf otlp_json normalize)
+targets=(otlp_protobuf otlp_protobuf_fast otlp_json normalize)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz (about 30 s)" >&2
@@ -24,7 +24,7 @@ export RUSTC_BOOTSTRAP=1
 
 # Seed corpora from the fixtures. Protobuf bodies are stored gzipped when they were sent so.
 if [ -d "$fixtures" ]; then
-  mkdir -p corpus/otlp_protobuf corpus/normalize corpus/otlp_json
+  mkdir -p corpus/otlp_protobuf corpus/otlp_protobuf_fast corpus/normalize corpus/otlp_json
   for body in "$fixtures"/*.pb; do
     name="$(basename "$body")"
     if grep -Eq '"content_encoding": *"gzip"' "${body%.pb}.meta.json"; then
@@ -33,6 +33,7 @@ if [ -d "$fixtures" ]; then
       cp "$body" "corpus/otlp_protobuf/$name"
     fi
     cp "corpus/otlp_protobuf/$name" "corpus/normalize/$name"
+    cp "corpus/otlp_protobuf/$name" "corpus/otlp_protobuf_fast/$name"
   done
   # The OTLP/JSON capture, plus the proto3-JSON renderings (base64 ids, so they stop at the first
   # id, but their structure is a good starting point for mutation).

@@ -3,8 +3,8 @@
 
 use mcp_obs_storage::model::Env;
 use mcp_obs_web::otlp::{
-    decode_json, decode_protobuf, normalize, span_count, ExportTraceServiceRequest,
-    NormalizeLimits, Normalized, Stamp, TRUNCATED_KEY,
+    decode_json, decode_normalize_protobuf, decode_protobuf, normalize, same_normalized,
+    span_count, ExportTraceServiceRequest, NormalizeLimits, Normalized, Stamp, TRUNCATED_KEY,
 };
 
 /// The window the fixture corpus falls in (late 2026), so seeds exercise the accept path.
@@ -86,5 +86,35 @@ pub fn otlp_json(data: &[u8]) {
 pub fn normalize_protobuf(data: &[u8]) {
     if let Ok(req) = decode_protobuf(data) {
         normalize_both(req);
+    }
+}
+
+/// Target `otlp_protobuf_fast` (differential): the one-pass protobuf path must give exactly what
+/// `decode_protobuf` + `span_count` + `normalize` give, under tiny and default limits; both fail
+/// on the same inputs.
+pub fn otlp_protobuf_fast(data: &[u8]) {
+    for limits in [TINY, NormalizeLimits::default()] {
+        let old = decode_protobuf(data).map(|req| {
+            let count = span_count(&req);
+            (count, normalize(req, &stamp(), &limits))
+        });
+        let new = decode_normalize_protobuf(data, &stamp(), &limits);
+        match (old, new) {
+            (Err(_), Err(_)) => {}
+            (Ok((count, old)), Ok(new)) => {
+                assert_eq!(count, new.span_count, "span count differs");
+                assert!(
+                    same_normalized(&old, &new.normalized),
+                    "fast path differs\nold: {old:#?}\nnew: {:#?}",
+                    new.normalized
+                );
+            }
+            (old, new) => panic!(
+                "one path failed: old ok={} new ok={} ({:?})",
+                old.is_ok(),
+                new.is_ok(),
+                new.as_ref().err()
+            ),
+        }
     }
 }

@@ -12,20 +12,20 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as PValue;
 use opentelemetry_proto::tonic::trace::v1::span::Event;
 
 pub const TOOL_ERROR: &str = "tool_error";
-const TOOLS_CALL: &str = "tools/call";
-const PROMPTS_GET: &str = "prompts/get";
+pub(super) const TOOLS_CALL: &str = "tools/call";
+pub(super) const PROMPTS_GET: &str = "prompts/get";
 /// Longest string we accept as a method parsed out of a span name.
 const NAME_METHOD_BYTES_MAX: usize = 64;
 const MCP_SEND_PREFIX: &str = "MCP send ";
-const TRACELOOP_SPAN_KIND: &str = "traceloop.span.kind";
-const TRACELOOP_ENTITY_NAME: &str = "traceloop.entity.name";
+pub(super) const TRACELOOP_SPAN_KIND: &str = "traceloop.span.kind";
+pub(super) const TRACELOOP_ENTITY_NAME: &str = "traceloop.entity.name";
 
 /// What the span name says, when it is shaped like an MCP request span.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct NameParts<'a> {
-    method: Option<&'a str>,
+pub(super) struct NameParts<'a> {
+    pub method: Option<&'a str>,
     /// The tool, prompt or other name after the method (`tools/call get_weather`).
-    target: Option<&'a str>,
+    pub target: Option<&'a str>,
 }
 
 /// Extracts the canonical fields, consuming the attributes they came from.
@@ -129,7 +129,7 @@ fn exception_type(events: &[Event]) -> Option<String> {
 /// Reads the method (and target) out of a span name in the shapes MCP libraries use:
 /// `{method}`, `{method} {target}`, `MCP send {method}[ {target}]`, traceloop's `{method}.mcp`, and
 /// traceloop's `{tool}.tool` when `traceloop.span.kind` is `tool` (a `tools/call`).
-fn parse_span_name(name: &str, traceloop_tool: bool) -> NameParts<'_> {
+pub(super) fn parse_span_name(name: &str, traceloop_tool: bool) -> NameParts<'_> {
     if traceloop_tool {
         return NameParts {
             method: Some(TOOLS_CALL),

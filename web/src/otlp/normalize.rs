@@ -28,9 +28,9 @@ use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, Span};
 
 /// Attribute we add to a span (or resource) whose values were truncated: the number cut.
 pub const TRUNCATED_KEY: &str = "mcpobs.truncated";
-const STATUS_CODE_ERROR: i32 = 2;
-const SPAN_KIND_MAX: i32 = 5;
-const STATUS_CODE_MAX: i32 = 2;
+pub(super) const STATUS_CODE_ERROR: i32 = 2;
+pub(super) const SPAN_KIND_MAX: i32 = 5;
+pub(super) const STATUS_CODE_MAX: i32 = 2;
 
 /// Where spans go and which start times are acceptable, decided by the caller (API key, clock,
 /// retention settings).
@@ -165,7 +165,7 @@ fn convert_resource(
     (attributes, service_name, clamp.truncated)
 }
 
-fn mark_truncated(attributes: &mut Vec<KeyValue>, truncated: u64) {
+pub(super) fn mark_truncated(attributes: &mut Vec<KeyValue>, truncated: u64) {
     if truncated > 0 {
         attributes.push(KeyValue {
             key: TRUNCATED_KEY.to_owned(),
@@ -301,7 +301,7 @@ fn normalize_span(
 }
 
 /// Known enum numbers as stored; unknown ones (proto3 enums are open) become 0, "unspecified".
-fn small_enum(value: i32, max: i32) -> u8 {
+pub(super) fn small_enum(value: i32, max: i32) -> u8 {
     if (0..=max).contains(&value) {
         u8::try_from(value).unwrap_or(0)
     } else {

@@ -61,7 +61,7 @@ fn any_string() -> impl Strategy<Value = String> {
     ]
 }
 
-fn any_value() -> impl Strategy<Value = Option<Value>> {
+pub(super) fn any_value() -> impl Strategy<Value = Option<Value>> {
     let leaf = prop_oneof![
         any_string().prop_map(Value::StringValue),
         any::<bool>().prop_map(Value::BoolValue),
@@ -76,7 +76,7 @@ fn any_value() -> impl Strategy<Value = Option<Value>> {
     proptest::option::weighted(0.9, nested)
 }
 
-fn key_value() -> impl Strategy<Value = KeyValue> {
+pub(super) fn key_value() -> impl Strategy<Value = KeyValue> {
     (
         prop_oneof![4 => proptest::sample::select(KEYS).prop_map(str::to_owned), 1 => "\\PC{0,12}"],
         any_value(),
@@ -132,7 +132,7 @@ fn link() -> impl Strategy<Value = span::Link> {
 }
 
 prop_compose! {
-    fn any_span()(
+    pub(super) fn any_span()(
         trace_id in id(16),
         span_id in id(8),
         parent_span_id in prop_oneof![Just(Vec::new()), id(8)],
@@ -157,7 +157,7 @@ prop_compose! {
     }
 }
 
-fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
+pub(super) fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
     let scope =
         (any_string(), proptest::collection::vec(any_span(), 0..5)).prop_map(|(name, spans)| {
             ScopeSpans {
@@ -185,7 +185,7 @@ fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
         .prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
 }
 
-fn limits() -> impl Strategy<Value = NormalizeLimits> {
+pub(super) fn limits() -> impl Strategy<Value = NormalizeLimits> {
     prop_oneof![
         Just(NormalizeLimits::default()),
         (0..8usize, 0..5usize, 0..12usize, 0..3usize, 0..3usize).prop_map(
@@ -200,7 +200,7 @@ fn limits() -> impl Strategy<Value = NormalizeLimits> {
     ]
 }
 
-fn stamp() -> Stamp {
+pub(super) fn stamp() -> Stamp {
     Stamp {
         org_id: 11,
         server_id: 22,

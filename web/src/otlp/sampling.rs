@@ -30,7 +30,7 @@ pub(super) fn take_probability(attrs: &mut Attrs, trace_state: &str) -> f64 {
 }
 
 /// Clamps to (0, 1]: above 1 means 1; zero, negative or NaN carries no usable weight.
-fn clamp_probability(p: f64) -> Option<f64> {
+pub(super) fn clamp_probability(p: f64) -> Option<f64> {
     if p > 0.0 {
         Some(p.min(1.0))
     } else {
