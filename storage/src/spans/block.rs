@@ -28,39 +28,49 @@ pub struct BlockBody {
     frames: Vec<(usize, usize)>,
 }
 
+/// The fixed prelude of a body: magic, then org, server and row count.
+pub(super) fn read_prelude(r: &mut Reader<'_>) -> Result<(u32, u32, usize)> {
+    if r.array::<4>()? != BODY_MAGIC {
+        return Err(corrupt("block body magic"));
+    }
+    Ok((r.u32_le()?, r.u32_le()?, r.u32_le()? as usize))
+}
+
+/// The frame directory after the prelude: column count, then one length per column. Returns each
+/// column's byte range in a body of `body_len` bytes, which the frames must fill exactly.
+pub(super) fn read_frames(r: &mut Reader<'_>, body_len: usize) -> Result<Vec<(usize, usize)>> {
+    if r.u8()? as usize != NCOLS {
+        return Err(corrupt("block column count"));
+    }
+    let mut lens = [0usize; NCOLS];
+    for l in &mut lens {
+        *l = usize::try_from(r.varint()?).map_err(|_| corrupt("frame length"))?;
+    }
+    let mut frames = Vec::with_capacity(NCOLS);
+    let mut at = r.position();
+    for l in lens {
+        let end = at
+            .checked_add(l)
+            .filter(|&e| e <= body_len)
+            .ok_or_else(|| corrupt("frame past end"))?;
+        frames.push((at, end));
+        at = end;
+    }
+    if at != body_len {
+        return Err(corrupt("block body trailing bytes"));
+    }
+    Ok(frames)
+}
+
 impl BlockBody {
     /// Parses the fixed prelude and the frame directory; columns stay compressed.
     pub fn parse(data: Vec<u8>) -> Result<BlockBody> {
         let mut r = Reader::new(&data);
-        if r.array::<4>()? != BODY_MAGIC {
-            return Err(corrupt("block body magic"));
-        }
-        let org = r.u32_le()?;
-        let server = r.u32_le()?;
-        let rows = r.u32_le()? as usize;
+        let (org, server, rows) = read_prelude(&mut r)?;
         if rows == 0 || rows > BLOCK_ROWS_LIMIT {
             return Err(corrupt(format!("block row count {rows}")));
         }
-        if r.u8()? as usize != NCOLS {
-            return Err(corrupt("block column count"));
-        }
-        let mut lens = [0usize; NCOLS];
-        for l in &mut lens {
-            *l = usize::try_from(r.varint()?).map_err(|_| corrupt("frame length"))?;
-        }
-        let mut frames = Vec::with_capacity(NCOLS);
-        let mut at = r.position();
-        for l in lens {
-            let end = at
-                .checked_add(l)
-                .filter(|&e| e <= data.len())
-                .ok_or_else(|| corrupt("frame past end"))?;
-            frames.push((at, end));
-            at = end;
-        }
-        if at != data.len() {
-            return Err(corrupt("block body trailing bytes"));
-        }
+        let frames = read_frames(&mut r, data.len())?;
         Ok(BlockBody {
             org,
             server,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use redb::ReadOnlyTable;
 
-use super::block::{ColumnRead, BLOCK_ROWS_LIMIT, BODY_MAGIC};
+use super::block::{read_frames, read_prelude, ColumnRead, BLOCK_ROWS_LIMIT};
 use super::chunks::{body_key, BodyKey, CHUNK_BYTES};
 use super::columns::*;
 use super::corrupt;
@@ -56,36 +56,14 @@ impl LazyBody {
         };
         let first = body.read(0, len.min(CHUNK_BYTES))?;
         let mut r = Reader::new(&first);
-        if r.array::<4>()? != BODY_MAGIC {
-            return Err(corrupt("block body magic"));
-        }
-        let (org, server, rows) = (r.u32_le()?, r.u32_le()?, r.u32_le()? as usize);
+        let (org, server, rows) = read_prelude(&mut r)?;
         if org != h.org || server != h.server || rows != body.rows || rows > BLOCK_ROWS_LIMIT {
             return Err(corrupt(format!(
                 "block {} does not match its header",
                 h.block
             )));
         }
-        if r.u8()? as usize != NCOLS {
-            return Err(corrupt("block column count"));
-        }
-        let mut lens = [0usize; NCOLS];
-        for l in &mut lens {
-            *l = usize::try_from(r.varint()?).map_err(|_| corrupt("frame length"))?;
-        }
-        let mut frames = Vec::with_capacity(NCOLS);
-        let mut at = r.position();
-        for l in lens {
-            let end = at
-                .checked_add(l)
-                .filter(|&e| e <= len)
-                .ok_or_else(|| corrupt("frame past end"))?;
-            frames.push((at, end));
-            at = end;
-        }
-        if at != len {
-            return Err(corrupt("block body trailing bytes"));
-        }
+        let frames = read_frames(&mut r, len)?;
         Ok(LazyBody { frames, ..body })
     }
 

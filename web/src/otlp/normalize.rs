@@ -175,30 +175,28 @@ pub(super) fn mark_truncated(attributes: &mut Vec<KeyValue>, truncated: u64) {
 }
 
 /// Validated ids of a span.
-struct Ids {
-    trace_id: [u8; 16],
-    span_id: [u8; 8],
-    parent_span_id: [u8; 8],
+pub(super) struct Ids {
+    pub(super) trace_id: [u8; 16],
+    pub(super) span_id: [u8; 8],
+    pub(super) parent_span_id: [u8; 8],
 }
 
-fn check_ids(span: &Span) -> Result<Ids, Reject> {
-    let trace_id: [u8; 16] = span
-        .trace_id
-        .as_slice()
-        .try_into()
-        .map_err(|_| Reject::TraceIdLength)?;
+/// The id rules of every decoder: trace id 16 non-zero bytes, span id 8 non-zero bytes, parent
+/// empty or 8 bytes.
+pub(super) fn check_ids(
+    trace_id: &[u8],
+    span_id: &[u8],
+    parent_span_id: &[u8],
+) -> Result<Ids, Reject> {
+    let trace_id: [u8; 16] = trace_id.try_into().map_err(|_| Reject::TraceIdLength)?;
     if trace_id == [0; 16] {
         return Err(Reject::TraceIdZero);
     }
-    let span_id: [u8; 8] = span
-        .span_id
-        .as_slice()
-        .try_into()
-        .map_err(|_| Reject::SpanIdLength)?;
+    let span_id: [u8; 8] = span_id.try_into().map_err(|_| Reject::SpanIdLength)?;
     if span_id == [0; 8] {
         return Err(Reject::SpanIdZero);
     }
-    let parent_span_id = match span.parent_span_id.as_slice() {
+    let parent_span_id = match parent_span_id {
         [] => [0; 8],
         bytes => bytes.try_into().map_err(|_| Reject::ParentSpanIdLength)?,
     };
@@ -209,8 +207,8 @@ fn check_ids(span: &Span) -> Result<Ids, Reject> {
     })
 }
 
-fn check_times(span: &Span, stamp: &Stamp) -> Result<(), Reject> {
-    let (start, end) = (span.start_time_unix_nano, span.end_time_unix_nano);
+/// The time rules of every decoder, in the order their rejections are reported.
+pub(super) fn check_times(start: u64, end: u64, stamp: &Stamp) -> Result<(), Reject> {
     if start == 0 {
         Err(Reject::StartTimeZero)
     } else if end < start {
@@ -233,8 +231,8 @@ fn normalize_span(
     stamp: &Stamp,
     limits: &NormalizeLimits,
 ) -> Result<(SpanRecord, u64), Reject> {
-    let ids = check_ids(&span)?;
-    check_times(&span, stamp)?;
+    let ids = check_ids(&span.trace_id, &span.span_id, &span.parent_span_id)?;
+    check_times(span.start_time_unix_nano, span.end_time_unix_nano, stamp)?;
     let Span {
         trace_state,
         flags,

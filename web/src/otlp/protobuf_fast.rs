@@ -116,12 +116,10 @@ impl<'a> Run<'_, 'a> {
                     resource(r.len_delimited()?, &mut raw, inner)?;
                 }
                 2 => {
-                    expect(wt, WT_LEN)?;
-                    r.len_delimited()?;
+                    r.len_field(wt)?;
                 }
                 3 => {
-                    expect(wt, WT_LEN)?;
-                    r.str()?;
+                    r.str_field(wt)?;
                 }
                 _ => r.skip(tag, wt, depth)?,
             }
@@ -160,12 +158,10 @@ impl<'a> Run<'_, 'a> {
                     scope(r.len_delimited()?, &mut name, &mut version, inner)?;
                 }
                 2 => {
-                    expect(wt, WT_LEN)?;
-                    r.len_delimited()?;
+                    r.len_field(wt)?;
                 }
                 3 => {
-                    expect(wt, WT_LEN)?;
-                    r.str()?;
+                    r.str_field(wt)?;
                 }
                 _ => r.skip(tag, wt, depth)?,
             }

@@ -2,7 +2,7 @@
 //! prost's merge rules: last scalar wins, repeated fields append, message fields seen twice merge.
 
 use super::attrs::{key, key_id};
-use super::wire::{expect, nested, Reader, Res, WT_I32, WT_I64, WT_LEN, WT_VARINT};
+use super::wire::{expect, nested, Reader, Res, WT_LEN, WT_VARINT};
 
 /// An `AnyValue`'s oneof, borrowing from the body. `None` (in an `Option<Val>`) is an absent value.
 #[derive(Debug, Clone)]
@@ -91,22 +91,10 @@ pub(super) fn any_value<'a>(buf: &'a [u8], slot: &mut Option<Val<'a>>, depth: u3
     while r.has_more() {
         let (tag, wt) = r.key()?;
         match tag {
-            1 => {
-                expect(wt, WT_LEN)?;
-                *slot = Some(Val::Str(r.str()?));
-            }
-            2 => {
-                expect(wt, WT_VARINT)?;
-                *slot = Some(Val::Bool(r.varint()? != 0));
-            }
-            3 => {
-                expect(wt, WT_VARINT)?;
-                *slot = Some(Val::Int(r.varint()? as i64));
-            }
-            4 => {
-                expect(wt, WT_I64)?;
-                *slot = Some(Val::Double(f64::from_bits(r.fixed64()?)));
-            }
+            1 => *slot = Some(Val::Str(r.str_field(wt)?)),
+            2 => *slot = Some(Val::Bool(r.varint_field(wt)? != 0)),
+            3 => *slot = Some(Val::Int(r.varint_field(wt)? as i64)),
+            4 => *slot = Some(Val::Double(f64::from_bits(r.fixed64_field(wt)?))),
             5 => {
                 expect(wt, WT_LEN)?;
                 let inner = nested(depth)?;
@@ -129,10 +117,7 @@ pub(super) fn any_value<'a>(buf: &'a [u8], slot: &mut Option<Val<'a>>, depth: u3
                 key_value_list(body, &mut values, inner)?;
                 *slot = Some(Val::Kvlist(values));
             }
-            7 => {
-                expect(wt, WT_LEN)?;
-                *slot = Some(Val::Bytes(r.len_delimited()?));
-            }
+            7 => *slot = Some(Val::Bytes(r.len_field(wt)?)),
             8 => {
                 expect(wt, WT_VARINT)?;
                 r.varint()?;
@@ -203,18 +188,14 @@ pub(super) fn key_value(buf: &[u8], depth: u32) -> Res<Kv<'_>> {
     while r.has_more() {
         let (tag, wt) = r.key()?;
         match tag {
-            1 => {
-                expect(wt, WT_LEN)?;
-                kv.key = r.str()?;
-            }
+            1 => kv.key = r.str_field(wt)?,
             2 => {
                 expect(wt, WT_LEN)?;
                 let inner = nested(depth)?;
                 any_value(r.len_delimited()?, &mut kv.value, inner)?;
             }
             3 => {
-                expect(wt, WT_VARINT)?;
-                r.varint()?;
+                r.varint_field(wt)?;
             }
             _ => r.skip(tag, wt, depth)?,
         }
@@ -231,8 +212,7 @@ pub(super) fn resource<'a>(buf: &'a [u8], attributes: &mut Vec<Kv<'a>>, depth: u
         match tag {
             1 => push_key_value(&mut r, wt, attributes, depth)?,
             2 => {
-                expect(wt, WT_VARINT)?;
-                r.varint()?;
+                r.varint_field(wt)?;
             }
             3 => {
                 expect(wt, WT_LEN)?;
@@ -252,8 +232,7 @@ pub(super) fn entity_ref(buf: &[u8], depth: u32) -> Res<()> {
         let (tag, wt) = r.key()?;
         match tag {
             1..=4 => {
-                expect(wt, WT_LEN)?;
-                r.str()?;
+                r.str_field(wt)?;
             }
             _ => r.skip(tag, wt, depth)?,
         }
@@ -273,21 +252,14 @@ pub(super) fn scope<'a>(
     while r.has_more() {
         let (tag, wt) = r.key()?;
         match tag {
-            1 => {
-                expect(wt, WT_LEN)?;
-                *name = r.str()?;
-            }
-            2 => {
-                expect(wt, WT_LEN)?;
-                *version = r.str()?;
-            }
+            1 => *name = r.str_field(wt)?,
+            2 => *version = r.str_field(wt)?,
             3 => {
                 push_key_value(&mut r, wt, &mut ignored, depth)?;
                 ignored.clear();
             }
             4 => {
-                expect(wt, WT_VARINT)?;
-                r.varint()?;
+                r.varint_field(wt)?;
             }
             _ => r.skip(tag, wt, depth)?,
         }
@@ -301,18 +273,11 @@ pub(super) fn event(buf: &[u8], depth: u32) -> Res<EventRaw<'_>> {
     while r.has_more() {
         let (tag, wt) = r.key()?;
         match tag {
-            1 => {
-                expect(wt, WT_I64)?;
-                e.time_unix_nano = r.fixed64()?;
-            }
-            2 => {
-                expect(wt, WT_LEN)?;
-                e.name = r.str()?;
-            }
+            1 => e.time_unix_nano = r.fixed64_field(wt)?,
+            2 => e.name = r.str_field(wt)?,
             3 => push_key_value(&mut r, wt, &mut e.attributes, depth)?,
             4 => {
-                expect(wt, WT_VARINT)?;
-                r.varint()?;
+                r.varint_field(wt)?;
             }
             _ => r.skip(tag, wt, depth)?,
         }
@@ -326,26 +291,15 @@ pub(super) fn link(buf: &[u8], depth: u32) -> Res<LinkRaw<'_>> {
     while r.has_more() {
         let (tag, wt) = r.key()?;
         match tag {
-            1 => {
-                expect(wt, WT_LEN)?;
-                l.trace_id = r.len_delimited()?;
-            }
-            2 => {
-                expect(wt, WT_LEN)?;
-                l.span_id = r.len_delimited()?;
-            }
-            3 => {
-                expect(wt, WT_LEN)?;
-                l.trace_state = r.str()?;
-            }
+            1 => l.trace_id = r.len_field(wt)?,
+            2 => l.span_id = r.len_field(wt)?,
+            3 => l.trace_state = r.str_field(wt)?,
             4 => push_key_value(&mut r, wt, &mut l.attributes, depth)?,
             5 => {
-                expect(wt, WT_VARINT)?;
-                r.varint()?;
+                r.varint_field(wt)?;
             }
             6 => {
-                expect(wt, WT_I32)?;
-                r.fixed32()?;
+                r.fixed32_field(wt)?;
             }
             _ => r.skip(tag, wt, depth)?,
         }
@@ -359,14 +313,8 @@ pub(super) fn status<'a>(buf: &'a [u8], span: &mut SpanRaw<'a>, depth: u32) -> R
     while r.has_more() {
         let (tag, wt) = r.key()?;
         match tag {
-            2 => {
-                expect(wt, WT_LEN)?;
-                span.status_message = r.str()?;
-            }
-            3 => {
-                expect(wt, WT_VARINT)?;
-                span.status_code = r.varint()? as i32;
-            }
+            2 => span.status_message = r.str_field(wt)?,
+            3 => span.status_code = r.varint_field(wt)? as i32,
             _ => r.skip(tag, wt, depth)?,
         }
     }
@@ -379,72 +327,36 @@ pub(super) fn span<'a>(buf: &'a [u8], span: &mut SpanRaw<'a>, depth: u32) -> Res
     while r.has_more() {
         let (tag, wt) = r.key()?;
         match tag {
-            1 => {
-                expect(wt, WT_LEN)?;
-                span.trace_id = r.len_delimited()?;
-            }
-            2 => {
-                expect(wt, WT_LEN)?;
-                span.span_id = r.len_delimited()?;
-            }
-            3 => {
-                expect(wt, WT_LEN)?;
-                span.trace_state = r.str()?;
-            }
-            4 => {
-                expect(wt, WT_LEN)?;
-                span.parent_span_id = r.len_delimited()?;
-            }
-            5 => {
-                expect(wt, WT_LEN)?;
-                span.name = r.str()?;
-            }
-            6 => {
-                expect(wt, WT_VARINT)?;
-                span.kind = r.varint()? as i32;
-            }
-            7 => {
-                expect(wt, WT_I64)?;
-                span.start_time_unix_nano = r.fixed64()?;
-            }
-            8 => {
-                expect(wt, WT_I64)?;
-                span.end_time_unix_nano = r.fixed64()?;
-            }
+            1 => span.trace_id = r.len_field(wt)?,
+            2 => span.span_id = r.len_field(wt)?,
+            3 => span.trace_state = r.str_field(wt)?,
+            4 => span.parent_span_id = r.len_field(wt)?,
+            5 => span.name = r.str_field(wt)?,
+            6 => span.kind = r.varint_field(wt)? as i32,
+            7 => span.start_time_unix_nano = r.fixed64_field(wt)?,
+            8 => span.end_time_unix_nano = r.fixed64_field(wt)?,
             9 => push_key_value(&mut r, wt, &mut span.attributes, depth)?,
-            10 => {
-                expect(wt, WT_VARINT)?;
-                span.dropped_attributes_count = r.varint()? as u32;
-            }
+            10 => span.dropped_attributes_count = r.varint_field(wt)? as u32,
             11 => {
                 expect(wt, WT_LEN)?;
                 let inner = nested(depth)?;
                 let e = event(r.len_delimited()?, inner)?;
                 span.events.push(e);
             }
-            12 => {
-                expect(wt, WT_VARINT)?;
-                span.dropped_events_count = r.varint()? as u32;
-            }
+            12 => span.dropped_events_count = r.varint_field(wt)? as u32,
             13 => {
                 expect(wt, WT_LEN)?;
                 let inner = nested(depth)?;
                 let l = link(r.len_delimited()?, inner)?;
                 span.links.push(l);
             }
-            14 => {
-                expect(wt, WT_VARINT)?;
-                span.dropped_links_count = r.varint()? as u32;
-            }
+            14 => span.dropped_links_count = r.varint_field(wt)? as u32,
             15 => {
                 expect(wt, WT_LEN)?;
                 let inner = nested(depth)?;
                 status(r.len_delimited()?, span, inner)?;
             }
-            16 => {
-                expect(wt, WT_I32)?;
-                span.flags = r.fixed32()?;
-            }
+            16 => span.flags = r.fixed32_field(wt)?,
             _ => r.skip(tag, wt, depth)?,
         }
     }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::super::canonical::{parse_span_name, PROMPTS_GET, TOOLS_CALL, TOOL_ERROR};
 use super::super::limits::truncate_utf8;
 use super::super::normalize::{
-    mark_truncated, small_enum, NormalizeLimits, Stamp, SPAN_KIND_MAX, STATUS_CODE_ERROR,
-    STATUS_CODE_MAX,
+    check_ids, check_times, mark_truncated, small_enum, NormalizeLimits, Stamp, SPAN_KIND_MAX,
+    STATUS_CODE_ERROR, STATUS_CODE_MAX,
 };
 use super::super::reject::Reject;
 use super::super::sampling::{clamp_probability, probability_from_tracestate};
@@ -32,50 +32,6 @@ pub(super) fn convert_resource(
     (attributes, service_name, clamp.truncated)
 }
 
-pub(super) struct Ids {
-    trace_id: [u8; 16],
-    span_id: [u8; 8],
-    parent_span_id: [u8; 8],
-}
-
-pub(super) fn check_ids(span: &SpanRaw<'_>) -> Result<Ids, Reject> {
-    let trace_id: [u8; 16] = span
-        .trace_id
-        .try_into()
-        .map_err(|_| Reject::TraceIdLength)?;
-    if trace_id == [0; 16] {
-        return Err(Reject::TraceIdZero);
-    }
-    let span_id: [u8; 8] = span.span_id.try_into().map_err(|_| Reject::SpanIdLength)?;
-    if span_id == [0; 8] {
-        return Err(Reject::SpanIdZero);
-    }
-    let parent_span_id = match span.parent_span_id {
-        [] => [0; 8],
-        bytes => bytes.try_into().map_err(|_| Reject::ParentSpanIdLength)?,
-    };
-    Ok(Ids {
-        trace_id,
-        span_id,
-        parent_span_id,
-    })
-}
-
-pub(super) fn check_times(span: &SpanRaw<'_>, stamp: &Stamp) -> Result<(), Reject> {
-    let (start, end) = (span.start_time_unix_nano, span.end_time_unix_nano);
-    if start == 0 {
-        Err(Reject::StartTimeZero)
-    } else if end < start {
-        Err(Reject::EndBeforeStart)
-    } else if start < stamp.oldest_unix_nano {
-        Err(Reject::OutsideRetention)
-    } else if start > stamp.newest_unix_nano {
-        Err(Reject::InFuture)
-    } else {
-        Ok(())
-    }
-}
-
 pub(super) fn normalize_span(
     span: &mut SpanRaw<'_>,
     origin: &Arc<SpanOrigin>,
@@ -83,8 +39,8 @@ pub(super) fn normalize_span(
     stamp: &Stamp,
     limits: &NormalizeLimits,
 ) -> Result<(SpanRecord, u64), Reject> {
-    let ids = check_ids(span)?;
-    check_times(span, stamp)?;
+    let ids = check_ids(span.trace_id, span.span_id, span.parent_span_id)?;
+    check_times(span.start_time_unix_nano, span.end_time_unix_nano, stamp)?;
     let mut clamp = Clamp::new(limits);
 
     let mut attrs = Attrs::new(&mut span.attributes);

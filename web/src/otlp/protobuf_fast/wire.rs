@@ -151,6 +151,38 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes(*bytes))
     }
 
+    // Typed field readers: check the field's wire type, then read its value.
+
+    #[inline]
+    pub(super) fn varint_field(&mut self, wire_type: u8) -> Res<u64> {
+        expect(wire_type, WT_VARINT)?;
+        self.varint()
+    }
+
+    #[inline]
+    pub(super) fn len_field(&mut self, wire_type: u8) -> Res<&'a [u8]> {
+        expect(wire_type, WT_LEN)?;
+        self.len_delimited()
+    }
+
+    #[inline]
+    pub(super) fn str_field(&mut self, wire_type: u8) -> Res<&'a str> {
+        expect(wire_type, WT_LEN)?;
+        self.str()
+    }
+
+    #[inline]
+    pub(super) fn fixed64_field(&mut self, wire_type: u8) -> Res<u64> {
+        expect(wire_type, WT_I64)?;
+        self.fixed64()
+    }
+
+    #[inline]
+    pub(super) fn fixed32_field(&mut self, wire_type: u8) -> Res<u32> {
+        expect(wire_type, WT_I32)?;
+        self.fixed32()
+    }
+
     /// Skips an unknown field read at recursion budget `depth` (prost's `skip_field`).
     pub(super) fn skip(&mut self, tag: u32, wire_type: u8, depth: u32) -> Res<()> {
         if depth == 0 {
