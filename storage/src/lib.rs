@@ -1,10 +1,12 @@
 //! mcp-obs storage: the metadata store (`meta.redb`), the time-partitioned columnar span store, and
 //! (later) rollups and the search index. This crate knows nothing of HTTP, warp or maud.
 
+pub mod analytics;
 pub mod codec;
 pub mod error;
 pub mod meta;
 pub mod model;
+pub mod rollup;
 pub mod spans;
 
 pub use error::{Result, StorageError};

@@ -5,6 +5,7 @@
 mod gen;
 mod harness;
 
+mod analytics;
 mod crash;
 mod ingest;
 mod lifecycle;

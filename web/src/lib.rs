@@ -1,6 +1,7 @@
 //! mcp-obs web layer: OTLP/HTTP ingest, the JSON API, authentication and (later) the dashboard.
 //! It reaches storage only through the `mcp-obs-storage` public API, never through redb tables.
 
+pub mod analytics;
 pub mod api;
 pub mod auth;
 pub mod body;

@@ -23,6 +23,22 @@ pub fn put_str(out: &mut Vec<u8>, s: &str) {
     put_bytes(out, s.as_bytes());
 }
 
+/// Appends a non-negative count or sum that is usually integral (span weights are 1/p for sampling
+/// probabilities like 1, 0.5, 0.1): an integer in [0, 2^52) is `varint(n << 1)`; anything else is
+/// `varint(1)` followed by the 8 bytes of the f64, little-endian, so every value round-trips
+/// bit-exactly.
+pub fn put_num(out: &mut Vec<u8>, x: f64) {
+    if (0.0..NUM_INT_LIMIT).contains(&x) && x.fract() == 0.0 && x.is_sign_positive() {
+        put_varint(out, (x as u64) << 1);
+    } else {
+        put_varint(out, 1);
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+/// Integers below this are written by [`put_num`] as varints (they convert to f64 exactly).
+const NUM_INT_LIMIT: f64 = (1u64 << 52) as f64;
+
 /// Maps signed to unsigned so that small magnitudes get short varints.
 pub fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
@@ -109,6 +125,36 @@ impl<'a> Reader<'a> {
         Err(corrupt("varint longer than 10 bytes"))
     }
 
+    /// Reads what [`put_num`] wrote.
+    pub fn num(&mut self) -> Result<f64> {
+        let v = self.varint()?;
+        if v & 1 == 0 {
+            return Ok((v >> 1) as f64);
+        }
+        if v != 1 {
+            return Err(corrupt("bad number tag"));
+        }
+        Ok(f64::from_le_bytes(self.array()?))
+    }
+
+    /// Hands the unread bytes to a decoder that consumes a `&mut &[u8]` from the front, then moves
+    /// past what it consumed.
+    pub fn consume<T, E>(
+        &mut self,
+        f: impl FnOnce(&mut &'a [u8]) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let mut rest = &self.buf[self.pos..];
+        let before = rest.len();
+        let r = f(&mut rest);
+        self.pos += before - rest.len();
+        r
+    }
+
+    /// The bytes from `start` (an earlier [`Reader::position`]) to the current position.
+    pub fn since(&self, start: usize) -> &'a [u8] {
+        &self.buf[start.min(self.pos)..self.pos]
+    }
+
     pub fn varint_u32(&mut self) -> Result<u32> {
         u32::try_from(self.varint()?).map_err(|_| corrupt("varint overflows u32"))
     }
@@ -157,12 +203,27 @@ mod tests {
         }
 
         #[test]
+        fn num_round_trip_is_bit_exact(
+            x in prop_oneof![
+                (0u64..1 << 53).prop_map(|n| n as f64),
+                any::<f64>(),
+                (1u32..1000).prop_map(|d| 1.0 / (f64::from(d) / 1000.0)),
+            ]
+        ) {
+            let mut out = Vec::new();
+            put_num(&mut out, x);
+            let back = Reader::new(&out).num().unwrap();
+            prop_assert_eq!(back.to_bits(), x.to_bits());
+        }
+
+        #[test]
         fn reader_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let mut r = Reader::new(&bytes);
             let _ = r.varint();
             let _ = r.str();
             let _ = r.count(1);
             let _ = r.u64_le();
+            let _ = r.num();
         }
     }
 

@@ -8,7 +8,7 @@ pub mod compress;
 pub mod strdict;
 pub mod value;
 
-pub use buf::{put_bytes, put_str, put_varint, unzigzag, zigzag, Reader};
+pub use buf::{put_bytes, put_num, put_str, put_varint, unzigzag, zigzag, Reader};
 
 use crate::error::StorageError;
 

@@ -1,5 +1,5 @@
 //! `SpanStore::append`: groups spans by (day, org, server) and writes one block per group (split at
-//! `block_rows_max`) in one durable write transaction per partition file.
+//! `block_rows_max`), plus the rollup deltas, in one durable write transaction per partition file.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +13,7 @@ use super::write::{merge_write, put_block, take_blocks};
 use super::{AppendStats, SpanStore};
 use crate::error::{Result, StorageError};
 use crate::model::{day_of, OrgId, ServerId, SpanRecord};
+use crate::rollup::Deltas;
 
 type Groups<'a> = BTreeMap<(OrgId, ServerId), Vec<&'a SpanRecord>>;
 
@@ -118,6 +119,14 @@ impl SpanStore {
             pend.sort_by_key(|b| (b.min_start, b.id));
             updates.push(((org, server), pend));
         }
+        // Rollups change in the same transaction as the spans: they can never disagree.
+        let mut deltas = Deltas::default();
+        for rows in groups.values() {
+            for s in rows {
+                deltas.add(s);
+            }
+        }
+        bytes += deltas.write(&txn)?;
         txn.commit()?;
         p.note_write(bytes);
         for (owner, list) in updates {

@@ -74,6 +74,14 @@ impl SpanStore {
                 self.merge_pending(&p, owner, min, finished, &mut stats)?;
             }
             stats.partitions += usize::from(stats.blocks_written > before);
+            if finished {
+                let w = p.part.write_lock.lock();
+                if p.is_dropped() {
+                    continue;
+                }
+                stats.rollup_minutes_rolled += crate::rollup::roll_day(&p.part.db)?;
+                drop(w);
+            }
             if finished && self.seal_due(day, &p, now)? {
                 self.parts.seal(day, &p)?;
             }

@@ -16,8 +16,10 @@ mod list;
 mod materialize;
 mod partition;
 mod registry;
+mod rollups;
 mod trace;
 mod trace_index;
+mod upgrade;
 mod write;
 
 #[cfg(test)]
@@ -33,7 +35,14 @@ pub(crate) fn corrupt(what: impl Into<String>) -> StorageError {
     StorageError::Corrupt(what.into())
 }
 
+pub use compact::{is_finished, now_unix_nano};
 pub use partition::FORMAT_VERSION;
+
+/// The `meta` table of a partition file (format version and block counters), for format tests.
+#[doc(hidden)]
+pub fn partition_meta_table() -> redb::TableDefinition<'static, &'static str, &'static [u8]> {
+    partition::META
+}
 use registry::Registry;
 
 /// Tuning of the span store. Every limit has its unit in its name.
@@ -125,6 +134,8 @@ pub struct CompactStats {
     /// Blocks written by merges.
     pub blocks_written: usize,
     pub rows_rewritten: usize,
+    /// Minute rollup blobs of finished days rolled into hour and day blobs.
+    pub rollup_minutes_rolled: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

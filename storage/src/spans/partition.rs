@@ -9,7 +9,9 @@ use rustc_hash::FxHashMap;
 use crate::error::{Result, StorageError};
 
 /// Version of everything inside a partition file (tables, header and body layouts).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+/// Files of this version (no rollups table) are upgraded in place when opened.
+pub const FORMAT_VERSION_UPGRADABLE: u32 = 2;
 
 /// `"format_version"` -> u32 LE; `"next_block_id"` -> u64 LE; `"sealed_next_block"` -> u64 LE.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -21,7 +23,7 @@ pub const BODIES: TableDefinition<&[u8; 12], &[u8]> = TableDefinition::new("bodi
 /// block in that bucket (see `trace_index`).
 pub const TRACE_INDEX: TableDefinition<&[u8; 15], &[u8]> = TableDefinition::new("trace_index");
 
-const KEY_VERSION: &str = "format_version";
+pub const KEY_VERSION: &str = "format_version";
 pub const KEY_NEXT_BLOCK: &str = "next_block_id";
 /// `next_block_id` when the file was last written by the sealed rewrite (absent: never sealed).
 pub const KEY_SEALED_AT: &str = "sealed_next_block";
@@ -86,6 +88,7 @@ impl Partition {
         drop(read);
         match found {
             Some(FORMAT_VERSION) => Ok(()),
+            Some(FORMAT_VERSION_UPGRADABLE) => super::upgrade::v2_to_v3(&self.db),
             Some(found) => Err(StorageError::FormatVersion {
                 found,
                 supported: FORMAT_VERSION,
@@ -106,6 +109,7 @@ impl Partition {
             txn.open_table(HEADERS)?;
             txn.open_table(BODIES)?;
             txn.open_table(TRACE_INDEX)?;
+            txn.open_table(crate::rollup::ROLLUPS)?;
         }
         txn.commit()?;
         Ok(())

@@ -137,6 +137,14 @@ impl Registry {
     }
 
     /// Days present, newest first.
+    /// Days with a file in `lo..=hi`, oldest first.
+    pub fn days_between(&self, lo: u32, hi: u32) -> Vec<u32> {
+        if lo > hi {
+            return Vec::new();
+        }
+        self.inner.lock().days.range(lo..=hi).copied().collect()
+    }
+
     pub fn days_desc(&self) -> Vec<u32> {
         self.inner.lock().days.iter().rev().copied().collect()
     }
@@ -292,6 +300,7 @@ fn copy_live(src: &Database, tmp: &Path, next: u64) -> Result<()> {
         copy_table(&read, &txn, HEADERS)?;
         copy_table(&read, &txn, BODIES)?;
         copy_table(&read, &txn, TRACE_INDEX)?;
+        copy_table(&read, &txn, crate::rollup::ROLLUPS)?;
     }
     txn.commit()?;
     drop(dst);
@@ -306,7 +315,12 @@ fn copy_table<const N: usize>(
     def: TableDefinition<&'static [u8; N], &'static [u8]>,
 ) -> Result<()> {
     let mut dst = txn.open_table(def)?;
-    for e in read.open_table(def)?.iter()? {
+    let src = match read.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for e in src.iter()? {
         let (k, v) = e?;
         dst.insert(k.value(), v.value())?;
     }

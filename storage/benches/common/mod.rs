@@ -1,0 +1,95 @@
+//! Shared by the storage benchmarks: realistic MCP `tools/call` spans (20 servers, 200 tools,
+//! 2,000 users, 5% errors) and small measuring helpers.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use mcp_obs_storage::model::*;
+use rand::Rng;
+
+pub const SERVERS: u32 = 20;
+pub const TOOLS: usize = 200;
+pub const USERS: usize = 2000;
+
+pub fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: AttrValue::Str(v.into()),
+    }
+}
+
+pub fn span(rng: &mut impl Rng, start: u64) -> SpanRecord {
+    let tool = rng.gen_range(0..TOOLS);
+    let user = rng.gen_range(0..USERS);
+    let err = rng.gen_bool(0.05);
+    SpanRecord {
+        org_id: 1,
+        server_id: 1 + rng.gen_range(0..SERVERS),
+        env: Env::Live,
+        trace_id: rng.gen(),
+        span_id: rng.gen(),
+        parent_span_id: [0; 8],
+        start_unix_nano: start,
+        end_unix_nano: start + rng.gen_range(200_000..80_000_000),
+        name: format!("tools/call tool_{tool}"),
+        kind: SPAN_KIND_SERVER,
+        status_code: if err { STATUS_ERROR } else { STATUS_UNSET },
+        status_message: String::new(),
+        flags: 256,
+        trace_state: String::new(),
+        sample_probability: 1.0,
+        service_name: "bench-server".into(),
+        mcp: McpFields {
+            method: Some("tools/call".into()),
+            tool: Some(format!("tool_{tool}")),
+            request_id: Some(rng.gen_range(1..10_000).to_string()),
+            session_id: Some(format!("{:032x}", rng.gen_range(0..5_000u32))),
+            user_id: Some(format!("user-{user}@example.com")),
+            client_name: Some("claude-desktop".into()),
+            client_version: Some("1.4.2".into()),
+            error_type: err.then(|| "tool_error".into()),
+            transport: Some("tcp".into()),
+            protocol_version: Some("2025-11-25".into()),
+            ..Default::default()
+        },
+        attributes: vec![kv("gen_ai.operation.name", "execute_tool")],
+        events: vec![],
+        links: vec![],
+        origin: SpanOrigin {
+            resource: vec![
+                kv("service.name", "bench-server"),
+                kv("telemetry.sdk.language", "python"),
+            ],
+            scope_name: "mcp-python-sdk".into(),
+            scope_version: String::new(),
+        }
+        .into(),
+        dropped_attributes_count: 0,
+        dropped_events_count: 0,
+        dropped_links_count: 0,
+    }
+}
+
+pub fn dir_bytes(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let m = e.metadata().unwrap();
+                    if m.is_dir() {
+                        dir_bytes(&e.path())
+                    } else {
+                        m.len()
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+pub fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    v[((v.len() - 1) as f64 * p) as usize]
+}

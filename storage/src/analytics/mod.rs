@@ -1,0 +1,653 @@
+//! Analytics over the rollups: the time window a question resolves to, and the answers the API and
+//! dashboard show (summary, time series, top tools, users, user x tool, clients, protocol
+//! versions, errors by type, organization overview). Reads rollups only, never spans.
+
+mod acc;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use rustc_hash::FxBuildHasher;
+
+use crate::error::{Result, StorageError};
+use crate::model::{day_of, Env, OrgId, ServerId, DAY_NANOS};
+use crate::rollup::{
+    kmv, sketch::LatencySketch, BlobKey, Cube, DimFilter, RowRef, ScanRange, Side, D_CLIENT,
+    D_CLIENT_VERSION, D_ERROR_TYPE, D_METHOD, D_PROTOCOL, D_TOOL, D_USER, HOUR_NANOS, MINUTE_NANOS,
+    NO_FILTER,
+};
+use crate::spans::SpanStore;
+
+pub use acc::{Acc, Totals};
+
+/// Most points a time series gets; the bucket is the smallest "nice" width that stays under it.
+pub const SERIES_POINTS_MAX: u64 = 200;
+/// Bucket widths a time series may use, in nanoseconds.
+const BUCKETS: [u64; 12] = [
+    MINUTE_NANOS,
+    5 * MINUTE_NANOS,
+    10 * MINUTE_NANOS,
+    15 * MINUTE_NANOS,
+    30 * MINUTE_NANOS,
+    HOUR_NANOS,
+    2 * HOUR_NANOS,
+    3 * HOUR_NANOS,
+    6 * HOUR_NANOS,
+    12 * HOUR_NANOS,
+    DAY_NANOS,
+    7 * DAY_NANOS,
+];
+/// Longest range a question may cover (a bit over a year; retention keeps 90 days by default).
+pub const RANGE_NANOS_MAX: u64 = 400 * DAY_NANOS;
+/// Most rows a table answer returns.
+pub const ROWS_MAX: usize = 1000;
+
+/// What to aggregate: one organization, some of its servers, one env, one side, a time range and
+/// optional dimension filters.
+#[derive(Clone, Debug)]
+pub struct Query {
+    pub org: OrgId,
+    /// The servers to include (the caller resolves "all servers of the organization").
+    pub servers: Vec<ServerId>,
+    pub env: Env,
+    pub side: Side,
+    /// Requested range on span start time, `[from, to)`.
+    pub from_unix_nano: u64,
+    pub to_unix_nano: u64,
+    pub method: Option<String>,
+    pub tool: Option<String>,
+    pub user: Option<String>,
+    pub client: Option<String>,
+}
+
+/// The range a query was answered for, after aligning it to the rollups' granularity, and the
+/// time-series bucket width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub from_unix_nano: u64,
+    pub to_unix_nano: u64,
+    /// Minute while every day in range still has minute rollups; hour once a day is rolled.
+    pub granularity_nanos: u64,
+    pub bucket_nanos: u64,
+}
+
+impl Window {
+    /// Aligns `[from, to)` outward to the granularity of the rollups it touches at `now`, and
+    /// picks the series bucket.
+    pub fn resolve(from: u64, to: u64, now: u64) -> Result<Window> {
+        if from >= to {
+            return Err(StorageError::Invalid(
+                "empty time range: from must be before to".into(),
+            ));
+        }
+        if to - from > RANGE_NANOS_MAX {
+            return Err(StorageError::Invalid(format!(
+                "time range longer than {} days",
+                RANGE_NANOS_MAX / DAY_NANOS
+            )));
+        }
+        // Finished days are rolled to hours by compaction; any of them in range makes it hourly.
+        let rolled = (day_of(from)..=day_of(to - 1)).any(|d| crate::spans::is_finished(d, now));
+        let g = if rolled { HOUR_NANOS } else { MINUTE_NANOS };
+        let from = from - from % g;
+        let to = to.div_ceil(g).saturating_mul(g);
+        let span = to - from;
+        let bucket = BUCKETS
+            .iter()
+            .copied()
+            .find(|&b| b >= g && span.div_ceil(b) <= SERIES_POINTS_MAX)
+            .unwrap_or(BUCKETS[BUCKETS.len() - 1]);
+        Ok(Window {
+            from_unix_nano: from,
+            to_unix_nano: to,
+            granularity_nanos: g,
+            bucket_nanos: bucket,
+        })
+    }
+
+    /// The window of the same length just before this one.
+    pub fn previous(&self) -> Window {
+        let len = self.to_unix_nano - self.from_unix_nano;
+        Window {
+            from_unix_nano: self.from_unix_nano.saturating_sub(len),
+            to_unix_nano: self.from_unix_nano,
+            ..*self
+        }
+    }
+
+    fn range(&self) -> ScanRange {
+        ScanRange {
+            from_unix_nano: self.from_unix_nano,
+            to_unix_nano: self.to_unix_nano,
+        }
+    }
+}
+
+impl Query {
+    fn filter(&self) -> DimFilter<'_> {
+        let mut f = NO_FILTER;
+        f[D_METHOD] = self.method.as_deref();
+        f[D_TOOL] = self.tool.as_deref();
+        f[D_USER] = self.user.as_deref();
+        f[D_CLIENT] = self.client.as_deref();
+        f
+    }
+
+    /// The tools cube answers everything that neither filters nor groups by user.
+    fn cube(&self, by_user: bool) -> Cube {
+        if by_user || self.user.is_some() {
+            Cube::Users
+        } else {
+            Cube::Tools
+        }
+    }
+
+    /// Every matching row of `window` (this query's side only).
+    /// `day_blobs`: whole days may come from their day blob (everything but a sub-day series).
+    fn scan(
+        &self,
+        store: &SpanStore,
+        window: &Window,
+        by_user: bool,
+        day_blobs: bool,
+        f: &mut dyn FnMut(&BlobKey, &RowRef<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let cube = self.cube(by_user);
+        let filter = self.filter();
+        let side = self.side;
+        store.scan_rollups(
+            self.org,
+            &self.servers,
+            self.env,
+            cube,
+            window.range(),
+            day_blobs,
+            &filter,
+            &mut |k, row| {
+                if row.dims.side == side {
+                    f(k, &row)
+                } else {
+                    Ok(())
+                }
+            },
+        )
+    }
+}
+
+/// Summary of a window and of the window before it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub window: Window,
+    pub current: Totals,
+    pub previous: Totals,
+}
+
+pub fn summary(store: &SpanStore, q: &Query, window: &Window) -> Result<Summary> {
+    let totals = |w: &Window| -> Result<Totals> {
+        let mut acc = Acc::default();
+        let cube = q.cube(false);
+        q.scan(store, w, false, true, &mut |_, row| acc.add(row, cube))?;
+        Ok(acc.totals())
+    };
+    Ok(Summary {
+        window: *window,
+        current: totals(window)?,
+        previous: totals(&window.previous())?,
+    })
+}
+
+/// One time-series bucket.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    pub start_unix_nano: u64,
+    pub calls: f64,
+    pub errors: f64,
+    pub p50_nanos: Option<u64>,
+    pub p95_nanos: Option<u64>,
+    pub p99_nanos: Option<u64>,
+}
+
+/// Calls, errors and latency percentiles per bucket over the window, every bucket present (empty
+/// ones with zero calls), oldest first.
+pub fn series(store: &SpanStore, q: &Query, window: &Window) -> Result<Vec<Point>> {
+    let b = window.bucket_nanos;
+    let first = window.from_unix_nano - window.from_unix_nano % b;
+    let n = (window.to_unix_nano - first).div_ceil(b) as usize;
+    let mut accs: Vec<Acc> = (0..n).map(|_| Acc::default()).collect();
+    let cube = q.cube(false);
+    // A day blob fits in one bucket only when buckets are whole (UTC-aligned) days.
+    q.scan(store, window, false, b % DAY_NANOS == 0, &mut |k, row| {
+        let i = ((k.start_unix_nano().max(first) - first) / b) as usize;
+        match accs.get_mut(i) {
+            Some(a) => a.add(row, cube),
+            None => Ok(()),
+        }
+    })?;
+    Ok(accs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Point {
+            start_unix_nano: first + i as u64 * b,
+            calls: a.calls,
+            errors: a.errors,
+            p50_nanos: a.quantile(0.50),
+            p95_nanos: a.quantile(0.95),
+            p99_nanos: a.quantile(0.99),
+        })
+        .collect())
+}
+
+/// One row of "top tools".
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolRow {
+    pub tool: String,
+    pub totals: Totals,
+    pub last_unix_nano: u64,
+}
+
+/// Tools by weighted calls, most first (ties by name), at most `limit`.
+pub fn top_tools(
+    store: &SpanStore,
+    q: &Query,
+    window: &Window,
+    limit: usize,
+) -> Result<Vec<ToolRow>> {
+    let mut groups: HashMap<String, Acc, FxBuildHasher> = HashMap::default();
+    let cube = q.cube(false);
+    q.scan(store, window, false, true, &mut |_, row| {
+        let Some(tool) = row.dims.v[D_TOOL] else {
+            return Ok(());
+        };
+        group(&mut groups, tool).add(row, cube)
+    })?;
+    let mut rows: Vec<ToolRow> = groups
+        .into_iter()
+        .map(|(tool, a)| ToolRow {
+            tool,
+            last_unix_nano: a.last_unix_nano,
+            totals: a.totals(),
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.totals
+            .calls
+            .total_cmp(&a.totals.calls)
+            .then_with(|| a.tool.cmp(&b.tool))
+    });
+    rows.truncate(limit.min(ROWS_MAX));
+    Ok(rows)
+}
+
+fn group<'m>(groups: &'m mut HashMap<String, Acc, FxBuildHasher>, key: &str) -> &'m mut Acc {
+    if !groups.contains_key(key) {
+        groups.insert(key.to_owned(), Acc::default());
+    }
+    groups.get_mut(key).expect("inserted above")
+}
+
+/// One row of "most active users".
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserRow {
+    pub user: String,
+    pub calls: f64,
+    pub errors: f64,
+    pub error_rate: f64,
+    /// Distinct tools the user called in the window.
+    pub tools: u64,
+    pub last_unix_nano: u64,
+}
+
+/// Users by weighted calls, most first (ties by id), at most `limit`.
+pub fn top_users(
+    store: &SpanStore,
+    q: &Query,
+    window: &Window,
+    limit: usize,
+) -> Result<Vec<UserRow>> {
+    struct U {
+        calls: f64,
+        errors: f64,
+        last: u64,
+        tools: std::collections::HashSet<String, FxBuildHasher>,
+    }
+    let mut users: HashMap<String, U, FxBuildHasher> = HashMap::default();
+    q.scan(store, window, true, true, &mut |_, row| {
+        let Some(user) = row.dims.v[D_USER] else {
+            return Ok(());
+        };
+        if !users.contains_key(user) {
+            users.insert(
+                user.to_owned(),
+                U {
+                    calls: 0.0,
+                    errors: 0.0,
+                    last: 0,
+                    tools: Default::default(),
+                },
+            );
+        }
+        let u = users.get_mut(user).expect("inserted above");
+        u.calls += row.calls;
+        u.errors += row.errors;
+        u.last = u.last.max(row.last_unix_nano);
+        if let Some(t) = row.dims.v[D_TOOL] {
+            if !u.tools.contains(t) {
+                u.tools.insert(t.to_owned());
+            }
+        }
+        Ok(())
+    })?;
+    let mut rows: Vec<UserRow> = users
+        .into_iter()
+        .map(|(user, u)| UserRow {
+            user,
+            calls: u.calls,
+            errors: u.errors,
+            error_rate: rate(u.errors, u.calls),
+            tools: u.tools.len() as u64,
+            last_unix_nano: u.last,
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.calls
+            .total_cmp(&a.calls)
+            .then_with(|| a.user.cmp(&b.user))
+    });
+    rows.truncate(limit.min(ROWS_MAX));
+    Ok(rows)
+}
+
+/// One row of "per-user tool performance".
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserToolRow {
+    pub user: String,
+    pub tool: String,
+    pub calls: f64,
+    pub errors: f64,
+    pub error_rate: f64,
+    pub p95_nanos: Option<u64>,
+}
+
+/// (user, tool) pairs by weighted calls, most first, at most `limit`. Two passes: counts for every
+/// pair, then latency sketches only for the pairs that made the cut.
+pub fn user_tools(
+    store: &SpanStore,
+    q: &Query,
+    window: &Window,
+    limit: usize,
+) -> Result<Vec<UserToolRow>> {
+    let limit = limit.min(ROWS_MAX);
+    let mut pairs: HashMap<(String, String), (f64, f64), FxBuildHasher> = HashMap::default();
+    q.scan(store, window, true, true, &mut |_, row| {
+        let (Some(user), Some(tool)) = (row.dims.v[D_USER], row.dims.v[D_TOOL]) else {
+            return Ok(());
+        };
+        // Borrowed lookup first: one allocation per distinct pair, not per row.
+        let key = (user.to_owned(), tool.to_owned());
+        let e = pairs.entry(key).or_insert((0.0, 0.0));
+        e.0 += row.calls;
+        e.1 += row.errors;
+        Ok(())
+    })?;
+    let mut top: Vec<((String, String), (f64, f64))> = pairs.into_iter().collect();
+    top.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0).then_with(|| a.0.cmp(&b.0)));
+    top.truncate(limit);
+    let mut sketches: HashMap<(String, String), LatencySketch, FxBuildHasher> = top
+        .iter()
+        .map(|(k, _)| (k.clone(), LatencySketch::default()))
+        .collect();
+    if !sketches.is_empty() {
+        let mut key = (String::new(), String::new());
+        q.scan(store, window, true, true, &mut |_, row| {
+            let (Some(user), Some(tool)) = (row.dims.v[D_USER], row.dims.v[D_TOOL]) else {
+                return Ok(());
+            };
+            key.0.clear();
+            key.0.push_str(user);
+            key.1.clear();
+            key.1.push_str(tool);
+            if let Some(s) = sketches.get_mut(&key) {
+                let other = LatencySketch::decode(&mut &row.latency[..])
+                    .map_err(|e| StorageError::Corrupt(format!("latency sketch: {e}")))?;
+                s.merge(&other);
+            }
+            Ok(())
+        })?;
+    }
+    Ok(top
+        .into_iter()
+        .map(|(k, (calls, errors))| {
+            let p95 = sketches.get(&k).and_then(|s| s.quantile(0.95));
+            UserToolRow {
+                user: k.0,
+                tool: k.1,
+                calls,
+                errors,
+                error_rate: rate(errors, calls),
+                p95_nanos: p95,
+            }
+        })
+        .collect())
+}
+
+/// One row of "clients": a client name and version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientRow {
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub calls: f64,
+    pub errors: f64,
+    pub users: u64,
+    pub last_unix_nano: u64,
+}
+
+/// One row of "protocol versions".
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProtocolRow {
+    pub version: Option<String>,
+    pub calls: f64,
+    pub last_unix_nano: u64,
+}
+
+/// Clients (name, version) and protocol versions by weighted calls, most first.
+pub fn clients(
+    store: &SpanStore,
+    q: &Query,
+    window: &Window,
+    limit: usize,
+) -> Result<(Vec<ClientRow>, Vec<ProtocolRow>)> {
+    type Key = (Option<String>, Option<String>);
+    let mut by_client: HashMap<Key, Acc, FxBuildHasher> = HashMap::default();
+    let mut by_proto: HashMap<Option<String>, (f64, u64), FxBuildHasher> = HashMap::default();
+    let cube = q.cube(false);
+    q.scan(store, window, false, true, &mut |_, row| {
+        let key = (
+            row.dims.v[D_CLIENT].map(str::to_owned),
+            row.dims.v[D_CLIENT_VERSION].map(str::to_owned),
+        );
+        by_client.entry(key).or_default().add(row, cube)?;
+        let p = by_proto
+            .entry(row.dims.v[D_PROTOCOL].map(str::to_owned))
+            .or_insert((0.0, 0));
+        p.0 += row.calls;
+        p.1 = p.1.max(row.last_unix_nano);
+        Ok(())
+    })?;
+    let mut c: Vec<ClientRow> = by_client
+        .into_iter()
+        .map(|((name, version), a)| {
+            let t = a.totals();
+            ClientRow {
+                name,
+                version,
+                calls: t.calls,
+                errors: t.errors,
+                users: t.users,
+                last_unix_nano: a.last_unix_nano,
+            }
+        })
+        .collect();
+    c.sort_by(|a, b| {
+        b.calls
+            .total_cmp(&a.calls)
+            .then_with(|| (&a.name, &a.version).cmp(&(&b.name, &b.version)))
+    });
+    c.truncate(limit.min(ROWS_MAX));
+    let mut p: Vec<ProtocolRow> = by_proto
+        .into_iter()
+        .map(|(version, (calls, last))| ProtocolRow {
+            version,
+            calls,
+            last_unix_nano: last,
+        })
+        .collect();
+    p.sort_by(|a, b| {
+        b.calls
+            .total_cmp(&a.calls)
+            .then_with(|| a.version.cmp(&b.version))
+    });
+    p.truncate(limit.min(ROWS_MAX));
+    Ok((c, p))
+}
+
+/// One row of "errors by type".
+#[derive(Clone, Debug, PartialEq)]
+pub struct ErrorRow {
+    pub error_type: String,
+    /// Weighted.
+    pub errors: f64,
+    /// Share of all calls in the window that failed with this type.
+    pub share_of_calls: f64,
+    pub last_unix_nano: u64,
+    /// The most recent span with this error type.
+    pub example: Option<crate::rollup::ErrorExample>,
+}
+
+/// Error types by weighted count, most first.
+pub fn errors(
+    store: &SpanStore,
+    q: &Query,
+    window: &Window,
+    limit: usize,
+) -> Result<Vec<ErrorRow>> {
+    let mut total_calls = 0.0;
+    let mut by_type: HashMap<String, ErrorRow, FxBuildHasher> = HashMap::default();
+    q.scan(store, window, false, true, &mut |_, row| {
+        total_calls += row.calls;
+        let Some(t) = row.dims.v[D_ERROR_TYPE] else {
+            return Ok(());
+        };
+        if !by_type.contains_key(t) {
+            by_type.insert(
+                t.to_owned(),
+                ErrorRow {
+                    error_type: t.to_owned(),
+                    errors: 0.0,
+                    share_of_calls: 0.0,
+                    last_unix_nano: 0,
+                    example: None,
+                },
+            );
+        }
+        let e = by_type.get_mut(t).expect("inserted above");
+        e.errors += row.errors;
+        e.last_unix_nano = e.last_unix_nano.max(row.last_unix_nano);
+        e.example = crate::rollup::ErrorExample::newer(e.example, row.error_example);
+        Ok(())
+    })?;
+    let mut rows: Vec<ErrorRow> = by_type
+        .into_values()
+        .map(|mut r| {
+            r.share_of_calls = rate(r.errors, total_calls);
+            r
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.errors
+            .total_cmp(&a.errors)
+            .then_with(|| a.error_type.cmp(&b.error_type))
+    });
+    rows.truncate(limit.min(ROWS_MAX));
+    Ok(rows)
+}
+
+/// One server in the organization overview.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerRow {
+    pub server: ServerId,
+    pub totals: Totals,
+    pub last_unix_nano: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Overview {
+    /// Every server of the query, busiest first (servers without calls included, with zeros).
+    pub servers: Vec<ServerRow>,
+    pub most_used_server: Option<ServerId>,
+    /// The tool with the most weighted calls across the servers, and its calls.
+    pub most_called_tool: Option<(String, f64)>,
+    pub totals: Totals,
+}
+
+pub fn overview(store: &SpanStore, q: &Query, window: &Window) -> Result<Overview> {
+    let mut per_server: HashMap<ServerId, Acc, FxBuildHasher> =
+        q.servers.iter().map(|&s| (s, Acc::default())).collect();
+    let mut all = Acc::default();
+    let mut tools: HashMap<String, f64, FxBuildHasher> = HashMap::default();
+    let cube = q.cube(false);
+    q.scan(store, window, false, true, &mut |k, row| {
+        per_server.entry(k.server).or_default().add(row, cube)?;
+        all.add(row, cube)?;
+        if let Some(t) = row.dims.v[D_TOOL] {
+            match tools.get_mut(t) {
+                Some(c) => *c += row.calls,
+                None => {
+                    tools.insert(t.to_owned(), row.calls);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let mut servers: Vec<ServerRow> = per_server
+        .into_iter()
+        .map(|(server, a)| ServerRow {
+            server,
+            last_unix_nano: a.last_unix_nano,
+            totals: a.totals(),
+        })
+        .collect();
+    servers.sort_by(|a, b| {
+        b.totals
+            .calls
+            .total_cmp(&a.totals.calls)
+            .then_with(|| a.server.cmp(&b.server))
+    });
+    let most_used_server = servers
+        .first()
+        .filter(|s| s.totals.calls > 0.0)
+        .map(|s| s.server);
+    let most_called_tool = tools
+        .into_iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(&a.0)));
+    Ok(Overview {
+        servers,
+        most_used_server,
+        most_called_tool,
+        totals: all.totals(),
+    })
+}
+
+/// `part / whole`, 0 when there is no whole.
+pub fn rate(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 {
+        part / whole
+    } else {
+        0.0
+    }
+}
+
+/// The stable hash distinct users and sessions are counted by (exposed for tests and tools).
+pub fn distinct_hash(s: &str) -> u64 {
+    kmv::hash_str(s)
+}

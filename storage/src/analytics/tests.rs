@@ -1,0 +1,717 @@
+//! Analytics against brute force: random spans (tools, users, clients, errors, sampling weights,
+//! sides, envs, servers) are appended to a real store; every answer is compared with the same
+//! question computed directly over the spans, before and after compaction rolls minutes into hours
+//! and days, and after a reopen.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::model::{
+    McpFields, SpanOrigin, SpanRecord, SPAN_KIND_CLIENT, SPAN_KIND_INTERNAL, SPAN_KIND_SERVER,
+    STATUS_ERROR, STATUS_UNSET,
+};
+use crate::rollup::sketch::RELATIVE_ACCURACY;
+use crate::rollup::HOUR_NANOS;
+use crate::spans::{SpanStore, SpanStoreOptions};
+
+/// 2024-10-04 00:00 UTC: long finished, so compaction rolls it.
+const DAY0: u64 = 20_000 * DAY_NANOS;
+
+const TOOLS: [&str; 4] = ["search", "fetch", "write_file", "ünïcode tool"];
+const USERS: [&str; 5] = ["alice", "bob", "carol", "dave", "eve"];
+const CLIENTS: [(&str, &str); 3] = [("claude-code", "1.0"), ("cursor", "0.4"), ("cursor", "0.5")];
+const WEIGHTS: [f64; 5] = [1.0, 1.0, 0.5, 0.1, 0.3];
+
+#[derive(Clone, Debug)]
+struct Spec {
+    server: u32,
+    test_env: bool,
+    minute: u64,
+    second_nanos: u64,
+    dur: u64,
+    tool: Option<usize>,
+    user: Option<usize>,
+    client: usize,
+    session: u8,
+    error: u8,
+    kind: u8,
+    prob: usize,
+    method: u8,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        (
+            1u32..=3,
+            prop::bool::weighted(0.15),
+            0u64..(2 * 1440),
+            0u64..60_000_000_000,
+        ),
+        prop_oneof![
+            0u64..1000,
+            1000u64..10_000_000,
+            10_000_000u64..30_000_000_000
+        ],
+        (
+            prop::option::weighted(0.9, 0..TOOLS.len()),
+            prop::option::weighted(0.8, 0..USERS.len()),
+        ),
+        (
+            0..CLIENTS.len(),
+            0u8..20,
+            0u8..10,
+            0u8..10,
+            0..WEIGHTS.len(),
+            0u8..10,
+        ),
+    )
+        .prop_map(
+            |(
+                (server, test_env, minute, second_nanos),
+                dur,
+                (tool, user),
+                (client, session, error, kind, prob, method),
+            )| Spec {
+                server,
+                test_env,
+                minute,
+                second_nanos,
+                dur,
+                tool,
+                user,
+                client,
+                session,
+                error,
+                kind,
+                prob,
+                method,
+            },
+        )
+}
+
+fn span(i: usize, s: &Spec) -> SpanRecord {
+    let start = DAY0 + s.minute * MINUTE_NANOS + s.second_nanos;
+    // method: mostly tools/call; some other methods; 1 in 10 a plain internal span (no method).
+    let method = match s.method {
+        0 => None,
+        1 => Some("tools/list".to_string()),
+        2 => Some("initialize".to_string()),
+        _ => Some("tools/call".to_string()),
+    };
+    let is_call = method.as_deref() == Some("tools/call");
+    let (cname, cver) = CLIENTS[s.client];
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+    SpanRecord {
+        org_id: 1,
+        server_id: s.server,
+        env: if s.test_env { Env::Test } else { Env::Live },
+        trace_id: id,
+        span_id: (i as u64 + 1).to_be_bytes(),
+        parent_span_id: [0; 8],
+        start_unix_nano: start,
+        end_unix_nano: start + s.dur,
+        name: "x".into(),
+        kind: match s.kind {
+            0 => SPAN_KIND_CLIENT,
+            1 => SPAN_KIND_INTERNAL,
+            _ => SPAN_KIND_SERVER,
+        },
+        status_code: if s.error == 0 {
+            STATUS_ERROR
+        } else {
+            STATUS_UNSET
+        },
+        status_message: String::new(),
+        flags: 0,
+        trace_state: String::new(),
+        sample_probability: WEIGHTS[s.prob],
+        service_name: "svc".into(),
+        mcp: McpFields {
+            method,
+            tool: if is_call {
+                s.tool.map(|t| TOOLS[t].to_string())
+            } else {
+                None
+            },
+            user_id: s.user.map(|u| USERS[u].to_string()),
+            session_id: (s.session > 0).then(|| format!("session-{}", s.session % 7)),
+            client_name: Some(cname.into()),
+            client_version: Some(cver.into()),
+            protocol_version: Some(
+                if s.client == 0 {
+                    "2025-06-18"
+                } else {
+                    "2025-03-26"
+                }
+                .into(),
+            ),
+            error_type: match s.error {
+                1 => Some("tool_error".into()),
+                2 => Some("-32602".into()),
+                _ => None,
+            },
+            ..McpFields::default()
+        },
+        attributes: Vec::new(),
+        events: Vec::new(),
+        links: Vec::new(),
+        origin: Arc::new(SpanOrigin::default()),
+        dropped_attributes_count: 0,
+        dropped_events_count: 0,
+        dropped_links_count: 0,
+    }
+}
+
+/// The spans a query covers, by brute force.
+fn matching<'a>(spans: &'a [SpanRecord], q: &Query, w: &Window) -> Vec<&'a SpanRecord> {
+    spans
+        .iter()
+        .filter(|s| {
+            s.is_mcp_request()
+                && q.servers.contains(&s.server_id)
+                && s.env == q.env
+                && crate::rollup::Side::of(s) == q.side
+                && s.start_unix_nano >= w.from_unix_nano
+                && s.start_unix_nano < w.to_unix_nano
+                && q.method
+                    .as_ref()
+                    .is_none_or(|m| s.mcp.method.as_ref() == Some(m))
+                && q.tool
+                    .as_ref()
+                    .is_none_or(|m| s.mcp.tool.as_ref() == Some(m))
+                && q.user
+                    .as_ref()
+                    .is_none_or(|m| s.mcp.user_id.as_ref() == Some(m))
+                && q.client
+                    .as_ref()
+                    .is_none_or(|m| s.mcp.client_name.as_ref() == Some(m))
+        })
+        .collect()
+}
+
+fn weight(s: &SpanRecord) -> f64 {
+    crate::rollup::weight_of(s)
+}
+
+/// The exact weighted lower quantile: the smallest duration whose cumulative weight reaches q * W.
+fn exact_quantile(spans: &[&SpanRecord], q: f64) -> Option<u64> {
+    let mut v: Vec<(u64, f64)> = spans
+        .iter()
+        .map(|s| (s.duration_nanos(), weight(s)))
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by_key(|x| x.0);
+    let total: f64 = v.iter().map(|x| x.1).sum();
+    let target = q * total - 1e-9 * total;
+    let mut cum = 0.0;
+    for (d, w) in &v {
+        cum += w;
+        if cum >= target {
+            return Some(*d);
+        }
+    }
+    v.last().map(|x| x.0)
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+fn check_quantile(got: Option<u64>, spans: &[&SpanRecord], q: f64, what: &str) {
+    let want = exact_quantile(spans, q);
+    match (got, want) {
+        (None, None) => {}
+        (Some(g), Some(w)) => {
+            let err = (g as f64 - w as f64).abs();
+            assert!(
+                err <= RELATIVE_ACCURACY * w as f64 + 1e-9,
+                "{what}: p{q} got {g}, exact {w}"
+            );
+        }
+        _ => panic!("{what}: p{q} got {got:?}, exact {want:?}"),
+    }
+}
+
+fn check_totals(t: &Totals, spans: &[&SpanRecord], what: &str) {
+    let calls: f64 = spans.iter().map(|s| weight(s)).sum();
+    let errors: f64 = spans
+        .iter()
+        .filter(|s| s.is_error())
+        .map(|s| weight(s))
+        .sum();
+    let dur: f64 = spans
+        .iter()
+        .map(|s| weight(s) * s.duration_nanos() as f64)
+        .sum();
+    assert!(
+        close(t.calls, calls),
+        "{what}: calls {} vs {calls}",
+        t.calls
+    );
+    assert_eq!(t.spans, spans.len() as u64, "{what}: spans");
+    assert!(
+        close(t.errors, errors),
+        "{what}: errors {} vs {errors}",
+        t.errors
+    );
+    match t.avg_nanos {
+        Some(a) => assert!(
+            close(a * calls, dur) || (a * calls - dur).abs() < 1e-6 * dur,
+            "{what}: avg"
+        ),
+        None => assert!(spans.is_empty(), "{what}: avg missing"),
+    }
+    let users: BTreeSet<&str> = spans
+        .iter()
+        .filter_map(|s| s.mcp.user_id.as_deref())
+        .collect();
+    let sessions: BTreeSet<&str> = spans
+        .iter()
+        .filter_map(|s| s.mcp.session_id.as_deref())
+        .collect();
+    assert_eq!(t.users, users.len() as u64, "{what}: distinct users");
+    assert_eq!(
+        t.sessions,
+        sessions.len() as u64,
+        "{what}: distinct sessions"
+    );
+    for (q, got) in [(0.5, t.p50_nanos), (0.95, t.p95_nanos), (0.99, t.p99_nanos)] {
+        check_quantile(got, spans, q, what);
+    }
+}
+
+fn check_all(store: &SpanStore, spans: &[SpanRecord], q: &Query, w: &Window, stage: &str) {
+    // summary, current window and previous window
+    let s = summary(store, q, w).unwrap();
+    check_totals(
+        &s.current,
+        &matching(spans, q, w),
+        &format!("{stage} summary"),
+    );
+    check_totals(
+        &s.previous,
+        &matching(spans, q, &w.previous()),
+        &format!("{stage} previous"),
+    );
+
+    // series: every bucket equals brute force over its own range
+    let pts = series(store, q, w).unwrap();
+    assert!(!pts.is_empty());
+    let mut covered = 0.0;
+    for p in &pts {
+        let bw = Window {
+            from_unix_nano: p.start_unix_nano.max(w.from_unix_nano),
+            to_unix_nano: (p.start_unix_nano + w.bucket_nanos).min(w.to_unix_nano),
+            ..*w
+        };
+        let m = matching(spans, q, &bw);
+        let calls: f64 = m.iter().map(|s| weight(s)).sum();
+        assert!(
+            close(p.calls, calls),
+            "{stage} series bucket {}: {} vs {calls}",
+            p.start_unix_nano,
+            p.calls
+        );
+        check_quantile(p.p95_nanos, &m, 0.95, &format!("{stage} series p95"));
+        covered += p.calls;
+    }
+    assert!(
+        close(covered, s.current.calls),
+        "{stage}: series sums to summary"
+    );
+
+    // top tools
+    let m = matching(spans, q, w);
+    let tools = top_tools(store, q, w, 100).unwrap();
+    let mut by_tool: BTreeMap<&str, Vec<&SpanRecord>> = BTreeMap::new();
+    for s in &m {
+        if let Some(t) = &s.mcp.tool {
+            by_tool.entry(t).or_default().push(s);
+        }
+    }
+    assert_eq!(tools.len(), by_tool.len(), "{stage}: tool count");
+    for t in &tools {
+        let sp = &by_tool[t.tool.as_str()];
+        check_totals(&t.totals, sp, &format!("{stage} tool {}", t.tool));
+        assert_eq!(
+            t.last_unix_nano,
+            sp.iter().map(|s| s.start_unix_nano).max().unwrap()
+        );
+    }
+    for pair in tools.windows(2) {
+        assert!(
+            pair[0].totals.calls >= pair[1].totals.calls,
+            "{stage}: tools sorted"
+        );
+    }
+
+    // users
+    let users = top_users(store, q, w, 100).unwrap();
+    let mut by_user: BTreeMap<&str, Vec<&SpanRecord>> = BTreeMap::new();
+    for s in &m {
+        if let Some(u) = &s.mcp.user_id {
+            by_user.entry(u).or_default().push(s);
+        }
+    }
+    assert_eq!(users.len(), by_user.len(), "{stage}: user count");
+    for u in &users {
+        let sp = &by_user[u.user.as_str()];
+        let calls: f64 = sp.iter().map(|s| weight(s)).sum();
+        let tools: BTreeSet<&str> = sp.iter().filter_map(|s| s.mcp.tool.as_deref()).collect();
+        assert!(close(u.calls, calls), "{stage}: user {} calls", u.user);
+        assert_eq!(
+            u.tools,
+            tools.len() as u64,
+            "{stage}: user {} tools",
+            u.user
+        );
+    }
+
+    // user x tool, with a limit that cuts
+    let ut = user_tools(store, q, w, 5).unwrap();
+    let mut pairs: BTreeMap<(&str, &str), Vec<&SpanRecord>> = BTreeMap::new();
+    for s in &m {
+        if let (Some(u), Some(t)) = (&s.mcp.user_id, &s.mcp.tool) {
+            pairs.entry((u, t)).or_default().push(s);
+        }
+    }
+    assert_eq!(ut.len(), pairs.len().min(5), "{stage}: user x tool count");
+    let mut calls_sorted: Vec<f64> = pairs
+        .values()
+        .map(|v| v.iter().map(|s| weight(s)).sum())
+        .collect();
+    calls_sorted.sort_by(|a, b| b.total_cmp(a));
+    for (row, want_calls) in ut.iter().zip(&calls_sorted) {
+        assert!(
+            close(row.calls, *want_calls),
+            "{stage}: user x tool ranking"
+        );
+        let sp = &pairs[&(row.user.as_str(), row.tool.as_str())];
+        check_quantile(row.p95_nanos, sp, 0.95, &format!("{stage} user x tool"));
+    }
+
+    // errors by type
+    let errs = errors(store, q, w, 100).unwrap();
+    let mut by_type: BTreeMap<String, Vec<&SpanRecord>> = BTreeMap::new();
+    for s in &m {
+        if s.is_error() {
+            let t = s
+                .mcp
+                .error_type
+                .clone()
+                .unwrap_or_else(|| crate::rollup::ERROR_TYPE_UNSPECIFIED.into());
+            by_type.entry(t).or_default().push(s);
+        }
+    }
+    assert_eq!(errs.len(), by_type.len(), "{stage}: error types");
+    for e in &errs {
+        let sp = &by_type[&e.error_type];
+        let n: f64 = sp.iter().map(|s| weight(s)).sum();
+        assert!(close(e.errors, n), "{stage}: errors of {}", e.error_type);
+        let latest = sp
+            .iter()
+            .max_by_key(|s| (s.start_unix_nano, s.trace_id, s.span_id))
+            .unwrap();
+        assert_eq!(
+            e.example.unwrap().trace_id,
+            latest.trace_id,
+            "{stage}: example trace"
+        );
+    }
+
+    // clients and protocol versions
+    let (clients, protos) = clients(store, q, w, 100).unwrap();
+    let c_calls: f64 = clients.iter().map(|c| c.calls).sum();
+    let p_calls: f64 = protos.iter().map(|c| c.calls).sum();
+    assert!(
+        close(c_calls, s.current.calls) && close(p_calls, s.current.calls),
+        "{stage}: clients"
+    );
+    for c in &clients {
+        let sp: Vec<&SpanRecord> = m
+            .iter()
+            .copied()
+            .filter(|s| s.mcp.client_name == c.name && s.mcp.client_version == c.version)
+            .collect();
+        let calls: f64 = sp.iter().map(|s| weight(s)).sum();
+        assert!(close(c.calls, calls), "{stage}: client {:?}", c.name);
+    }
+
+    // overview: per server
+    let o = overview(store, q, w).unwrap();
+    assert_eq!(o.servers.len(), q.servers.len());
+    for row in &o.servers {
+        let one = Query {
+            servers: vec![row.server],
+            ..q.clone()
+        };
+        check_totals(
+            &row.totals,
+            &matching(spans, &one, w),
+            &format!("{stage} overview server {}", row.server),
+        );
+    }
+    check_totals(&o.totals, &m, &format!("{stage} overview totals"));
+}
+
+fn queries() -> Vec<Query> {
+    let base = Query {
+        org: 1,
+        servers: vec![1, 2, 3],
+        env: Env::Live,
+        side: crate::rollup::Side::Server,
+        from_unix_nano: 0,
+        to_unix_nano: 0,
+        method: None,
+        tool: None,
+        user: None,
+        client: None,
+    };
+    vec![
+        base.clone(),
+        Query {
+            servers: vec![2],
+            ..base.clone()
+        },
+        Query {
+            env: Env::Test,
+            ..base.clone()
+        },
+        Query {
+            side: crate::rollup::Side::Client,
+            ..base.clone()
+        },
+        Query {
+            tool: Some(TOOLS[0].into()),
+            ..base.clone()
+        },
+        Query {
+            user: Some(USERS[1].into()),
+            ..base.clone()
+        },
+        Query {
+            user: Some(USERS[2].into()),
+            tool: Some(TOOLS[1].into()),
+            client: Some("cursor".into()),
+            ..base.clone()
+        },
+        Query {
+            method: Some("tools/list".into()),
+            ..base.clone()
+        },
+        Query {
+            tool: Some("no such tool".into()),
+            ..base
+        },
+    ]
+}
+
+fn run(specs: &[Spec], ranges: &[(u64, u64)]) {
+    let spans: Vec<SpanRecord> = specs.iter().enumerate().map(|(i, s)| span(i, s)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::open(dir.path(), SpanStoreOptions::default()).unwrap();
+    // Several appends, so blobs are merged with what is stored.
+    for chunk in spans.chunks(37) {
+        store.append(chunk).unwrap();
+    }
+    // Asked with a `now` inside day 0, neither day is finished: minute granularity, minute blobs.
+    let open_now = DAY0 + 12 * HOUR_NANOS;
+    for &(a, b) in ranges {
+        let w =
+            Window::resolve(DAY0 + a * MINUTE_NANOS, DAY0 + b * MINUTE_NANOS, open_now).unwrap();
+        assert_eq!(w.granularity_nanos, MINUTE_NANOS);
+        for q in queries() {
+            check_all(&store, &spans, &q, &w, "minutes");
+        }
+    }
+    // Compaction (real clock: both days long finished) rolls minutes into hours and days, then
+    // seals. Every answer at hour granularity must still equal brute force, also after a reopen.
+    let stats = store.compact().unwrap();
+    assert_eq!(
+        stats.rollup_minutes_rolled > 0,
+        spans.iter().any(|s| s.is_mcp_request()),
+        "compaction rolls the minutes"
+    );
+    let now = crate::spans::now_unix_nano();
+    let check_rolled = |st: &SpanStore, stage: &str| {
+        for &(a, b) in ranges {
+            let w = Window::resolve(DAY0 + a * MINUTE_NANOS, DAY0 + b * MINUTE_NANOS, now).unwrap();
+            assert_eq!(w.granularity_nanos, HOUR_NANOS);
+            for q in queries() {
+                check_all(st, &spans, &q, &w, stage);
+            }
+        }
+    };
+    check_rolled(&store, "rolled");
+    drop(store);
+    let store = SpanStore::open(dir.path(), SpanStoreOptions::default()).unwrap();
+    check_rolled(&store, "reopened");
+    // Late spans into a rolled day land in minute blobs again and are counted once.
+    let late: Vec<SpanRecord> = spans
+        .iter()
+        .take(20)
+        .enumerate()
+        .map(|(i, s)| {
+            let mut s = s.clone();
+            s.span_id = (1_000_000 + i as u64).to_be_bytes();
+            s
+        })
+        .collect();
+    store.append(&late).unwrap();
+    let mut all = spans.clone();
+    all.extend(late);
+    for &(a, b) in ranges {
+        let w = Window::resolve(DAY0 + a * MINUTE_NANOS, DAY0 + b * MINUTE_NANOS, now).unwrap();
+        for q in queries() {
+            check_all(&store, &all, &q, &w, "late");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn rollups_equal_brute_force(
+        specs in prop::collection::vec(spec(), 0..400),
+        ranges in prop::collection::vec((0u64..2880, 1u64..2880), 1..4),
+    ) {
+        let ranges: Vec<(u64, u64)> = ranges.into_iter().map(|(a, len)| (a, (a + len).min(2880).max(a + 1))).collect();
+        run(&specs, &ranges);
+    }
+}
+
+#[test]
+fn whole_days_use_day_blobs_and_agree() {
+    // Two full days of one call per minute: a 2-day window reads day blobs, a window starting at
+    // 01:00 reads hours; both must agree with brute force.
+    let specs: Vec<Spec> = (0..2880)
+        .map(|m| Spec {
+            server: 1 + (m % 3) as u32,
+            test_env: false,
+            minute: m,
+            second_nanos: 7,
+            dur: 1000 + m * 1000,
+            tool: Some((m % 4) as usize),
+            user: Some((m % 5) as usize),
+            client: (m % 3) as usize,
+            session: (m % 20) as u8,
+            error: (m % 10) as u8,
+            kind: 5,
+            prob: (m % 5) as usize,
+            method: 5,
+        })
+        .collect();
+    run(&specs, &[(0, 2880), (60, 2880), (0, 1440), (1380, 1500)]);
+}
+
+#[test]
+fn window_resolution() {
+    let now = DAY0 + 10 * HOUR_NANOS + 17 * MINUTE_NANOS;
+    // Today only: minute granularity; 10 h 17 min in 5-minute buckets is 124 points.
+    let w = Window::resolve(DAY0 + 3, now, now).unwrap();
+    assert_eq!(w.granularity_nanos, MINUTE_NANOS);
+    assert_eq!(w.from_unix_nano, DAY0);
+    assert_eq!(w.to_unix_nano, now.div_ceil(MINUTE_NANOS) * MINUTE_NANOS);
+    assert_eq!(w.bucket_nanos, 5 * MINUTE_NANOS);
+    // 24 h reaching into yesterday (finished): hours.
+    let w = Window::resolve(now - DAY_NANOS, now, now).unwrap();
+    assert_eq!(w.granularity_nanos, HOUR_NANOS);
+    assert_eq!(w.from_unix_nano % HOUR_NANOS, 0);
+    assert_eq!(w.bucket_nanos, HOUR_NANOS);
+    // 30 and 90 days.
+    assert_eq!(
+        Window::resolve(now - 30 * DAY_NANOS, now, now)
+            .unwrap()
+            .bucket_nanos,
+        6 * HOUR_NANOS
+    );
+    assert_eq!(
+        Window::resolve(now - 90 * DAY_NANOS, now, now)
+            .unwrap()
+            .bucket_nanos,
+        12 * HOUR_NANOS
+    );
+    assert!(Window::resolve(now, now, now).is_err());
+    assert!(Window::resolve(0, 500 * DAY_NANOS, now).is_err());
+    let w = Window::resolve(now - 7 * DAY_NANOS, now, now).unwrap();
+    assert_eq!(w.previous().to_unix_nano, w.from_unix_nano);
+}
+
+/// A day file written by the released format 2 (no rollups; made by
+/// `tests/data/spans-v2/make-fixture.py` with the stop-7 binary): opening it upgrades it in place,
+/// rebuilding its rollups from its spans, and every answer equals brute force over those spans.
+#[test]
+fn format_2_file_is_upgraded_with_rollups_rebuilt() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/spans-v2/2026-11-20.redb"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture, dir.path().join("2026-11-20.redb")).unwrap();
+    let store = SpanStore::open(dir.path(), SpanStoreOptions::default()).unwrap();
+    let day = 1_795_132_800 * 1_000_000_000u64;
+    let f = crate::spans::SpanFilter::default();
+    let mut spans = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let p = store.list(1, &f, cursor.as_deref(), 1000).unwrap();
+        spans.extend(p.spans);
+        match p.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(spans.len(), 60, "the fixture's spans read back");
+    assert!(
+        spans.iter().any(|s| s.sample_probability < 1.0),
+        "fixture has sampled spans"
+    );
+    let now = crate::spans::now_unix_nano();
+    let base = Query {
+        org: 1,
+        servers: vec![1],
+        env: Env::Live,
+        side: crate::rollup::Side::Server,
+        from_unix_nano: 0,
+        to_unix_nano: 0,
+        method: None,
+        tool: None,
+        user: None,
+        client: None,
+    };
+    let w = Window::resolve(day, day + DAY_NANOS, now).unwrap();
+    let s = summary(&store, &base, &w).unwrap();
+    assert_eq!(s.current.spans, 60);
+    check_all(&store, &spans, &base, &w, "upgraded");
+    check_all(
+        &store,
+        &spans,
+        &Query {
+            user: Some("alice".into()),
+            ..base.clone()
+        },
+        &w,
+        "upgraded",
+    );
+    store.compact().unwrap();
+    check_all(&store, &spans, &base, &w, "upgraded+rolled");
+    drop(store);
+    // The upgrade is durable: the file now says version 3 and opens without rebuilding.
+    let db = redb::Database::open(dir.path().join("2026-11-20.redb")).unwrap();
+    let read = db.begin_read().unwrap();
+    let meta = read
+        .open_table(crate::spans::partition_meta_table())
+        .unwrap();
+    let v = meta.get("format_version").unwrap().unwrap();
+    assert_eq!(
+        v.value(),
+        crate::spans::FORMAT_VERSION.to_le_bytes().as_slice()
+    );
+}

@@ -1,0 +1,410 @@
+//! One rollup blob: the rows (dimensions -> statistics) of one (org, server, env, cube, bucket),
+//! its byte encoding, and a borrowing row parser for queries (docs/format.md, "Rollups").
+
+use std::collections::HashMap;
+
+use rustc_hash::FxBuildHasher;
+
+use super::kmv::{self, DistinctSketch};
+use super::sketch::{self, LatencySketch};
+use super::{Cube, Side};
+use crate::codec::{put_num, put_str, put_varint, Reader};
+use crate::error::{Result, StorageError};
+use crate::model::SpanRecord;
+
+/// Dimension slots, in encoding order.
+pub const DIMS: usize = 7;
+pub const D_METHOD: usize = 0;
+pub const D_TOOL: usize = 1;
+/// Always `None` in [`Cube::Tools`] rows (and not encoded there).
+pub const D_USER: usize = 2;
+pub const D_CLIENT: usize = 3;
+pub const D_CLIENT_VERSION: usize = 4;
+pub const D_PROTOCOL: usize = 5;
+pub const D_ERROR_TYPE: usize = 6;
+
+const BLOB_VERSION: u8 = 1;
+
+/// The dimensions of one row. `S` is `&str` while aggregating a batch and `Box<str>` when stored.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Dims<S> {
+    pub side: Side,
+    pub v: [Option<S>; DIMS],
+}
+
+impl<'a> Dims<&'a str> {
+    pub fn of(span: &'a SpanRecord, cube: Cube) -> Dims<&'a str> {
+        let m = &span.mcp;
+        let user = match cube {
+            Cube::Tools => None,
+            Cube::Users => m.user_id.as_deref(),
+        };
+        Dims {
+            side: Side::of(span),
+            v: [
+                m.method.as_deref(),
+                m.tool.as_deref(),
+                user,
+                m.client_name.as_deref(),
+                m.client_version.as_deref(),
+                m.protocol_version.as_deref(),
+                error_type_of(span),
+            ],
+        }
+    }
+
+    pub fn to_owned(&self) -> Dims<Box<str>> {
+        Dims {
+            side: self.side,
+            v: self.v.map(|o| o.map(Box::from)),
+        }
+    }
+}
+
+/// The error type a span is grouped under: its `error.type`, or `"error"` for a span whose status
+/// is ERROR without one, so that every error appears in "errors by type".
+fn error_type_of(span: &SpanRecord) -> Option<&str> {
+    match &span.mcp.error_type {
+        Some(t) => Some(t.as_str()),
+        None if span.is_error() => Some(ERROR_TYPE_UNSPECIFIED),
+        None => None,
+    }
+}
+
+/// `error_type` of error spans that carried no `error.type`.
+pub const ERROR_TYPE_UNSPECIFIED: &str = "_OTHER";
+
+/// The most recent error of a row, to link "errors by type" to a trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorExample {
+    pub start_unix_nano: u64,
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+}
+
+impl ErrorExample {
+    /// Keeps the later of two examples (ties broken by ids, so merging is order-independent).
+    pub fn newer(a: Option<ErrorExample>, b: Option<ErrorExample>) -> Option<ErrorExample> {
+        match (a, b) {
+            (Some(x), Some(y)) => Some(
+                if (y.start_unix_nano, y.trace_id, y.span_id)
+                    > (x.start_unix_nano, x.trace_id, x.span_id)
+                {
+                    y
+                } else {
+                    x
+                },
+            ),
+            (x, None) => x,
+            (None, y) => y,
+        }
+    }
+}
+
+/// The statistics of one row. Counts come raw (`spans`) and weighted by 1/p (`calls`, `errors`,
+/// `duration_nanos` and the latency sketch); distinct users and sessions are of what was stored.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    pub spans: u64,
+    pub calls: f64,
+    pub error_spans: u64,
+    pub errors: f64,
+    /// Weighted sum of durations.
+    pub duration_nanos: f64,
+    /// Latest start time among the row's spans.
+    pub last_unix_nano: u64,
+    pub error_example: Option<ErrorExample>,
+    pub latency: LatencySketch,
+    pub sessions: DistinctSketch,
+    /// Filled in [`Cube::Tools`] rows only (in [`Cube::Users`] the user is a dimension).
+    pub users: DistinctSketch,
+}
+
+impl Stats {
+    pub fn add_span(&mut self, s: &SpanRecord, weight: f64, cube: Cube) {
+        let dur = s.duration_nanos();
+        self.spans += 1;
+        self.calls += weight;
+        self.duration_nanos += weight * dur as f64;
+        self.last_unix_nano = self.last_unix_nano.max(s.start_unix_nano);
+        self.latency.add(dur, weight);
+        if s.is_error() {
+            self.error_spans += 1;
+            self.errors += weight;
+            self.error_example = ErrorExample::newer(
+                self.error_example,
+                Some(ErrorExample {
+                    start_unix_nano: s.start_unix_nano,
+                    trace_id: s.trace_id,
+                    span_id: s.span_id,
+                }),
+            );
+        }
+        if let Some(session) = &s.mcp.session_id {
+            self.sessions.insert(kmv::hash_str(session));
+        }
+        if cube == Cube::Tools {
+            if let Some(user) = &s.mcp.user_id {
+                self.users.insert(kmv::hash_str(user));
+            }
+        }
+    }
+
+    pub fn merge(&mut self, o: &Stats) {
+        self.spans += o.spans;
+        self.calls += o.calls;
+        self.error_spans += o.error_spans;
+        self.errors += o.errors;
+        self.duration_nanos += o.duration_nanos;
+        self.last_unix_nano = self.last_unix_nano.max(o.last_unix_nano);
+        self.error_example = ErrorExample::newer(self.error_example, o.error_example);
+        self.latency.merge(&o.latency);
+        self.sessions.merge(&o.sessions);
+        self.users.merge(&o.users);
+    }
+}
+
+/// The rows of one blob.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Blob {
+    pub rows: HashMap<Dims<Box<str>>, Stats, FxBuildHasher>,
+}
+
+impl Blob {
+    pub fn merge(&mut self, other: Blob) {
+        for (dims, stats) in other.rows {
+            match self.rows.get_mut(&dims) {
+                Some(s) => s.merge(&stats),
+                None => {
+                    self.rows.insert(dims, stats);
+                }
+            }
+        }
+    }
+
+    /// Encodes the rows sorted by dimensions, so equal blobs encode to equal bytes.
+    /// `start_unix_nano` is the bucket start the times are stored relative to.
+    pub fn encode(&self, cube: Cube, start_unix_nano: u64) -> Vec<u8> {
+        let mut strings: Vec<&str> = self
+            .rows
+            .keys()
+            .flat_map(|d| d.v.iter().flatten().map(|s| &**s))
+            .collect();
+        strings.sort_unstable();
+        strings.dedup();
+        let index = |s: &Option<Box<str>>| -> u64 {
+            match s {
+                None => 0,
+                // Present by construction.
+                Some(s) => strings.binary_search(&&**s).map_or(0, |i| i as u64 + 1),
+            }
+        };
+        let mut rows: Vec<(&Dims<Box<str>>, &Stats)> = self.rows.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut out = Vec::with_capacity(16 + rows.len() * 40);
+        out.push(BLOB_VERSION);
+        put_varint(&mut out, strings.len() as u64);
+        for s in &strings {
+            put_str(&mut out, s);
+        }
+        put_varint(&mut out, rows.len() as u64);
+        for (dims, st) in rows {
+            out.push(dims.side as u8);
+            for (slot, v) in dims.v.iter().enumerate() {
+                if slot_stored(cube, slot) {
+                    put_varint(&mut out, index(v));
+                }
+            }
+            put_varint(&mut out, st.spans);
+            put_num(&mut out, st.calls);
+            put_varint(&mut out, st.error_spans);
+            put_num(&mut out, st.errors);
+            put_num(&mut out, st.duration_nanos);
+            put_varint(&mut out, st.last_unix_nano.saturating_sub(start_unix_nano));
+            match &st.error_example {
+                None => out.push(0),
+                Some(e) => {
+                    out.push(1);
+                    put_varint(&mut out, e.start_unix_nano.saturating_sub(start_unix_nano));
+                    out.extend_from_slice(&e.trace_id);
+                    out.extend_from_slice(&e.span_id);
+                }
+            }
+            st.latency.encode(&mut out);
+            st.sessions.encode(&mut out);
+            if cube == Cube::Tools {
+                st.users.encode(&mut out);
+            }
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8], cube: Cube, start_unix_nano: u64) -> Result<Blob> {
+        let mut blob = Blob::default();
+        for_each_row(bytes, cube, start_unix_nano, &NO_FILTER, |r| {
+            let stats = Stats {
+                spans: r.spans,
+                calls: r.calls,
+                error_spans: r.error_spans,
+                errors: r.errors,
+                duration_nanos: r.duration_nanos,
+                last_unix_nano: r.last_unix_nano,
+                error_example: r.error_example,
+                latency: LatencySketch::decode(&mut &r.latency[..]).map_err(sk_err)?,
+                sessions: DistinctSketch::decode(&mut &r.sessions[..]).map_err(kmv_err)?,
+                users: DistinctSketch::decode(&mut &r.users[..]).map_err(kmv_err)?,
+            };
+            blob.rows.insert(r.dims.to_owned(), stats);
+            Ok(())
+        })?;
+        Ok(blob)
+    }
+}
+
+fn slot_stored(cube: Cube, slot: usize) -> bool {
+    !(cube == Cube::Tools && slot == D_USER)
+}
+
+fn sk_err(e: sketch::DecodeError) -> StorageError {
+    StorageError::Corrupt(format!("rollup latency sketch: {e}"))
+}
+
+fn kmv_err(e: kmv::DecodeError) -> StorageError {
+    StorageError::Corrupt(format!("rollup distinct sketch: {e}"))
+}
+
+/// One row as parsed from a blob: strings borrowed from the blob, sketches left encoded (queries
+/// merge them straight from these bytes).
+#[derive(Clone, Debug)]
+pub struct RowRef<'a> {
+    pub dims: Dims<&'a str>,
+    pub spans: u64,
+    pub calls: f64,
+    pub error_spans: u64,
+    pub errors: f64,
+    pub duration_nanos: f64,
+    pub last_unix_nano: u64,
+    pub error_example: Option<ErrorExample>,
+    /// Encoded [`LatencySketch`].
+    pub latency: &'a [u8],
+    /// Encoded [`DistinctSketch`] of session hashes.
+    pub sessions: &'a [u8],
+    /// Encoded [`DistinctSketch`] of user hashes (empty sketch in [`Cube::Users`] rows).
+    pub users: &'a [u8],
+}
+
+/// Required values per dimension slot; a row is visited only if every `Some` slot equals.
+pub type DimFilter<'f> = [Option<&'f str>; DIMS];
+pub const NO_FILTER: DimFilter<'static> = [None; DIMS];
+
+/// The encoding of an empty [`DistinctSketch`] (count 0), handed out for the users of
+/// [`Cube::Users`] rows.
+const EMPTY_SKETCH: &[u8] = &[0];
+
+/// Parses `bytes` and calls `f` for each row matching `filter`. A filter value absent from the
+/// blob's string table skips the whole blob without parsing a row.
+pub fn for_each_row<'a>(
+    bytes: &'a [u8],
+    cube: Cube,
+    start_unix_nano: u64,
+    filter: &DimFilter<'_>,
+    mut f: impl FnMut(RowRef<'a>) -> Result<()>,
+) -> Result<()> {
+    let mut r = Reader::new(bytes);
+    let version = r.u8()?;
+    if version != BLOB_VERSION {
+        return Err(StorageError::Corrupt(format!(
+            "rollup blob version {version}"
+        )));
+    }
+    let n = r.count(1)?;
+    let mut strings: Vec<&'a str> = Vec::with_capacity(n);
+    for _ in 0..n {
+        strings.push(r.str()?);
+    }
+    // The string-table index (1-based) each filtered slot must have.
+    let mut want = [0u64; DIMS];
+    for (slot, v) in filter.iter().enumerate() {
+        if let Some(v) = v {
+            match strings.binary_search(v) {
+                Ok(i) => want[slot] = i as u64 + 1,
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+    let rows = r.count(1)?;
+    for _ in 0..rows {
+        let side = Side::from_u8(r.u8()?).ok_or_else(|| corrupt("side"))?;
+        let mut v: [Option<&'a str>; DIMS] = [None; DIMS];
+        let mut matches = true;
+        for (slot, out) in v.iter_mut().enumerate() {
+            if !slot_stored(cube, slot) {
+                continue;
+            }
+            let i = r.varint()?;
+            if want[slot] != 0 && i != want[slot] {
+                matches = false;
+            }
+            if i != 0 {
+                *out = Some(
+                    strings
+                        .get(i as usize - 1)
+                        .copied()
+                        .ok_or_else(|| corrupt("string index"))?,
+                );
+            }
+        }
+        let spans = r.varint()?;
+        let calls = r.num()?;
+        let error_spans = r.varint()?;
+        let errors = r.num()?;
+        let duration_nanos = r.num()?;
+        let last_unix_nano = start_unix_nano.saturating_add(r.varint()?);
+        let error_example = match r.u8()? {
+            0 => None,
+            1 => Some(ErrorExample {
+                start_unix_nano: start_unix_nano.saturating_add(r.varint()?),
+                trace_id: r.array()?,
+                span_id: r.array()?,
+            }),
+            _ => return Err(corrupt("error example flag")),
+        };
+        let latency = sketch_bytes(&mut r, |s| sketch::skip_encoded(s).map_err(sk_err))?;
+        let sessions = sketch_bytes(&mut r, |s| kmv::skip_encoded(s).map_err(kmv_err))?;
+        let users = match cube {
+            Cube::Tools => sketch_bytes(&mut r, |s| kmv::skip_encoded(s).map_err(kmv_err))?,
+            Cube::Users => EMPTY_SKETCH,
+        };
+        if matches {
+            f(RowRef {
+                dims: Dims { side, v },
+                spans,
+                calls,
+                error_spans,
+                errors,
+                duration_nanos,
+                last_unix_nano,
+                error_example,
+                latency,
+                sessions,
+                users,
+            })?;
+        }
+    }
+    r.finish("rollup blob")?;
+    Ok(())
+}
+
+/// The bytes of one encoded sketch at the reader's position (found by skipping it).
+fn sketch_bytes<'a>(
+    r: &mut Reader<'a>,
+    skip: impl FnOnce(&mut &'a [u8]) -> Result<()>,
+) -> Result<&'a [u8]> {
+    let start = r.position();
+    r.consume(skip)?;
+    Ok(r.since(start))
+}
+
+fn corrupt(what: &str) -> StorageError {
+    StorageError::Corrupt(format!("rollup blob: bad {what}"))
+}

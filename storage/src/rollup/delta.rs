@@ -1,0 +1,75 @@
+//! Rollup deltas of one append: the batch's MCP request spans aggregated per minute blob in memory
+//! (borrowing their strings), then merged into the stored blobs inside the append's transaction.
+
+use std::collections::HashMap;
+
+use redb::{ReadableTable, WriteTransaction};
+use rustc_hash::FxBuildHasher;
+
+use super::blob::{Blob, Dims, Stats};
+use super::{counts, minute_of, weight_of, BlobKey, Cube, Res, ROLLUPS};
+use crate::error::Result;
+use crate::model::SpanRecord;
+
+type Rows<'a> = HashMap<Dims<&'a str>, Stats, FxBuildHasher>;
+
+/// What one append adds to the rollups.
+#[derive(Default)]
+pub struct Deltas<'a> {
+    blobs: HashMap<BlobKey, Rows<'a>, FxBuildHasher>,
+}
+
+impl<'a> Deltas<'a> {
+    /// Adds `span` if it counts in analytics (an MCP request); other spans are ignored.
+    pub fn add(&mut self, span: &'a SpanRecord) {
+        if !counts(span) {
+            return;
+        }
+        let weight = weight_of(span);
+        let start_minute = minute_of(span.start_unix_nano);
+        for cube in Cube::ALL {
+            let key = BlobKey {
+                org: span.org_id,
+                server: span.server_id,
+                env: span.env,
+                cube,
+                res: Res::Minute,
+                start_minute,
+            };
+            self.blobs
+                .entry(key)
+                .or_default()
+                .entry(Dims::of(span, cube))
+                .or_default()
+                .add_span(span, weight, cube);
+        }
+    }
+
+    /// Merges every delta into its stored blob (read, merge, write) in `txn`. Returns the bytes
+    /// written.
+    pub fn write(self, txn: &WriteTransaction) -> Result<usize> {
+        let mut table = txn.open_table(ROLLUPS)?;
+        let mut bytes = 0;
+        for (key, rows) in self.blobs {
+            let k = key.encode();
+            let start = key.start_unix_nano();
+            let mut blob = match table.get(&k)? {
+                Some(v) => Blob::decode(v.value(), key.cube, start)?,
+                None => Blob::default(),
+            };
+            for (dims, stats) in rows {
+                // One allocation per distinct row of the batch, not per span.
+                match blob.rows.entry(dims.to_owned()) {
+                    std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&stats),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(stats);
+                    }
+                }
+            }
+            let enc = blob.encode(key.cube, start);
+            bytes += enc.len() + k.len();
+            table.insert(&k, enc.as_slice())?;
+        }
+        Ok(bytes)
+    }
+}

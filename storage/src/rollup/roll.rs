@@ -1,0 +1,89 @@
+//! Rolling a finished day's minute blobs into hour blobs (both cubes) and a day blob (tools cube),
+//! in one durable transaction, so old days keep a few dozen blobs per server instead of 1,440.
+
+use std::collections::BTreeMap;
+
+use redb::{Database, Durability, ReadableTable};
+
+use super::blob::Blob;
+use super::{BlobKey, Cube, Res, ROLLUPS};
+use crate::error::{Result, StorageError};
+
+/// Rolls every minute blob in `db` up. Returns how many minute blobs were rolled (0: nothing to
+/// do, no transaction was written). The caller holds the partition's write lock.
+pub fn roll_day(db: &Database) -> Result<usize> {
+    let minutes: Vec<BlobKey> = {
+        let read = db.begin_read()?;
+        let table = match read.open_table(ROLLUPS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let mut keys = Vec::new();
+        for e in table.iter()? {
+            let (k, _) = e?;
+            let key = BlobKey::decode(k.value())
+                .ok_or_else(|| StorageError::Corrupt("rollup key".into()))?;
+            if key.res == Res::Minute {
+                keys.push(key);
+            }
+        }
+        keys
+    };
+    if minutes.is_empty() {
+        return Ok(0);
+    }
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate);
+    {
+        let mut table = txn.open_table(ROLLUPS)?;
+        // Keys sort by (org, server, env, cube, res, start): one owner's minutes are contiguous,
+        // so only one owner's hour and day blobs are held in memory at a time.
+        let mut targets: BTreeMap<BlobKey, Blob> = BTreeMap::new();
+        let mut owner = None;
+        for key in &minutes {
+            let this = (key.org, key.server, key.env, key.cube);
+            if owner != Some(this) {
+                flush(&mut table, &mut targets)?;
+                owner = Some(this);
+            }
+            let blob = match table.remove(&key.encode())? {
+                Some(v) => Blob::decode(v.value(), key.cube, key.start_unix_nano())?,
+                None => continue,
+            };
+            let hour = BlobKey {
+                res: Res::Hour,
+                start_minute: key.start_minute - key.start_minute % 60,
+                ..*key
+            };
+            if key.cube == Cube::Tools {
+                let day = BlobKey {
+                    res: Res::Day,
+                    start_minute: key.start_minute - key.start_minute % 1440,
+                    ..*key
+                };
+                targets.entry(day).or_default().merge(blob.clone());
+            }
+            targets.entry(hour).or_default().merge(blob);
+        }
+        flush(&mut table, &mut targets)?;
+    }
+    txn.commit()?;
+    Ok(minutes.len())
+}
+
+/// Merges each target blob with what is stored under its key and writes it back.
+fn flush(
+    table: &mut redb::Table<'_, &'static [u8; 15], &'static [u8]>,
+    targets: &mut BTreeMap<BlobKey, Blob>,
+) -> Result<()> {
+    for (key, mut blob) in std::mem::take(targets) {
+        let k = key.encode();
+        let start = key.start_unix_nano();
+        if let Some(v) = table.get(&k)? {
+            blob.merge(Blob::decode(v.value(), key.cube, start)?);
+        }
+        table.insert(&k, blob.encode(key.cube, start).as_slice())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! `SpanStore::scan_rollups`: the rollup rows of a time range, read partition by partition (one
+//! read transaction per day file, every requested server in it).
+
+use super::SpanStore;
+use crate::error::Result;
+use crate::model::{day_of, Env, OrgId, ServerId};
+use crate::rollup::{scan_partition, BlobKey, Cube, DimFilter, RowRef, ScanRange, ROLLUPS};
+
+impl SpanStore {
+    /// Calls `f` with every rollup row of `cube` for (org, each of `servers`, env) whose blob
+    /// starts in `range` and matches `filter` (see [`crate::rollup`] for what a blob covers).
+    /// `day_blobs`: days the range covers whole are read from their day blob (tools cube).
+    #[allow(clippy::too_many_arguments)]
+    pub fn scan_rollups(
+        &self,
+        org: OrgId,
+        servers: &[ServerId],
+        env: Env,
+        cube: Cube,
+        range: ScanRange,
+        day_blobs: bool,
+        filter: &DimFilter<'_>,
+        f: &mut dyn FnMut(&BlobKey, RowRef<'_>) -> Result<()>,
+    ) -> Result<()> {
+        if range.from_unix_nano >= range.to_unix_nano || servers.is_empty() {
+            return Ok(());
+        }
+        let (lo, hi) = (day_of(range.from_unix_nano), day_of(range.to_unix_nano - 1));
+        for day in self.parts.days_between(lo, hi) {
+            let Some(p) = self.parts.get(day, false)? else {
+                continue;
+            };
+            let read = p.part.db.begin_read()?;
+            let table = match read.open_table(ROLLUPS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for &server in servers {
+                scan_partition(
+                    &table,
+                    day,
+                    (org, server, env, cube),
+                    range,
+                    day_blobs,
+                    filter,
+                    f,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

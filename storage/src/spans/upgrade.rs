@@ -1,0 +1,53 @@
+//! In-place upgrade of partition files from format 2 (no rollups) to 3: rebuilds the rollups of
+//! the file from its spans and bumps the version, in one durable transaction (a crash leaves the
+//! file at version 2, and the next open starts over).
+
+use redb::{Database, Durability, ReadableTable};
+
+use super::block::BlockBody;
+use super::chunks;
+use super::corrupt;
+use super::materialize::Materialize;
+use super::partition::{BODIES, FORMAT_VERSION, HEADERS, KEY_VERSION, META};
+use crate::error::Result;
+use crate::rollup::{Deltas, ROLLUPS};
+
+pub fn v2_to_v3(db: &Database) -> Result<()> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate);
+    {
+        txn.open_table(ROLLUPS)?;
+        let blocks: Vec<u64> = {
+            let headers = txn.open_table(HEADERS)?;
+            let mut ids = Vec::new();
+            for e in headers.iter()? {
+                let (k, _) = e?;
+                let k = k.value();
+                ids.push(u64::from_be_bytes(
+                    k[8..16].try_into().map_err(|_| corrupt("header key"))?,
+                ));
+            }
+            ids
+        };
+        for id in blocks {
+            let body = {
+                let bodies = txn.open_table(BODIES)?;
+                chunks::get(&bodies, id)?
+                    .ok_or_else(|| corrupt(format!("block {id} has no body")))?
+            };
+            let body = BlockBody::parse(body)?;
+            let all: Vec<usize> = (0..body.rows).collect();
+            let spans = body.materialize(&all)?;
+            // One block at a time keeps memory bounded on big days.
+            let mut deltas = Deltas::default();
+            for s in &spans {
+                deltas.add(s);
+            }
+            deltas.write(&txn)?;
+        }
+        txn.open_table(META)?
+            .insert(KEY_VERSION, FORMAT_VERSION.to_le_bytes().as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
