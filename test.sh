@@ -38,6 +38,9 @@ cargo test --workspace --release --locked 2>&1 | tee -a "$results"
 step "Python SDK tests (real MCP servers and clients against the release binary)"
 sdk/python/run-tests.sh 2>&1 | tee -a "$results"
 
+step "TypeScript SDK tests (real MCP servers and clients against the release binary)"
+sdk/typescript/run-tests.sh 2>&1 | tee -a "$results"
+
 step "docs build"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 

@@ -33,7 +33,8 @@ CONFIG FILE (TOML, --config / MCPOBS_CONFIG). Every key is optional; shown with 
   retry_after_secs = 1              # Retry-After sent with 429/503
   connections_max = 1024            # open TCP connections at once
   session_ttl_secs = 604800         # dashboard/API session lifetime
-  retention_days = 90               # spans older than this are rejected at ingest
+  retention_days = 90               # spans older than this (or than their organization's
+                                    # retention) are rejected at ingest
   future_skew_secs = 3600           # spans further in the future are rejected
   key_usage_flush_interval_ms = 5000  # how often API key usage is written
   cookie_secure = false             # mark the session cookie Secure (behind HTTPS)
@@ -41,6 +42,8 @@ CONFIG FILE (TOML, --config / MCPOBS_CONFIG). Every key is optional; shown with 
   [storage]
   block_rows_max = 8192             # rows per compacted column block
   compaction_interval_ms = 10000    # how often small recent blocks are merged
+  retention_interval_ms = 600000    # how often retention runs (organizations' retention_days)
+  disk_bytes_max = 0                # span store budget in bytes, oldest days dropped first; 0: none
 
 ENVIRONMENT
   MCPOBS_DATA, MCPOBS_LISTEN, MCPOBS_CONFIG, MCPOBS_LOG as the flags above;
@@ -86,6 +89,9 @@ pub struct ServeArgs {
 pub struct StorageSettings {
     pub block_rows_max: usize,
     pub compaction_interval_ms: u64,
+    pub retention_interval_ms: u64,
+    /// 0 = no budget.
+    pub disk_bytes_max: u64,
 }
 
 impl Default for StorageSettings {
@@ -93,6 +99,8 @@ impl Default for StorageSettings {
         StorageSettings {
             block_rows_max: 8192,
             compaction_interval_ms: 10_000,
+            retention_interval_ms: 600_000,
+            disk_bytes_max: 0,
         }
     }
 }

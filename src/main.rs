@@ -9,12 +9,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use mcp_obs_storage::meta::MetaStore;
-use mcp_obs_storage::spans::{SpanStore, SpanStoreOptions};
+use mcp_obs_storage::spans::{RetentionPolicy, SpanStore, SpanStoreOptions};
 use mcp_obs_web::ingest::queue::IngestQueue;
 use mcp_obs_web::state::AppState;
 use tracing_subscriber::EnvFilter;
 
-use config::{Cli, Command, Settings};
+use config::{Cli, Command, Settings, StorageSettings};
 
 /// Ingest allocates many small strings per span; mimalloc measured about 2x faster than the system
 /// allocator on decode + normalize (docs/benchmarks.md).
@@ -93,12 +93,19 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         Arc::clone(&spans),
         Duration::from_millis(settings.storage.compaction_interval_ms.max(100)),
     ));
+    let retention_task = tokio::spawn(retain_periodically(
+        Arc::clone(&meta),
+        Arc::clone(&spans),
+        settings.storage.clone(),
+        settings.web.retention_days,
+    ));
 
     mcp_obs_web::server::serve(listener, Arc::clone(&state), shutdown_signal()).await;
 
     tracing::info!("stopped accepting; draining the ingest queue");
     usage_task.abort();
     compaction_task.abort();
+    retention_task.abort();
     ingest.close();
     let writer = tokio::task::spawn_blocking(move || writer.join());
     if writer.await.is_err() {
@@ -159,6 +166,39 @@ async fn compact_periodically(spans: Arc<SpanStore>, every: Duration) {
         match tokio::task::spawn_blocking(move || s.compact()).await {
             Ok(Err(e)) => tracing::warn!(error = %e, "compaction failed"),
             Err(e) => tracing::warn!(error = %e, "compaction task failed"),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Applies retention now and then: each organization's `retention_days`, and the disk budget.
+async fn retain_periodically(
+    meta: Arc<MetaStore>,
+    spans: Arc<SpanStore>,
+    storage: StorageSettings,
+    default_days: u32,
+) {
+    let every = Duration::from_millis(storage.retention_interval_ms.max(100));
+    loop {
+        tokio::time::sleep(every).await;
+        let (m, s) = (Arc::clone(&meta), Arc::clone(&spans));
+        let budget = (storage.disk_bytes_max > 0).then_some(storage.disk_bytes_max);
+        let run = move || -> anyhow::Result<mcp_obs_storage::spans::RetentionStats> {
+            let policy = RetentionPolicy {
+                now_unix_nano: mcp_obs_storage::spans::now_unix_nano(),
+                org_days: m
+                    .all_orgs()?
+                    .into_iter()
+                    .map(|o| (o.id, o.retention_days))
+                    .collect(),
+                default_days,
+                disk_bytes_max: budget,
+            };
+            Ok(s.apply_retention(&policy)?)
+        };
+        match tokio::task::spawn_blocking(run).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
+            Err(e) => tracing::warn!(error = %e, "retention task failed"),
             Ok(Ok(_)) => {}
         }
     }

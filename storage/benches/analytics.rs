@@ -20,19 +20,26 @@ use common::*;
 
 const DAYS: u64 = 90;
 const BATCH: usize = 20_000;
-const RUNS: usize = 30;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Runs `f` once cold (first call after open), then RUNS times; prints cold, p50 and max.
+/// Runs `f` once cold (first call after open), then BENCH_RUNS (default 30) times; prints cold,
+/// p50 and max. BENCH_ONLY=text runs only the questions whose name contains it.
 fn measure(name: &str, mut f: impl FnMut()) {
+    if std::env::var("BENCH_ONLY").is_ok_and(|o| !name.contains(&o)) {
+        return;
+    }
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
     let t = Instant::now();
     f();
     let cold = t.elapsed();
-    let mut times = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
         let t = Instant::now();
         f();
         times.push(t.elapsed());
@@ -116,6 +123,7 @@ fn main() {
         tool: None,
         user: None,
         client: None,
+        floor_unix_nano: 0,
     };
     let one = q(vec![7]);
     let all = q((1..=SERVERS).collect());
@@ -125,7 +133,7 @@ fn main() {
 
     let s = an::summary(&store, &one, &d30).unwrap();
     println!(
-        "check: one server, 30 days: {} calls, {} users, {} sessions, p95 {:.1} ms",
+        "check: one server, 30 days: {} calls, {:?} users, {:?} sessions, p95 {:.1} ms",
         s.current.calls,
         s.current.users,
         s.current.sessions,

@@ -210,6 +210,7 @@ async fn analytics(
         tool: p.tool.clone(),
         user: p.user.clone(),
         client: p.client.clone(),
+        floor_unix_nano: crate::reads::visible_from(&org),
     };
     let store = Arc::clone(&state.spans);
     let table = table.to_owned();
@@ -267,8 +268,8 @@ fn answer(
                 "p50_ms": rel_ns(f(c.p50_nanos), f(p.p50_nanos)),
                 "p95_ms": rel_ns(f(c.p95_nanos), f(p.p95_nanos)),
                 "p99_ms": rel_ns(f(c.p99_nanos), f(p.p99_nanos)),
-                "users": rel(c.users as f64, p.users as f64),
-                "sessions": rel(c.sessions as f64, p.sessions as f64),
+                "users": rel_ns(c.users.map(|u| u as f64), p.users.map(|u| u as f64)),
+                "sessions": rel_ns(c.sessions.map(|u| u as f64), p.sessions.map(|u| u as f64)),
             });
             let mut rows = Vec::new();
             for (name, t) in [("current", c), ("previous", p)] {
@@ -585,8 +586,8 @@ fn totals_cells(t: &Totals) -> Vec<String> {
         opt_ms(t.p50_nanos),
         opt_ms(t.p95_nanos),
         opt_ms(t.p99_nanos),
-        t.users.to_string(),
-        t.sessions.to_string(),
+        t.users.map(|u| u.to_string()).unwrap_or_default(),
+        t.sessions.map(|u| u.to_string()).unwrap_or_default(),
         (t.calls > t.spans as f64 + 1e-9).to_string(),
     ]
 }

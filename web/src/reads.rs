@@ -14,7 +14,7 @@ use crate::auth::{authenticate, require_org};
 use crate::error::{ApiError, ApiResult};
 use crate::span_json::span_to_json;
 use crate::state::AppState;
-use mcp_obs_storage::meta::Role;
+use mcp_obs_storage::meta::{Org, Role};
 
 /// Most spans one page may hold.
 pub const PAGE_LIMIT_MAX: usize = 1000;
@@ -70,9 +70,11 @@ async fn get_trace(
     let org = require_org(state, &principal, org, Role::Member)?;
     let id = parse_trace_id(trace_id)?;
     let store = Arc::clone(&state.spans);
-    let spans = tokio::task::spawn_blocking(move || store.trace(org.id, &id))
+    let floor = visible_from(&org);
+    let mut spans = tokio::task::spawn_blocking(move || store.trace(org.id, &id))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
+    spans.retain(|s| s.start_unix_nano >= floor);
     if spans.is_empty() {
         return Err(ApiError::NotFound("trace not found".into()));
     }
@@ -137,6 +139,21 @@ pub fn parse_filter(query: &str) -> Result<(SpanFilter, Option<String>, usize), 
     Ok((f, cursor, limit))
 }
 
+/// The oldest start time `org` may see: data past its retention is never shown, also in the
+/// hours before the background retention task deletes it.
+pub fn visible_from(org: &Org) -> u64 {
+    mcp_obs_storage::spans::retention_floor(
+        mcp_obs_storage::spans::now_unix_nano(),
+        org.retention_days,
+    )
+}
+
+/// Narrows a span filter to what `org` may still see.
+pub fn clamp_to_retention(f: &mut SpanFilter, org: &Org) {
+    let floor = visible_from(org);
+    f.from_unix_nano = Some(f.from_unix_nano.map_or(floor, |from| from.max(floor)));
+}
+
 fn parse_ms(k: &str, v: &str) -> Result<u64, ApiError> {
     let ms: u64 = v.parse().map_err(|_| bad(k, "unix time in milliseconds"))?;
     ms.checked_mul(1_000_000)
@@ -155,7 +172,8 @@ async fn list_spans(
 ) -> ApiResult {
     let principal = authenticate(state, headers).await?;
     let org = require_org(state, &principal, org, Role::Member)?;
-    let (filter, cursor, limit) = parse_filter(query)?;
+    let (mut filter, cursor, limit) = parse_filter(query)?;
+    clamp_to_retention(&mut filter, &org);
     let store = Arc::clone(&state.spans);
     let page =
         tokio::task::spawn_blocking(move || store.list(org.id, &filter, cursor.as_deref(), limit))

@@ -8,6 +8,10 @@ use crate::rollup::{Cube, RowRef, D_USER};
 
 #[derive(Debug)]
 pub struct Acc {
+    /// Whether distinct users and sessions are counted (merging their sketches costs time).
+    distinct: bool,
+    /// Whether every input could tell users and sessions (tools-cube rows cannot).
+    distinct_known: bool,
     pub calls: f64,
     pub spans: u64,
     pub errors: f64,
@@ -19,9 +23,11 @@ pub struct Acc {
     sessions: DistinctAccumulator,
 }
 
-impl Default for Acc {
-    fn default() -> Self {
+impl Acc {
+    pub fn new(distinct: bool) -> Self {
         Acc {
+            distinct,
+            distinct_known: true,
             calls: 0.0,
             spans: 0,
             errors: 0.0,
@@ -37,7 +43,7 @@ impl Default for Acc {
 
 /// What a group of calls adds up to. Calls, errors and latency are weighted by 1/p (sampling);
 /// `users` and `sessions` are distinct counts of what was stored: exact below 1,024, otherwise
-/// estimated (about 3% standard error, see `rollup::kmv`).
+/// estimated (about 3% standard error, see `rollup::kmv`), and only where asked for.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Totals {
     pub calls: f64,
@@ -49,8 +55,9 @@ pub struct Totals {
     pub p50_nanos: Option<u64>,
     pub p95_nanos: Option<u64>,
     pub p99_nanos: Option<u64>,
-    pub users: u64,
-    pub sessions: u64,
+    /// `None` where the question was answered from rows that do not know them.
+    pub users: Option<u64>,
+    pub sessions: Option<u64>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StorageError {
@@ -58,7 +65,39 @@ fn corrupt(e: impl std::fmt::Display) -> StorageError {
 }
 
 impl Acc {
-    pub fn add(&mut self, row: &RowRef<'_>, cube: Cube) -> Result<()> {
+    /// Adds a row of `cube` (tools-cube rows carry no distinct sketches).
+    pub fn add_row(&mut self, row: &RowRef<'_>, cube: Cube) -> Result<()> {
+        self.add_fixed(row)?;
+        if !self.distinct {
+            return Ok(());
+        }
+        match cube {
+            Cube::Tools => self.distinct_known = false,
+            Cube::Users => {
+                self.sessions
+                    .add_encoded(&mut &row.sessions[..])
+                    .map_err(corrupt)?;
+                if let Some(u) = row.dims.v[D_USER] {
+                    self.users.insert(kmv::hash_str(u));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the totals of a tools-cube blob (they carry users and sessions).
+    pub fn add_total(&mut self, t: &RowRef<'_>) -> Result<()> {
+        self.add_fixed(t)?;
+        if self.distinct {
+            self.sessions
+                .add_encoded(&mut &t.sessions[..])
+                .map_err(corrupt)?;
+            self.users.add_encoded(&mut &t.users[..]).map_err(corrupt)?;
+        }
+        Ok(())
+    }
+
+    fn add_fixed(&mut self, row: &RowRef<'_>) -> Result<()> {
         self.calls += row.calls;
         self.spans += row.spans;
         self.errors += row.errors;
@@ -67,22 +106,11 @@ impl Acc {
         self.last_unix_nano = self.last_unix_nano.max(row.last_unix_nano);
         self.latency
             .add_encoded(&mut &row.latency[..])
-            .map_err(corrupt)?;
-        self.sessions
-            .add_encoded(&mut &row.sessions[..])
-            .map_err(corrupt)?;
-        match cube {
-            Cube::Tools => self
-                .users
-                .add_encoded(&mut &row.users[..])
-                .map_err(corrupt)?,
-            Cube::Users => {
-                if let Some(u) = row.dims.v[D_USER] {
-                    self.users.insert(kmv::hash_str(u));
-                }
-            }
-        }
-        Ok(())
+            .map_err(corrupt)
+    }
+
+    fn counts_distinct(&self) -> bool {
+        self.distinct && self.distinct_known
     }
 
     pub fn quantile(&self, q: f64) -> Option<u64> {
@@ -99,8 +127,8 @@ impl Acc {
             p50_nanos: self.quantile(0.50),
             p95_nanos: self.quantile(0.95),
             p99_nanos: self.quantile(0.99),
-            users: self.users.estimate(),
-            sessions: self.sessions.estimate(),
+            users: self.counts_distinct().then(|| self.users.estimate()),
+            sessions: self.counts_distinct().then(|| self.sessions.estimate()),
         }
     }
 }

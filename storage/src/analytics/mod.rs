@@ -13,7 +13,7 @@ use rustc_hash::FxBuildHasher;
 use crate::error::{Result, StorageError};
 use crate::model::{day_of, Env, OrgId, ServerId, DAY_NANOS};
 use crate::rollup::{
-    kmv, sketch::LatencySketch, BlobKey, Cube, DimFilter, RowRef, ScanRange, Side, D_CLIENT,
+    kmv, sketch::LatencySketch, BlobKey, Cube, DimFilter, Read, RowRef, ScanRange, Side, D_CLIENT,
     D_CLIENT_VERSION, D_ERROR_TYPE, D_METHOD, D_PROTOCOL, D_TOOL, D_USER, HOUR_NANOS, MINUTE_NANOS,
     NO_FILTER,
 };
@@ -59,6 +59,9 @@ pub struct Query {
     pub tool: Option<String>,
     pub user: Option<String>,
     pub client: Option<String>,
+    /// Nothing that started before this is read (the organization's retention): a blob counts
+    /// only if its bucket starts at or after it.
+    pub floor_unix_nano: u64,
 }
 
 /// The range a query was answered for, after aligning it to the rollups' granularity, and the
@@ -134,6 +137,10 @@ impl Query {
         f
     }
 
+    fn filtered(&self) -> bool {
+        self.method.is_some() || self.tool.is_some() || self.user.is_some() || self.client.is_some()
+    }
+
     /// The tools cube answers everything that neither filters nor groups by user.
     fn cube(&self, by_user: bool) -> Cube {
         if by_user || self.user.is_some() {
@@ -143,27 +150,53 @@ impl Query {
         }
     }
 
-    /// Every matching row of `window` (this query's side only).
+    /// Every matching row of `window` (this query's side only) from `cube`.
     /// `day_blobs`: whole days may come from their day blob (everything but a sub-day series).
+    fn scan_rows(
+        &self,
+        store: &SpanStore,
+        window: &Window,
+        cube: Cube,
+        day_blobs: bool,
+        f: &mut dyn FnMut(&BlobKey, &RowRef<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let filter = self.filter();
+        self.scan(store, window, cube, day_blobs, Read::Rows(&filter), f)
+    }
+
+    /// The per-blob totals of the tools cube (this query's side only); only for unfiltered
+    /// questions.
+    fn scan_totals(
+        &self,
+        store: &SpanStore,
+        window: &Window,
+        day_blobs: bool,
+        f: &mut dyn FnMut(&BlobKey, &RowRef<'_>) -> Result<()>,
+    ) -> Result<()> {
+        debug_assert!(!self.filtered());
+        self.scan(store, window, Cube::Tools, day_blobs, Read::Totals, f)
+    }
+
     fn scan(
         &self,
         store: &SpanStore,
         window: &Window,
-        by_user: bool,
+        cube: Cube,
         day_blobs: bool,
+        what: Read<'_>,
         f: &mut dyn FnMut(&BlobKey, &RowRef<'_>) -> Result<()>,
     ) -> Result<()> {
-        let cube = self.cube(by_user);
-        let filter = self.filter();
         let side = self.side;
+        let mut range = window.range();
+        range.from_unix_nano = range.from_unix_nano.max(self.floor_unix_nano);
         store.scan_rollups(
             self.org,
             &self.servers,
             self.env,
             cube,
-            window.range(),
+            range,
             day_blobs,
-            &filter,
+            what,
             &mut |k, row| {
                 if row.dims.side == side {
                     f(k, &row)
@@ -172,6 +205,20 @@ impl Query {
                 }
             },
         )
+    }
+
+    /// Totals of a window with distinct users and sessions: from blob totals when unfiltered,
+    /// else from users-cube rows (which know users and sessions per row).
+    fn totals(&self, store: &SpanStore, w: &Window) -> Result<Totals> {
+        let mut acc = Acc::new(true);
+        if self.filtered() {
+            self.scan_rows(store, w, Cube::Users, true, &mut |_, row| {
+                acc.add_row(row, Cube::Users)
+            })?;
+        } else {
+            self.scan_totals(store, w, true, &mut |_, t| acc.add_total(t))?;
+        }
+        Ok(acc.totals())
     }
 }
 
@@ -184,16 +231,10 @@ pub struct Summary {
 }
 
 pub fn summary(store: &SpanStore, q: &Query, window: &Window) -> Result<Summary> {
-    let totals = |w: &Window| -> Result<Totals> {
-        let mut acc = Acc::default();
-        let cube = q.cube(false);
-        q.scan(store, w, false, true, &mut |_, row| acc.add(row, cube))?;
-        Ok(acc.totals())
-    };
     Ok(Summary {
         window: *window,
-        current: totals(window)?,
-        previous: totals(&window.previous())?,
+        current: q.totals(store, window)?,
+        previous: q.totals(store, &window.previous())?,
     })
 }
 
@@ -214,16 +255,25 @@ pub fn series(store: &SpanStore, q: &Query, window: &Window) -> Result<Vec<Point
     let b = window.bucket_nanos;
     let first = window.from_unix_nano - window.from_unix_nano % b;
     let n = (window.to_unix_nano - first).div_ceil(b) as usize;
-    let mut accs: Vec<Acc> = (0..n).map(|_| Acc::default()).collect();
+    let mut accs: Vec<Acc> = (0..n).map(|_| Acc::new(false)).collect();
     let cube = q.cube(false);
     // A day blob fits in one bucket only when buckets are whole (UTC-aligned) days.
-    q.scan(store, window, false, b % DAY_NANOS == 0, &mut |k, row| {
+    let day_blobs = b % DAY_NANOS == 0;
+    let mut add = |k: &BlobKey, row: &RowRef<'_>, total: bool| {
         let i = ((k.start_unix_nano().max(first) - first) / b) as usize;
         match accs.get_mut(i) {
-            Some(a) => a.add(row, cube),
+            Some(a) if total => a.add_total(row),
+            Some(a) => a.add_row(row, cube),
             None => Ok(()),
         }
-    })?;
+    };
+    if q.filtered() {
+        q.scan_rows(store, window, cube, day_blobs, &mut |k, row| {
+            add(k, row, false)
+        })?;
+    } else {
+        q.scan_totals(store, window, day_blobs, &mut |k, row| add(k, row, true))?;
+    }
     Ok(accs
         .iter()
         .enumerate()
@@ -255,11 +305,11 @@ pub fn top_tools(
 ) -> Result<Vec<ToolRow>> {
     let mut groups: HashMap<String, Acc, FxBuildHasher> = HashMap::default();
     let cube = q.cube(false);
-    q.scan(store, window, false, true, &mut |_, row| {
+    q.scan_rows(store, window, cube, true, &mut |_, row| {
         let Some(tool) = row.dims.v[D_TOOL] else {
             return Ok(());
         };
-        group(&mut groups, tool).add(row, cube)
+        group(&mut groups, tool).add_row(row, cube)
     })?;
     let mut rows: Vec<ToolRow> = groups
         .into_iter()
@@ -281,7 +331,7 @@ pub fn top_tools(
 
 fn group<'m>(groups: &'m mut HashMap<String, Acc, FxBuildHasher>, key: &str) -> &'m mut Acc {
     if !groups.contains_key(key) {
-        groups.insert(key.to_owned(), Acc::default());
+        groups.insert(key.to_owned(), Acc::new(false));
     }
     groups.get_mut(key).expect("inserted above")
 }
@@ -312,7 +362,7 @@ pub fn top_users(
         tools: std::collections::HashSet<String, FxBuildHasher>,
     }
     let mut users: HashMap<String, U, FxBuildHasher> = HashMap::default();
-    q.scan(store, window, true, true, &mut |_, row| {
+    q.scan_rows(store, window, Cube::Users, true, &mut |_, row| {
         let Some(user) = row.dims.v[D_USER] else {
             return Ok(());
         };
@@ -379,7 +429,7 @@ pub fn user_tools(
 ) -> Result<Vec<UserToolRow>> {
     let limit = limit.min(ROWS_MAX);
     let mut pairs: HashMap<(String, String), (f64, f64), FxBuildHasher> = HashMap::default();
-    q.scan(store, window, true, true, &mut |_, row| {
+    q.scan_rows(store, window, Cube::Users, true, &mut |_, row| {
         let (Some(user), Some(tool)) = (row.dims.v[D_USER], row.dims.v[D_TOOL]) else {
             return Ok(());
         };
@@ -399,7 +449,7 @@ pub fn user_tools(
         .collect();
     if !sketches.is_empty() {
         let mut key = (String::new(), String::new());
-        q.scan(store, window, true, true, &mut |_, row| {
+        q.scan_rows(store, window, Cube::Users, true, &mut |_, row| {
             let (Some(user), Some(tool)) = (row.dims.v[D_USER], row.dims.v[D_TOOL]) else {
                 return Ok(());
             };
@@ -460,13 +510,17 @@ pub fn clients(
     type Key = (Option<String>, Option<String>);
     let mut by_client: HashMap<Key, Acc, FxBuildHasher> = HashMap::default();
     let mut by_proto: HashMap<Option<String>, (f64, u64), FxBuildHasher> = HashMap::default();
-    let cube = q.cube(false);
-    q.scan(store, window, false, true, &mut |_, row| {
+    // The users cube knows each client's users; the number of clients is small.
+    let cube = Cube::Users;
+    q.scan_rows(store, window, cube, true, &mut |_, row| {
         let key = (
             row.dims.v[D_CLIENT].map(str::to_owned),
             row.dims.v[D_CLIENT_VERSION].map(str::to_owned),
         );
-        by_client.entry(key).or_default().add(row, cube)?;
+        by_client
+            .entry(key)
+            .or_insert_with(|| Acc::new(true))
+            .add_row(row, cube)?;
         let p = by_proto
             .entry(row.dims.v[D_PROTOCOL].map(str::to_owned))
             .or_insert((0.0, 0));
@@ -483,7 +537,7 @@ pub fn clients(
                 version,
                 calls: t.calls,
                 errors: t.errors,
-                users: t.users,
+                users: t.users.unwrap_or(0),
                 last_unix_nano: a.last_unix_nano,
             }
         })
@@ -533,7 +587,7 @@ pub fn errors(
 ) -> Result<Vec<ErrorRow>> {
     let mut total_calls = 0.0;
     let mut by_type: HashMap<String, ErrorRow, FxBuildHasher> = HashMap::default();
-    q.scan(store, window, false, true, &mut |_, row| {
+    q.scan_rows(store, window, q.cube(false), true, &mut |_, row| {
         total_calls += row.calls;
         let Some(t) = row.dims.v[D_ERROR_TYPE] else {
             return Ok(());
@@ -592,13 +646,26 @@ pub struct Overview {
 
 pub fn overview(store: &SpanStore, q: &Query, window: &Window) -> Result<Overview> {
     let mut per_server: HashMap<ServerId, Acc, FxBuildHasher> =
-        q.servers.iter().map(|&s| (s, Acc::default())).collect();
-    let mut all = Acc::default();
+        q.servers.iter().map(|&s| (s, Acc::new(false))).collect();
     let mut tools: HashMap<String, f64, FxBuildHasher> = HashMap::default();
     let cube = q.cube(false);
-    q.scan(store, window, false, true, &mut |k, row| {
-        per_server.entry(k.server).or_default().add(row, cube)?;
-        all.add(row, cube)?;
+    if q.filtered() {
+        q.scan_rows(store, window, cube, true, &mut |k, row| {
+            per_server
+                .entry(k.server)
+                .or_insert_with(|| Acc::new(false))
+                .add_row(row, cube)
+        })?;
+    } else {
+        q.scan_totals(store, window, true, &mut |k, t| {
+            per_server
+                .entry(k.server)
+                .or_insert_with(|| Acc::new(false))
+                .add_total(t)
+        })?;
+    }
+    // Only calls per tool are needed here: the rows' sketches are skipped, never merged.
+    q.scan_rows(store, window, cube, true, &mut |_, row| {
         if let Some(t) = row.dims.v[D_TOOL] {
             match tools.get_mut(t) {
                 Some(c) => *c += row.calls,
@@ -634,7 +701,7 @@ pub fn overview(store: &SpanStore, q: &Query, window: &Window) -> Result<Overvie
         servers,
         most_used_server,
         most_called_tool,
-        totals: all.totals(),
+        totals: q.totals(store, window)?,
     })
 }
 

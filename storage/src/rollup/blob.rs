@@ -8,7 +8,7 @@ use rustc_hash::FxBuildHasher;
 use super::kmv::{self, DistinctSketch};
 use super::sketch::{self, LatencySketch};
 use super::{Cube, Side};
-use crate::codec::{put_num, put_str, put_varint, Reader};
+use crate::codec::{put_bytes, put_num, put_str, put_varint, Reader};
 use crate::error::{Result, StorageError};
 use crate::model::SpanRecord;
 
@@ -23,7 +23,7 @@ pub const D_CLIENT_VERSION: usize = 4;
 pub const D_PROTOCOL: usize = 5;
 pub const D_ERROR_TYPE: usize = 6;
 
-const BLOB_VERSION: u8 = 1;
+const BLOB_VERSION: u8 = 2;
 
 /// The dimensions of one row. `S` is `&str` while aggregating a batch and `Box<str>` when stored.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,8 +101,10 @@ impl ErrorExample {
     }
 }
 
-/// The statistics of one row. Counts come raw (`spans`) and weighted by 1/p (`calls`, `errors`,
-/// `duration_nanos` and the latency sketch); distinct users and sessions are of what was stored.
+/// The statistics of one row (or of a whole blob, per side: its totals). Counts come raw
+/// (`spans`) and weighted by 1/p (`calls`, `errors`, `duration_nanos` and the latency sketch).
+/// Distinct sessions are kept in users-cube rows and in totals; distinct users in totals only
+/// (in users-cube rows the user is a dimension).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stats {
     pub spans: u64,
@@ -116,12 +118,19 @@ pub struct Stats {
     pub error_example: Option<ErrorExample>,
     pub latency: LatencySketch,
     pub sessions: DistinctSketch,
-    /// Filled in [`Cube::Tools`] rows only (in [`Cube::Users`] the user is a dimension).
     pub users: DistinctSketch,
 }
 
+/// Which distinct sketches a [`Stats`] keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Distinct {
+    None,
+    Sessions,
+    SessionsAndUsers,
+}
+
 impl Stats {
-    pub fn add_span(&mut self, s: &SpanRecord, weight: f64, cube: Cube) {
+    pub fn add_span(&mut self, s: &SpanRecord, weight: f64, distinct: Distinct) {
         let dur = s.duration_nanos();
         self.spans += 1;
         self.calls += weight;
@@ -140,10 +149,12 @@ impl Stats {
                 }),
             );
         }
-        if let Some(session) = &s.mcp.session_id {
-            self.sessions.insert(kmv::hash_str(session));
+        if distinct != Distinct::None {
+            if let Some(session) = &s.mcp.session_id {
+                self.sessions.insert(kmv::hash_str(session));
+            }
         }
-        if cube == Cube::Tools {
+        if distinct == Distinct::SessionsAndUsers {
             if let Some(user) = &s.mcp.user_id {
                 self.users.insert(kmv::hash_str(user));
             }
@@ -162,12 +173,41 @@ impl Stats {
         self.sessions.merge(&o.sessions);
         self.users.merge(&o.users);
     }
+
+    fn encode_fixed(&self, out: &mut Vec<u8>, start_unix_nano: u64) {
+        put_varint(out, self.spans);
+        put_num(out, self.calls);
+        put_varint(out, self.error_spans);
+        put_num(out, self.errors);
+        put_num(out, self.duration_nanos);
+        put_varint(out, self.last_unix_nano.saturating_sub(start_unix_nano));
+        match &self.error_example {
+            None => out.push(0),
+            Some(e) => {
+                out.push(1);
+                put_varint(out, e.start_unix_nano.saturating_sub(start_unix_nano));
+                out.extend_from_slice(&e.trace_id);
+                out.extend_from_slice(&e.span_id);
+            }
+        }
+        put_sketch(out, |o| self.latency.encode(o));
+    }
 }
 
-/// The rows of one blob.
+/// Appends a sketch as `varint len` + its encoding, so readers can skip it without parsing.
+fn put_sketch(out: &mut Vec<u8>, encode: impl FnOnce(&mut Vec<u8>)) {
+    let mut tmp = Vec::with_capacity(16);
+    encode(&mut tmp);
+    put_bytes(out, &tmp);
+}
+
+/// The rows of one blob, and (tools cube) its totals per side.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Blob {
     pub rows: HashMap<Dims<Box<str>>, Stats, FxBuildHasher>,
+    /// Tools cube only: everything in the blob per side (index `Side as usize`), with distinct
+    /// users and sessions. Unfiltered questions read these instead of the rows.
+    pub totals: [Option<Stats>; 2],
 }
 
 impl Blob {
@@ -178,6 +218,13 @@ impl Blob {
                 None => {
                     self.rows.insert(dims, stats);
                 }
+            }
+        }
+        for (mine, theirs) in self.totals.iter_mut().zip(other.totals) {
+            match (mine.as_mut(), theirs) {
+                (Some(m), Some(t)) => m.merge(&t),
+                (None, t) => *mine = t,
+                (Some(_), None) => {}
             }
         }
     }
@@ -201,8 +248,23 @@ impl Blob {
         };
         let mut rows: Vec<(&Dims<Box<str>>, &Stats)> = self.rows.iter().collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut out = Vec::with_capacity(16 + rows.len() * 40);
+        let mut out = Vec::with_capacity(64 + rows.len() * 32);
         out.push(BLOB_VERSION);
+        if cube == Cube::Tools {
+            let totals: Vec<(usize, &Stats)> = self
+                .totals
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| t.as_ref().map(|t| (i, t)))
+                .collect();
+            out.push(totals.len() as u8);
+            for (side, t) in totals {
+                out.push(side as u8);
+                t.encode_fixed(&mut out, start_unix_nano);
+                put_sketch(&mut out, |o| t.users.encode(o));
+                put_sketch(&mut out, |o| t.sessions.encode(o));
+            }
+        }
         put_varint(&mut out, strings.len() as u64);
         for s in &strings {
             put_str(&mut out, s);
@@ -215,25 +277,9 @@ impl Blob {
                     put_varint(&mut out, index(v));
                 }
             }
-            put_varint(&mut out, st.spans);
-            put_num(&mut out, st.calls);
-            put_varint(&mut out, st.error_spans);
-            put_num(&mut out, st.errors);
-            put_num(&mut out, st.duration_nanos);
-            put_varint(&mut out, st.last_unix_nano.saturating_sub(start_unix_nano));
-            match &st.error_example {
-                None => out.push(0),
-                Some(e) => {
-                    out.push(1);
-                    put_varint(&mut out, e.start_unix_nano.saturating_sub(start_unix_nano));
-                    out.extend_from_slice(&e.trace_id);
-                    out.extend_from_slice(&e.span_id);
-                }
-            }
-            st.latency.encode(&mut out);
-            st.sessions.encode(&mut out);
-            if cube == Cube::Tools {
-                st.users.encode(&mut out);
+            st.encode_fixed(&mut out, start_unix_nano);
+            if cube == Cube::Users {
+                put_sketch(&mut out, |o| st.sessions.encode(o));
             }
         }
         out
@@ -241,8 +287,8 @@ impl Blob {
 
     pub fn decode(bytes: &[u8], cube: Cube, start_unix_nano: u64) -> Result<Blob> {
         let mut blob = Blob::default();
-        for_each_row(bytes, cube, start_unix_nano, &NO_FILTER, |r| {
-            let stats = Stats {
+        let owned = |r: &RowRef<'_>| -> Result<Stats> {
+            Ok(Stats {
                 spans: r.spans,
                 calls: r.calls,
                 error_spans: r.error_spans,
@@ -253,8 +299,14 @@ impl Blob {
                 latency: LatencySketch::decode(&mut &r.latency[..]).map_err(sk_err)?,
                 sessions: DistinctSketch::decode(&mut &r.sessions[..]).map_err(kmv_err)?,
                 users: DistinctSketch::decode(&mut &r.users[..]).map_err(kmv_err)?,
-            };
-            blob.rows.insert(r.dims.to_owned(), stats);
+            })
+        };
+        for_each_total(bytes, cube, start_unix_nano, |r| {
+            blob.totals[r.dims.side as usize] = Some(owned(&r)?);
+            Ok(())
+        })?;
+        for_each_row(bytes, cube, start_unix_nano, &NO_FILTER, |r| {
+            blob.rows.insert(r.dims.to_owned(), owned(&r)?);
             Ok(())
         })?;
         Ok(blob)
@@ -287,9 +339,9 @@ pub struct RowRef<'a> {
     pub error_example: Option<ErrorExample>,
     /// Encoded [`LatencySketch`].
     pub latency: &'a [u8],
-    /// Encoded [`DistinctSketch`] of session hashes.
+    /// Encoded [`DistinctSketch`] of session hashes (users-cube rows and totals; else empty).
     pub sessions: &'a [u8],
-    /// Encoded [`DistinctSketch`] of user hashes (empty sketch in [`Cube::Users`] rows).
+    /// Encoded [`DistinctSketch`] of user hashes (totals only; else empty).
     pub users: &'a [u8],
 }
 
@@ -297,9 +349,113 @@ pub struct RowRef<'a> {
 pub type DimFilter<'f> = [Option<&'f str>; DIMS];
 pub const NO_FILTER: DimFilter<'static> = [None; DIMS];
 
-/// The encoding of an empty [`DistinctSketch`] (count 0), handed out for the users of
-/// [`Cube::Users`] rows.
+/// The encoding of an empty [`DistinctSketch`] (count 0), handed out where a row keeps none.
 const EMPTY_SKETCH: &[u8] = &[0];
+
+/// Fixed statistics and the latency sketch of a row or total, as encoded by `encode_fixed`.
+struct Fixed<'a> {
+    spans: u64,
+    calls: f64,
+    error_spans: u64,
+    errors: f64,
+    duration_nanos: f64,
+    last_unix_nano: u64,
+    error_example: Option<ErrorExample>,
+    latency: &'a [u8],
+}
+
+fn read_fixed<'a>(r: &mut Reader<'a>, start_unix_nano: u64) -> Result<Fixed<'a>> {
+    Ok(Fixed {
+        spans: r.varint()?,
+        calls: r.num()?,
+        error_spans: r.varint()?,
+        errors: r.num()?,
+        duration_nanos: r.num()?,
+        last_unix_nano: start_unix_nano.saturating_add(r.varint()?),
+        error_example: match r.u8()? {
+            0 => None,
+            1 => Some(ErrorExample {
+                start_unix_nano: start_unix_nano.saturating_add(r.varint()?),
+                trace_id: r.array()?,
+                span_id: r.array()?,
+            }),
+            _ => return Err(corrupt("error example flag")),
+        },
+        latency: r.len_bytes()?,
+    })
+}
+
+fn row_ref<'a>(
+    dims: Dims<&'a str>,
+    f: Fixed<'a>,
+    sessions: &'a [u8],
+    users: &'a [u8],
+) -> RowRef<'a> {
+    RowRef {
+        dims,
+        spans: f.spans,
+        calls: f.calls,
+        error_spans: f.error_spans,
+        errors: f.errors,
+        duration_nanos: f.duration_nanos,
+        last_unix_nano: f.last_unix_nano,
+        error_example: f.error_example,
+        latency: f.latency,
+        sessions,
+        users,
+    }
+}
+
+/// Reads the version byte and, for the tools cube, the totals (calling `f` for each when given).
+fn read_head<'a>(
+    r: &mut Reader<'a>,
+    cube: Cube,
+    start_unix_nano: u64,
+    mut f: Option<&mut dyn FnMut(RowRef<'a>) -> Result<()>>,
+) -> Result<()> {
+    let version = r.u8()?;
+    if version != BLOB_VERSION {
+        return Err(StorageError::Corrupt(format!(
+            "rollup blob version {version}"
+        )));
+    }
+    if cube == Cube::Tools {
+        let n = r.u8()?;
+        if n > 2 {
+            return Err(corrupt("totals count"));
+        }
+        for _ in 0..n {
+            let side = Side::from_u8(r.u8()?).ok_or_else(|| corrupt("side"))?;
+            let fixed = read_fixed(r, start_unix_nano)?;
+            let users = r.len_bytes()?;
+            let sessions = r.len_bytes()?;
+            if let Some(f) = f.as_mut() {
+                f(row_ref(
+                    Dims {
+                        side,
+                        v: [None; DIMS],
+                    },
+                    fixed,
+                    sessions,
+                    users,
+                ))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f` with the totals of a tools-cube blob, one per side present (dimensions all absent).
+/// Users-cube blobs have no totals.
+pub fn for_each_total<'a>(
+    bytes: &'a [u8],
+    cube: Cube,
+    start_unix_nano: u64,
+    mut f: impl FnMut(RowRef<'a>) -> Result<()>,
+) -> Result<()> {
+    let mut r = Reader::new(bytes);
+    read_head(&mut r, cube, start_unix_nano, Some(&mut f))
+}
 
 /// Parses `bytes` and calls `f` for each row matching `filter`. A filter value absent from the
 /// blob's string table skips the whole blob without parsing a row.
@@ -311,12 +467,7 @@ pub fn for_each_row<'a>(
     mut f: impl FnMut(RowRef<'a>) -> Result<()>,
 ) -> Result<()> {
     let mut r = Reader::new(bytes);
-    let version = r.u8()?;
-    if version != BLOB_VERSION {
-        return Err(StorageError::Corrupt(format!(
-            "rollup blob version {version}"
-        )));
-    }
+    read_head(&mut r, cube, start_unix_nano, None)?;
     let n = r.count(1)?;
     let mut strings: Vec<&'a str> = Vec::with_capacity(n);
     for _ in 0..n {
@@ -354,55 +505,17 @@ pub fn for_each_row<'a>(
                 );
             }
         }
-        let spans = r.varint()?;
-        let calls = r.num()?;
-        let error_spans = r.varint()?;
-        let errors = r.num()?;
-        let duration_nanos = r.num()?;
-        let last_unix_nano = start_unix_nano.saturating_add(r.varint()?);
-        let error_example = match r.u8()? {
-            0 => None,
-            1 => Some(ErrorExample {
-                start_unix_nano: start_unix_nano.saturating_add(r.varint()?),
-                trace_id: r.array()?,
-                span_id: r.array()?,
-            }),
-            _ => return Err(corrupt("error example flag")),
-        };
-        let latency = sketch_bytes(&mut r, |s| sketch::skip_encoded(s).map_err(sk_err))?;
-        let sessions = sketch_bytes(&mut r, |s| kmv::skip_encoded(s).map_err(kmv_err))?;
-        let users = match cube {
-            Cube::Tools => sketch_bytes(&mut r, |s| kmv::skip_encoded(s).map_err(kmv_err))?,
-            Cube::Users => EMPTY_SKETCH,
+        let fixed = read_fixed(&mut r, start_unix_nano)?;
+        let sessions = match cube {
+            Cube::Users => r.len_bytes()?,
+            Cube::Tools => EMPTY_SKETCH,
         };
         if matches {
-            f(RowRef {
-                dims: Dims { side, v },
-                spans,
-                calls,
-                error_spans,
-                errors,
-                duration_nanos,
-                last_unix_nano,
-                error_example,
-                latency,
-                sessions,
-                users,
-            })?;
+            f(row_ref(Dims { side, v }, fixed, sessions, EMPTY_SKETCH))?;
         }
     }
     r.finish("rollup blob")?;
     Ok(())
-}
-
-/// The bytes of one encoded sketch at the reader's position (found by skipping it).
-fn sketch_bytes<'a>(
-    r: &mut Reader<'a>,
-    skip: impl FnOnce(&mut &'a [u8]) -> Result<()>,
-) -> Result<&'a [u8]> {
-    let start = r.position();
-    r.consume(skip)?;
-    Ok(r.since(start))
 }
 
 fn corrupt(what: &str) -> StorageError {

@@ -6,17 +6,22 @@ use std::collections::HashMap;
 use redb::{ReadableTable, WriteTransaction};
 use rustc_hash::FxBuildHasher;
 
-use super::blob::{Blob, Dims, Stats};
+use super::blob::{Blob, Dims, Distinct, Stats};
 use super::{counts, minute_of, weight_of, BlobKey, Cube, Res, ROLLUPS};
 use crate::error::Result;
 use crate::model::SpanRecord;
 
-type Rows<'a> = HashMap<Dims<&'a str>, Stats, FxBuildHasher>;
+/// The delta of one blob: rows by borrowed dimensions, and (tools cube) totals per side.
+#[derive(Default)]
+struct Delta<'a> {
+    rows: HashMap<Dims<&'a str>, Stats, FxBuildHasher>,
+    totals: [Option<Stats>; 2],
+}
 
 /// What one append adds to the rollups.
 #[derive(Default)]
 pub struct Deltas<'a> {
-    blobs: HashMap<BlobKey, Rows<'a>, FxBuildHasher>,
+    blobs: HashMap<BlobKey, Delta<'a>, FxBuildHasher>,
 }
 
 impl<'a> Deltas<'a> {
@@ -36,12 +41,23 @@ impl<'a> Deltas<'a> {
                 res: Res::Minute,
                 start_minute,
             };
-            self.blobs
-                .entry(key)
+            let delta = self.blobs.entry(key).or_default();
+            let dims = Dims::of(span, cube);
+            let side = dims.side as usize;
+            let row_distinct = match cube {
+                Cube::Tools => Distinct::None,
+                Cube::Users => Distinct::Sessions,
+            };
+            delta
+                .rows
+                .entry(dims)
                 .or_default()
-                .entry(Dims::of(span, cube))
-                .or_default()
-                .add_span(span, weight, cube);
+                .add_span(span, weight, row_distinct);
+            if cube == Cube::Tools {
+                delta.totals[side]
+                    .get_or_insert_with(Stats::default)
+                    .add_span(span, weight, Distinct::SessionsAndUsers);
+            }
         }
     }
 
@@ -50,14 +66,18 @@ impl<'a> Deltas<'a> {
     pub fn write(self, txn: &WriteTransaction) -> Result<usize> {
         let mut table = txn.open_table(ROLLUPS)?;
         let mut bytes = 0;
-        for (key, rows) in self.blobs {
+        for (key, delta) in self.blobs {
             let k = key.encode();
             let start = key.start_unix_nano();
             let mut blob = match table.get(&k)? {
                 Some(v) => Blob::decode(v.value(), key.cube, start)?,
                 None => Blob::default(),
             };
-            for (dims, stats) in rows {
+            blob.merge(Blob {
+                rows: Default::default(),
+                totals: delta.totals,
+            });
+            for (dims, stats) in delta.rows {
                 // One allocation per distinct row of the batch, not per span.
                 match blob.rows.entry(dims.to_owned()) {
                     std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&stats),

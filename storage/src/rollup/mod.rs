@@ -25,7 +25,7 @@ pub use blob::{
 pub(crate) use delta::Deltas;
 pub(crate) use roll::roll_day;
 pub(crate) use scan::scan_partition;
-pub use scan::{RowRef, ScanRange};
+pub use scan::{Read, RowRef, ScanRange};
 
 use redb::TableDefinition;
 

@@ -3,7 +3,7 @@
 
 use redb::ReadOnlyTable;
 
-use super::blob::{for_each_row, DimFilter};
+use super::blob::{for_each_row, for_each_total, DimFilter};
 use super::{BlobKey, Cube, Res};
 use crate::error::Result;
 use crate::model::{Env, OrgId, ServerId, DAY_NANOS};
@@ -17,8 +17,17 @@ pub struct ScanRange {
     pub to_unix_nano: u64,
 }
 
-/// Calls `f` with every row of (org, server, env, cube) in partition `day` whose blob starts in
-/// `range` and matches `filter`. A rolled blob counts where it starts: an hour blob belongs to
+/// What to read from each blob.
+#[derive(Clone, Copy, Debug)]
+pub enum Read<'f> {
+    /// Rows matching the filter.
+    Rows(&'f DimFilter<'f>),
+    /// The per-side totals (tools cube only; dimensions all absent).
+    Totals,
+}
+
+/// Calls `f` with every row (or total, per `read`) of (org, server, env, cube) in partition `day`
+/// whose blob starts in `range`. A rolled blob counts where it starts: an hour blob belongs to
 /// the range if its hour starts in it, so callers align ranges to hours for rolled days.
 /// `day_blobs`: read the day blob (tools cube) instead of its hours when `range` covers the day.
 #[allow(clippy::too_many_arguments)]
@@ -28,7 +37,7 @@ pub fn scan_partition(
     (org, server, env, cube): (OrgId, ServerId, Env, Cube),
     range: ScanRange,
     day_blobs: bool,
-    filter: &DimFilter<'_>,
+    read: Read<'_>,
     f: &mut dyn FnMut(&BlobKey, RowRef<'_>) -> Result<()>,
 ) -> Result<()> {
     let day_start = u64::from(day) * DAY_NANOS;
@@ -65,7 +74,12 @@ pub fn scan_partition(
                 continue;
             };
             let start = bk.start_unix_nano();
-            for_each_row(v.value(), cube, start, filter, |row| f(&bk, row))?;
+            match read {
+                Read::Rows(filter) => {
+                    for_each_row(v.value(), cube, start, filter, |row| f(&bk, row))?
+                }
+                Read::Totals => for_each_total(v.value(), cube, start, |row| f(&bk, row))?,
+            }
         }
     }
     Ok(())

@@ -23,7 +23,8 @@ fn dims_strategy(cube: Cube) -> impl Strategy<Value = Dims<Box<str>>> {
     })
 }
 
-fn stats_strategy(cube: Cube) -> impl Strategy<Value = Stats> {
+/// What a row of `cube` keeps (`total`: a blob total, tools cube) - other sketches stay empty.
+fn stats_strategy(cube: Cube, total: bool) -> impl Strategy<Value = Stats> {
     (
         prop::collection::vec(
             (
@@ -55,8 +56,10 @@ fn stats_strategy(cube: Cube) -> impl Strategy<Value = Stats> {
             s.error_spans = s.spans / 2;
             s.errors = s.calls / 3.0;
             for h in hashes {
-                s.sessions.insert(h);
-                if cube == Cube::Tools {
+                if total || cube == Cube::Users {
+                    s.sessions.insert(h);
+                }
+                if total {
                     s.users.insert(h.rotate_left(7));
                 }
             }
@@ -67,13 +70,25 @@ fn stats_strategy(cube: Cube) -> impl Strategy<Value = Stats> {
 const START: u64 = 28_000_000 * MINUTE_NANOS;
 
 fn blob_strategy(cube: Cube) -> impl Strategy<Value = Blob> {
-    prop::collection::vec((dims_strategy(cube), stats_strategy(cube)), 0..12).prop_map(|rows| {
-        let mut b = Blob::default();
-        for (d, s) in rows {
-            b.rows.insert(d, s);
-        }
-        b
-    })
+    let totals = if cube == Cube::Tools {
+        prop::array::uniform2(prop::option::of(stats_strategy(cube, true))).boxed()
+    } else {
+        Just([None, None]).boxed()
+    };
+    (
+        prop::collection::vec((dims_strategy(cube), stats_strategy(cube, false)), 0..12),
+        totals,
+    )
+        .prop_map(|(rows, totals)| {
+            let mut b = Blob {
+                totals,
+                ..Blob::default()
+            };
+            for (d, s) in rows {
+                b.rows.insert(d, s);
+            }
+            b
+        })
 }
 
 fn cube_strategy() -> impl Strategy<Value = Cube> {

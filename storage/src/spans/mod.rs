@@ -16,6 +16,7 @@ mod list;
 mod materialize;
 mod partition;
 mod registry;
+mod retention;
 mod rollups;
 mod trace;
 mod trace_index;
@@ -37,6 +38,7 @@ pub(crate) fn corrupt(what: impl Into<String>) -> StorageError {
 
 pub use compact::{is_finished, now_unix_nano};
 pub use partition::FORMAT_VERSION;
+pub use retention::{floor as retention_floor, RetentionPolicy, RetentionStats};
 
 /// The `meta` table of a partition file (format version and block counters), for format tests.
 #[doc(hidden)]

@@ -4,11 +4,11 @@
 use super::SpanStore;
 use crate::error::Result;
 use crate::model::{day_of, Env, OrgId, ServerId};
-use crate::rollup::{scan_partition, BlobKey, Cube, DimFilter, RowRef, ScanRange, ROLLUPS};
+use crate::rollup::{scan_partition, BlobKey, Cube, Read, RowRef, ScanRange, ROLLUPS};
 
 impl SpanStore {
-    /// Calls `f` with every rollup row of `cube` for (org, each of `servers`, env) whose blob
-    /// starts in `range` and matches `filter` (see [`crate::rollup`] for what a blob covers).
+    /// Calls `f` with every rollup row (or blob total, per `what`) of `cube` for (org, each of
+    /// `servers`, env) whose blob starts in `range` (see [`crate::rollup`] for what a blob covers).
     /// `day_blobs`: days the range covers whole are read from their day blob (tools cube).
     #[allow(clippy::too_many_arguments)]
     pub fn scan_rollups(
@@ -19,7 +19,7 @@ impl SpanStore {
         cube: Cube,
         range: ScanRange,
         day_blobs: bool,
-        filter: &DimFilter<'_>,
+        what: Read<'_>,
         f: &mut dyn FnMut(&BlobKey, RowRef<'_>) -> Result<()>,
     ) -> Result<()> {
         if range.from_unix_nano >= range.to_unix_nano || servers.is_empty() {
@@ -43,7 +43,7 @@ impl SpanStore {
                     (org, server, env, cube),
                     range,
                     day_blobs,
-                    filter,
+                    what,
                     f,
                 )?;
             }

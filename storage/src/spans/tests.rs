@@ -3,6 +3,7 @@
 
 mod gen;
 mod model_check;
+mod retention;
 
 use std::sync::Arc;
 

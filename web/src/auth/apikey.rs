@@ -26,6 +26,8 @@ pub struct KeyContext {
     pub key_id: String,
     pub sampling_rate: f64,
     pub capture_arguments: bool,
+    /// The organization's retention: spans older than this are refused at ingest.
+    pub retention_days: u32,
 }
 
 const INVALID: &str = "invalid or revoked API key";
@@ -87,7 +89,12 @@ pub async fn resolve_api_key(
         }
         state.keys.insert(parsed.key_id, presented, &record.hash);
     }
+    let retention_days = state
+        .meta
+        .org(record.info.org_id)?
+        .map_or(state.config.retention_days, |o| o.retention_days);
     let ctx = KeyContext {
+        retention_days,
         org_id: record.info.org_id,
         server_id: server.id,
         env,

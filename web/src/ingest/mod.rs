@@ -187,8 +187,8 @@ fn now_unix_nano() -> u64 {
 /// Organization, server and env come from the key alone; the accepted time window from retention.
 fn stamp(state: &AppState, key: &crate::auth::KeyContext) -> Stamp {
     let now = now_unix_nano();
-    let retention_nanos =
-        u64::from(state.config.retention_days) * mcp_obs_storage::model::DAY_NANOS;
+    let days = state.config.retention_days.min(key.retention_days);
+    let retention_nanos = u64::from(days) * mcp_obs_storage::model::DAY_NANOS;
     Stamp {
         org_id: key.org_id,
         server_id: key.server_id,

@@ -1,0 +1,416 @@
+// The background half: OTLP/HTTP protobuf export with retries, a circuit breaker, remote config.
+//
+// The official `OTLPTraceExporter` (@opentelemetry/exporter-trace-otlp-proto) encodes each batch
+// (protobuf) and handles the answer; its HTTP leg is ours (one attempt, gzip, `Authorization:
+// Bearer`, the status kept). Around it, as the Python SDK does around its exporter: one batch in
+// flight at a time drained from the recorder's bounded queue on an unref'd timer, retries only of
+// what OTLP allows (429/502/503/504 and network errors) honouring `Retry-After`, and a circuit
+// breaker with exponential backoff and jitter. Nothing here runs on the MCP request path, and no
+// timer here keeps the process alive.
+
+import http from 'node:http';
+import https from 'node:https';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import { ExportResultCode, TraceState } from '@opentelemetry/core';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { RandomIdGenerator } from '@opentelemetry/sdk-trace-base';
+import { SpanKind, SpanStatusCode, TraceFlags } from '@opentelemetry/api';
+import { applyConfig, fetchConfig } from './remote.js';
+
+const ids = new RandomIdGenerator();
+export const newTraceId = () => ids.generateTraceId();
+export const newSpanId = () => ids.generateSpanId();
+
+/** closed -> (N consecutive failures) -> open -> (backoff elapsed) -> half_open -> closed | open.
+ *
+ * The backoff doubles with every failure past the threshold, capped, with jitter (50-100%), and
+ * is never shorter than a server-sent Retry-After. */
+export class CircuitBreaker {
+  constructor({ threshold, baseMs, maxMs }) {
+    this.threshold = Math.max(1, threshold);
+    this.baseMs = baseMs;
+    this.maxMs = maxMs;
+    this.state = 'closed';
+    this.failures = 0;
+    this.opens = 0;
+    this.notBefore = 0;
+  }
+
+  allow(now) {
+    if (now < this.notBefore) return false;
+    if (this.state === 'open') this.state = 'half_open';
+    return true;
+  }
+
+  success() {
+    this.state = 'closed';
+    this.failures = 0;
+    this.notBefore = 0;
+  }
+
+  failure(now, retryAfterMs) {
+    this.failures++;
+    let delay;
+    if (this.state === 'half_open' || this.failures >= this.threshold) {
+      if (this.state !== 'open') this.opens++;
+      this.state = 'open';
+      const exp = Math.min(Math.max(0, this.failures - this.threshold), 30);
+      delay = Math.min(this.maxMs, this.baseMs * 2 ** exp);
+    } else {
+      delay = Math.min(this.maxMs, this.baseMs * 0.25 * 2 ** (this.failures - 1)); // short, still closed
+    }
+    delay *= 0.5 + Math.random() * 0.5;
+    if (retryAfterMs !== undefined && retryAfterMs !== null) {
+      delay = Math.max(delay, Math.min(retryAfterMs, this.maxMs));
+    }
+    this.notBefore = now + delay;
+  }
+}
+
+/** Milliseconds from a Retry-After header (delta-seconds or HTTP date), or undefined. */
+export function parseRetryAfter(value) {
+  if (typeof value !== 'string' || value.trim() === '') return undefined;
+  const v = value.trim();
+  if (/^\d+(\.\d+)?$/.test(v)) return Math.max(0, parseFloat(v) * 1000);
+  const t = Date.parse(v);
+  return Number.isNaN(t) ? undefined : Math.max(0, t - Date.now());
+}
+
+const RETRYABLE = new Set([429, 502, 503, 504]);
+const gzip = promisify(zlib.gzip);
+
+/** The HTTP leg of the official exporter, replaced: one POST, no retry loop of its own (ours
+ * sees every failure), the whole gzip body with a Content-Length (an appliance that refuses the
+ * key before reading the body then still gets its answer read), and the exact status kept. */
+class AnsweringTransport {
+  constructor(url, headers, timeoutMs) {
+    this.url = new URL(url);
+    this.headers = headers;
+    this.timeoutMs = timeoutMs;
+    this.mod = this.url.protocol === 'https:' ? https : http;
+    this.agent = new this.mod.Agent({ keepAlive: true, maxSockets: 2 });
+    this.last = null;
+  }
+
+  async send(data, timeoutMillis) {
+    this.last = null;
+    let body;
+    try {
+      body = await gzip(data);
+    } catch (error) {
+      return (this.last = { status: 'failure', error });
+    }
+    const res = await new Promise((resolve) => {
+      const headers = { ...this.headers, 'Content-Encoding': 'gzip', 'Content-Length': body.length };
+      const req = this.mod.request(this.url, { method: 'POST', headers, agent: this.agent }, (r) => {
+        const chunks = [];
+        r.on('data', (c) => chunks.push(c));
+        r.on('error', (error) => resolve({ status: 'retryable', error }));
+        r.on('end', () => {
+          const code = r.statusCode || 0;
+          const data = Buffer.concat(chunks);
+          if (code >= 200 && code < 300) resolve({ status: 'success', data, code });
+          else if (RETRYABLE.has(code)) {
+            resolve({ status: 'retryable', code, retryInMillis: parseRetryAfter(r.headers['retry-after']) });
+          } else resolve({ status: 'failure', code, error: httpError(code, data) });
+        });
+      });
+      req.setTimeout(timeoutMillis || this.timeoutMs, () => req.destroy(new Error('request timed out')));
+      req.on('error', (error) => resolve({ status: 'retryable', error }));
+      req.end(body);
+    });
+    this.last = res;
+    return res;
+  }
+
+  shutdown() {
+    this.agent.destroy();
+  }
+}
+
+function httpError(code, data) {
+  const e = new Error(`HTTP ${code}`);
+  e.code = code;
+  e.data = data.subarray(0, 512).toString('utf8');
+  return e;
+}
+
+/** The official exporter (serializer, response handling) with our HTTP leg (see above). When a
+ * future version changes its internal shape, the exporter is used as it is: its own retries,
+ * failures classified by their error. */
+function buildOtlpExporter(url, apiKey, timeoutMs, userAgent) {
+  const headers = { Authorization: `Bearer ${apiKey}`, 'User-Agent': userAgent, 'Content-Type': 'application/x-protobuf' };
+  const exporter = new OTLPTraceExporter({ url, headers, compression: 'gzip', timeoutMillis: timeoutMs, concurrencyLimit: 2 });
+  let observer = null;
+  try {
+    const delegate = exporter._delegate; // OTLPExporterBase -> OTLPExportDelegate
+    if (delegate && delegate._transport && typeof delegate._transport.send === 'function' && delegate._serializer) {
+      observer = new AnsweringTransport(url, headers, timeoutMs);
+      delegate._transport = observer;
+    }
+  } catch {
+    observer = null;
+  }
+  return { exporter, observer };
+}
+
+function hrTime(ms) {
+  const sec = Math.floor(ms / 1000);
+  return [sec, Math.round((ms - sec * 1000) * 1e6)];
+}
+
+const SAMPLED_REMOTE = TraceFlags.SAMPLED;
+
+/** An SDK `ReadableSpan` for one record (the shape the OTLP transformer reads). */
+export function toReadableSpan(r, resource, scope) {
+  if (r.traceId === '') r.traceId = newTraceId();
+  if (r.spanId === '') r.spanId = newSpanId();
+  const traceState = r.traceState ? safeTraceState(r.traceState) : undefined;
+  const ctx = { traceId: r.traceId, spanId: r.spanId, traceFlags: SAMPLED_REMOTE, isRemote: false, traceState };
+  const parent = r.parentSpanId
+    ? { traceId: r.traceId, spanId: r.parentSpanId, traceFlags: SAMPLED_REMOTE, isRemote: true, traceState }
+    : undefined;
+  const start = hrTime(r.start);
+  const end = hrTime(r.end);
+  return {
+    name: r.name,
+    kind: SpanKind.SERVER,
+    spanContext: () => ctx,
+    parentSpanContext: parent,
+    startTime: start,
+    endTime: end,
+    duration: hrTime(r.end - r.start),
+    status: r.error ? { code: SpanStatusCode.ERROR, message: r.message || undefined } : { code: SpanStatusCode.UNSET },
+    attributes: r.shared === null ? r.attributes : Object.assign({}, r.shared, r.attributes),
+    links: [],
+    events: r.events ? r.events.map((e) => ({ name: e.name, time: hrTime(e.time), attributes: e.attributes })) : [],
+    ended: true,
+    resource,
+    instrumentationScope: scope,
+    droppedAttributesCount: 0,
+    droppedEventsCount: 0,
+    droppedLinksCount: 0,
+  };
+}
+function safeTraceState(s) {
+  try {
+    return new TraceState(s);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Drains the recorder in batches to `{endpoint}/v1/traces`; refreshes `{endpoint}/v1/config`. */
+export class Exporter {
+  constructor(recorder, opts) {
+    this.recorder = recorder;
+    this.endpoint = opts.endpoint.replace(/\/+$/, '');
+    this.apiKey = opts.apiKey;
+    this.resource = opts.resource;
+    this.scope = opts.scope;
+    this.intervalMs = opts.exportIntervalMs;
+    this.timeoutMs = opts.timeoutMs;
+    this.maxRetries = opts.maxRetries;
+    this.breaker = opts.breaker;
+    this.configRefreshMs = opts.configRefreshMs; // null: the appliance's refresh_interval_secs
+    this.log = opts.log;
+    this.userAgent = opts.userAgent;
+    this.onTick = opts.onTick || null;
+    this.exported = 0;
+    this.failedExports = 0;
+    this.droppedExport = 0;
+    this.retries = 0;
+    this.remoteConfig = null;
+    this.configError = null;
+    this.pending = null; // the batch being sent or retried
+    this.pendingAttempts = 0;
+    this.inFlight = null; // promise of the send in progress
+    this.started = false;
+    this.stopped = false;
+    this.timer = null;
+    this.configTimer = null;
+    this.immediate = null;
+    this.otlp = null;
+    this.observer = null;
+    if (this.apiKey) {
+      const built = buildOtlpExporter(`${this.endpoint}/v1/traces`, this.apiKey, this.timeoutMs, this.userAgent);
+      this.otlp = built.exporter;
+      this.observer = built.observer;
+    }
+    recorder.onBatchReady = () => this.wake();
+  }
+
+  start() {
+    if (this.started) return;
+    this.started = true;
+    this.timer = setInterval(() => {
+      if (this.onTick !== null) this.onTick();
+      this.drain();
+    }, this.intervalMs);
+    this.timer.unref();
+    if (this.apiKey) this.fetchConfig();
+  }
+
+  /** A full batch is waiting: send it soon, outside the request that filled it. */
+  wake() {
+    if (this.immediate !== null || !this.started || this.stopped) return;
+    this.immediate = setImmediate(() => {
+      this.immediate = null;
+      this.drain();
+    });
+  }
+
+  /** Send batches until the queue is empty, the breaker says wait, or a send is in flight. */
+  drain() {
+    if (this.inFlight !== null || this.stopped) return this.inFlight;
+    const q = this.recorder.queue;
+    if (this.pending === null && q.length === 0) return null;
+    if (!this.breaker.allow(Date.now())) return null;
+    if (this.pending === null) {
+      this.pending = q.length <= this.recorder.batchSize ? q.splice(0) : q.splice(0, this.recorder.batchSize);
+      this.pendingAttempts = 0;
+    }
+    const p = this.send(this.pending)
+      .catch((e) => this.log(`exporter error: ${e && e.message}`))
+      .then((done) => {
+        this.inFlight = null;
+        // more to send and the appliance is answering: go on, one event-loop turn later
+        if (done && (this.recorder.queue.length >= this.recorder.batchSize || this.flushing)) this.wake();
+      });
+    this.inFlight = p;
+    return p;
+  }
+
+  /** Send one batch. Resolves true when the batch is done (sent or given up), false to retry. */
+  async send(batch) {
+    if (!this.recorder.enabled || this.otlp === null) {
+      this.droppedExport += batch.length;
+      this.pending = null;
+      return true;
+    }
+    let spans;
+    try {
+      spans = batch.map((r) => toReadableSpan(r, this.resource, this.scope));
+    } catch (e) {
+      this.log(`encode failed, dropping ${batch.length} spans: ${e && e.message}`);
+      this.droppedExport += batch.length;
+      this.pending = null;
+      return true;
+    }
+    const result = await new Promise((resolve) => {
+      try {
+        this.otlp.export(spans, resolve);
+      } catch (e) {
+        resolve({ code: ExportResultCode.FAILED, error: e });
+      }
+    });
+    if (result.code === ExportResultCode.SUCCESS) {
+      this.log(`exported ${batch.length} spans`);
+      this.exported += batch.length;
+      this.breaker.success();
+      this.pending = null;
+      return true;
+    }
+    this.failedExports++;
+    const { retryable, status, retryAfterMs } = this.classify(result);
+    if (retryable) {
+      this.breaker.failure(Date.now(), retryAfterMs);
+      this.pendingAttempts++;
+      this.log(
+        `export got ${status || 'no response'}; retry_after=${retryAfterMs === undefined ? 'none' : retryAfterMs / 1000}` +
+          ` circuit=${this.breaker.state}`,
+      );
+      if (this.pendingAttempts > this.maxRetries) {
+        this.droppedExport += batch.length;
+        this.pending = null;
+      } else {
+        this.retries++;
+      }
+      return false;
+    }
+    // Not retryable (400, 401, 403, 413, ...): drop the batch. The appliance is up, so the
+    // breaker counts this as a success.
+    this.log(`export rejected with ${status}; dropping ${batch.length} spans`);
+    this.breaker.success();
+    this.droppedExport += batch.length;
+    this.pending = null;
+    if (status === 403) this.recorder.enabled = false; // telemetry disabled; config refresh re-enables
+    return true;
+  }
+
+  classify(result) {
+    const last = this.observer !== null ? this.observer.last : null;
+    if (last !== null) {
+      if (last.status === 'retryable') {
+        const what = last.code || (last.error && (last.error.code || last.error.message));
+        return { retryable: true, status: what, retryAfterMs: last.retryInMillis };
+      }
+      if (last.code >= 400) return { retryable: false, status: last.code };
+    }
+    // the exporter used as it is, or a failure before sending: classify by the error
+    const err = result.error;
+    const code = err && typeof err.code === 'number' ? err.code : 0;
+    if (code >= 400 && !RETRYABLE.has(code)) return { retryable: false, status: code };
+    return { retryable: true, status: code || (err && err.message) };
+  }
+
+  /** Send everything queued now; resolves true when the queue was fully exported in time. */
+  async flush(timeoutMs = 5000) {
+    if (!this.started) return false;
+    const deadline = Date.now() + timeoutMs;
+    this.flushing = true;
+    try {
+      while (Date.now() < deadline) {
+        if (this.recorder.queue.length === 0 && this.pending === null && this.inFlight === null) return true;
+        if (this.breaker.state === 'open' && Date.now() < this.breaker.notBefore) return false;
+        const p = this.drain();
+        await waitFor(p, p ? Math.max(1, deadline - Date.now()) : 10);
+      }
+      return this.recorder.queue.length === 0 && this.pending === null && this.inFlight === null;
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  async shutdown(timeoutMs = 5000) {
+    const ok = await this.flush(timeoutMs);
+    this.log(`shutdown: flushed=${ok} queued=${this.recorder.queue.length} exported=${this.exported}`);
+    this.stopped = true;
+    clearInterval(this.timer);
+    clearTimeout(this.configTimer);
+    if (this.immediate !== null) clearImmediate(this.immediate);
+    this.immediate = null;
+    if (this.otlp !== null) this.otlp.shutdown().catch(() => {});
+    return ok;
+  }
+
+  fetchConfig() {
+    fetchConfig(this);
+  }
+
+  applyConfig(cfg) {
+    applyConfig(this.recorder, cfg);
+    this.remoteConfig = cfg;
+  }
+}
+
+/** Wait for `p` (or nothing), at most `ms`. The timer is cleared as soon as `p` settles, and it
+ * keeps the process alive meanwhile: an explicit flush is awaited by its caller. */
+function waitFor(p, ms) {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    if (p) {
+      p.then(
+        () => {
+          clearTimeout(t);
+          resolve();
+        },
+        () => {
+          clearTimeout(t);
+          resolve();
+        },
+      );
+    }
+  });
+}
