@@ -10,4 +10,5 @@ mod crash;
 mod ingest;
 mod lifecycle;
 mod otlp_json;
+mod retention;
 mod tenancy;
