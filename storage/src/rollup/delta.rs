@@ -7,7 +7,7 @@ use redb::{ReadableTable, WriteTransaction};
 use rustc_hash::FxBuildHasher;
 
 use super::blob::{Blob, Dims, Distinct, Stats};
-use super::{counts, minute_of, weight_of, BlobKey, Cube, Res, ROLLUPS};
+use super::{counts, delta_key, minute_of, weight_of, BlobKey, Cube, Res, ROLLUPS, ROLLUP_DELTAS};
 use crate::error::Result;
 use crate::model::SpanRecord;
 
@@ -61,9 +61,34 @@ impl<'a> Deltas<'a> {
         }
     }
 
-    /// Merges every delta into its stored blob (read, merge, write) in `txn`. Returns the bytes
+    /// Writes each blob's delta under `seq` (unique per transaction) into the deltas table: no
+    /// read of what is stored, so the cost is the batch's, whatever the minute already holds.
+    /// Returns the bytes written.
+    pub fn write_deltas(self, txn: &WriteTransaction, seq: u64) -> Result<usize> {
+        let mut table = txn.open_table(ROLLUP_DELTAS)?;
+        let mut bytes = 0;
+        for (key, delta) in self.blobs {
+            let start = key.start_unix_nano();
+            let blob = Blob {
+                rows: delta
+                    .rows
+                    .into_iter()
+                    .map(|(d, s)| (d.to_owned(), s))
+                    .collect(),
+                totals: delta.totals,
+            };
+            let enc = blob.encode(key.cube, start);
+            let k = delta_key(&key, seq);
+            bytes += enc.len() + k.len();
+            table.insert(&k, enc.as_slice())?;
+        }
+        Ok(bytes)
+    }
+
+    /// Merges every delta straight into its stored blob (read, merge, write) in `txn`: for bulk
+    /// rebuilds (format upgrade), where one transaction holds many batches. Returns the bytes
     /// written.
-    pub fn write(self, txn: &WriteTransaction) -> Result<usize> {
+    pub fn merge_into(self, txn: &WriteTransaction) -> Result<usize> {
         let mut table = txn.open_table(ROLLUPS)?;
         let mut bytes = 0;
         for (key, delta) in self.blobs {

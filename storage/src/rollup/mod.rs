@@ -4,8 +4,9 @@
 //!
 //! Two "cubes" hold the same statistics over different dimension sets: [`Cube::Tools`] leaves the
 //! user out (few rows: what summaries, time series, top tools and the overview read) and
-//! [`Cube::Users`] keeps it (what per-user tables and user filters read). Appends write minute
-//! blobs; compaction rolls a finished day's minutes into hour blobs (both cubes) and one day blob
+//! [`Cube::Users`] keeps it (what per-user tables and user filters read). Each append writes its
+//! own minute deltas (no read-modify-write on the ingest path); compaction merges them into the
+//! minute blobs, and rolls a finished day's minutes into hour blobs (both cubes) and one day blob
 //! (tools cube). On-disk layout: docs/format.md, "Rollups".
 
 mod blob;
@@ -23,7 +24,7 @@ pub use blob::{
     D_METHOD, D_PROTOCOL, D_TOOL, D_USER, ERROR_TYPE_UNSPECIFIED, NO_FILTER,
 };
 pub(crate) use delta::Deltas;
-pub(crate) use roll::roll_day;
+pub(crate) use roll::{merge_deltas, roll_day};
 pub(crate) use scan::scan_partition;
 pub use scan::{Read, RowRef, ScanRange};
 
@@ -33,6 +34,17 @@ use crate::model::{Env, OrgId, ServerId, SpanRecord, SPAN_KIND_CLIENT};
 
 /// `[org u32 BE][server u32 BE][env u8][cube u8][res u8][start minute u32 BE]` -> encoded [`Blob`].
 pub const ROLLUPS: TableDefinition<&[u8; 15], &[u8]> = TableDefinition::new("rollups");
+/// `[rollups key][seq u64 BE]` -> encoded [`Blob`]: what one append added to a minute blob, kept
+/// apart so that an append writes only its own batch; compaction merges them into `rollups`.
+pub const ROLLUP_DELTAS: TableDefinition<&[u8; 23], &[u8]> = TableDefinition::new("rollup_deltas");
+
+/// The key of a delta: the blob's key, then the sequence number of the append that wrote it.
+pub fn delta_key(key: &BlobKey, seq: u64) -> [u8; 23] {
+    let mut k = [0u8; 23];
+    k[..15].copy_from_slice(&key.encode());
+    k[15..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
 
 pub const MINUTE_NANOS: u64 = 60 * 1_000_000_000;
 pub const HOUR_NANOS: u64 = 60 * MINUTE_NANOS;

@@ -3,13 +3,72 @@
 
 use std::collections::BTreeMap;
 
-use redb::{Database, Durability, ReadableTable};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata};
 
 use super::blob::Blob;
-use super::{BlobKey, Cube, Res, ROLLUPS};
+use super::{BlobKey, Cube, Res, ROLLUPS, ROLLUP_DELTAS};
 use crate::error::{Result, StorageError};
 
-/// Rolls every minute blob in `db` up. Returns how many minute blobs were rolled (0: nothing to
+/// Merges every append delta into its minute blob and deletes the deltas, in one durable
+/// transaction. Returns how many deltas were merged (0: none, nothing written). The caller holds
+/// the partition's write lock.
+pub fn merge_deltas(db: &Database) -> Result<usize> {
+    {
+        let read = db.begin_read()?;
+        match read.open_table(ROLLUP_DELTAS) {
+            Ok(t) => {
+                if t.is_empty()? {
+                    return Ok(0);
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate);
+    let mut n = 0;
+    {
+        let mut deltas = txn.open_table(ROLLUP_DELTAS)?;
+        let mut table = txn.open_table(ROLLUPS)?;
+        // Deltas sort by their blob key: merge each run into one blob, then into the stored one.
+        let mut current: Option<(BlobKey, Blob)> = None;
+        let flush = |cur: Option<(BlobKey, Blob)>,
+                     table: &mut redb::Table<'_, &'static [u8; 15], &'static [u8]>|
+         -> Result<()> {
+            if let Some((key, mut blob)) = cur {
+                let k = key.encode();
+                let start = key.start_unix_nano();
+                if let Some(v) = table.get(&k)? {
+                    blob.merge(Blob::decode(v.value(), key.cube, start)?);
+                }
+                table.insert(&k, blob.encode(key.cube, start).as_slice())?;
+            }
+            Ok(())
+        };
+        for e in deltas.iter()? {
+            let (k, v) = e?;
+            let k: [u8; 15] = k.value()[..15].try_into().expect("23-byte key");
+            let key = BlobKey::decode(&k)
+                .ok_or_else(|| StorageError::Corrupt("rollup delta key".into()))?;
+            let blob = Blob::decode(v.value(), key.cube, key.start_unix_nano())?;
+            n += 1;
+            match current.as_mut() {
+                Some((ck, cb)) if *ck == key => cb.merge(blob),
+                _ => {
+                    flush(current.take(), &mut table)?;
+                    current = Some((key, blob));
+                }
+            }
+        }
+        flush(current.take(), &mut table)?;
+        deltas.retain(|_, _| false)?;
+    }
+    txn.commit()?;
+    Ok(n)
+}
+
+/// Rolls every minute blob in `db` up (merge the deltas first: rolling reads minute blobs only). Returns how many minute blobs were rolled (0: nothing to
 /// do, no transaction was written). The caller holds the partition's write lock.
 pub fn roll_day(db: &Database) -> Result<usize> {
     let minutes: Vec<BlobKey> = {

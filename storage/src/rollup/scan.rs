@@ -33,6 +33,7 @@ pub enum Read<'f> {
 #[allow(clippy::too_many_arguments)]
 pub fn scan_partition(
     table: &ReadOnlyTable<&'static [u8; 15], &'static [u8]>,
+    deltas: Option<&ReadOnlyTable<&'static [u8; 23], &'static [u8]>>,
     day: u32,
     (org, server, env, cube): (OrgId, ServerId, Env, Cube),
     range: ScanRange,
@@ -52,33 +53,42 @@ pub fn scan_partition(
     } else {
         Res::Hour
     };
+    let key = |res: Res, nanos: u64| BlobKey {
+        org,
+        server,
+        env,
+        cube,
+        res,
+        // Ceiling: a blob starting before `from` is not in the range.
+        start_minute: super::minute_of(nanos.div_ceil(super::MINUTE_NANOS) * super::MINUTE_NANOS),
+    };
+    let mut visit = |bk: &BlobKey, bytes: &[u8]| -> Result<()> {
+        let start = bk.start_unix_nano();
+        match read {
+            Read::Rows(filter) => for_each_row(bytes, cube, start, filter, |row| f(bk, row)),
+            Read::Totals => for_each_total(bytes, cube, start, |row| f(bk, row)),
+        }
+    };
     for res in [rolled, Res::Minute] {
-        let key = |nanos: u64| {
-            BlobKey {
-                org,
-                server,
-                env,
-                cube,
-                res,
-                // Ceiling: a blob starting before `from` is not in the range.
-                start_minute: super::minute_of(
-                    nanos.div_ceil(super::MINUTE_NANOS) * super::MINUTE_NANOS,
-                ),
-            }
-            .encode()
-        };
-        let (lo, hi) = (key(from), key(to));
+        let (lo, hi) = (key(res, from).encode(), key(res, to).encode());
         for e in table.range::<&[u8; 15]>(&lo..&hi)? {
             let (k, v) = e?;
-            let Some(bk) = BlobKey::decode(k.value()) else {
-                continue;
-            };
-            let start = bk.start_unix_nano();
-            match read {
-                Read::Rows(filter) => {
-                    for_each_row(v.value(), cube, start, filter, |row| f(&bk, row))?
-                }
-                Read::Totals => for_each_total(v.value(), cube, start, |row| f(&bk, row))?,
+            if let Some(bk) = BlobKey::decode(k.value()) {
+                visit(&bk, v.value())?;
+            }
+        }
+    }
+    // Append deltas not merged yet (minute blobs of recent appends).
+    if let Some(deltas) = deltas {
+        let (lo, hi) = (
+            super::delta_key(&key(Res::Minute, from), 0),
+            super::delta_key(&key(Res::Minute, to), 0),
+        );
+        for e in deltas.range::<&[u8; 23]>(&lo..&hi)? {
+            let (k, v) = e?;
+            let k15: [u8; 15] = k.value()[..15].try_into().expect("23-byte key");
+            if let Some(bk) = BlobKey::decode(&k15) {
+                visit(&bk, v.value())?;
             }
         }
     }

@@ -126,7 +126,11 @@ impl SpanStore {
                 deltas.add(s);
             }
         }
-        bytes += deltas.write(&txn)?;
+        // A sequence number unique to this transaction (block ids are never reused).
+        let seq = super::partition::alloc_block_ids(&txn, 1)?;
+        bytes += deltas.write_deltas(&txn, seq)?;
+        p.rollup_deltas
+            .store(true, std::sync::atomic::Ordering::Release);
         txn.commit()?;
         p.note_write(bytes);
         for (owner, list) in updates {

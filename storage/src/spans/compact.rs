@@ -74,15 +74,24 @@ impl SpanStore {
                 self.merge_pending(&p, owner, min, finished, &mut stats)?;
             }
             stats.partitions += usize::from(stats.blocks_written > before);
-            if finished {
-                let w = p.part.write_lock.lock();
+            if p.rollup_deltas.swap(false, Ordering::AcqRel) {
+                let _w = p.part.write_lock.lock();
                 if p.is_dropped() {
                     continue;
                 }
-                stats.rollup_minutes_rolled += crate::rollup::roll_day(&p.part.db)?;
-                drop(w);
+                stats.rollup_deltas_merged += crate::rollup::merge_deltas(&p.part.db)?;
             }
+            // A finished day's minutes are rolled into hours and days right before it is sealed
+            // (late spans make it due again, and are rolled then).
             if finished && self.seal_due(day, &p, now)? {
+                {
+                    let _w = p.part.write_lock.lock();
+                    if p.is_dropped() {
+                        continue;
+                    }
+                    stats.rollup_deltas_merged += crate::rollup::merge_deltas(&p.part.db)?;
+                    stats.rollup_minutes_rolled += crate::rollup::roll_day(&p.part.db)?;
+                }
                 self.parts.seal(day, &p)?;
             }
         }

@@ -138,6 +138,8 @@ pub struct CompactStats {
     pub rows_rewritten: usize,
     /// Minute rollup blobs of finished days rolled into hour and day blobs.
     pub rollup_minutes_rolled: usize,
+    /// Append deltas merged into their minute blobs.
+    pub rollup_deltas_merged: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

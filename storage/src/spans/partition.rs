@@ -110,6 +110,7 @@ impl Partition {
             txn.open_table(BODIES)?;
             txn.open_table(TRACE_INDEX)?;
             txn.open_table(crate::rollup::ROLLUPS)?;
+            txn.open_table(crate::rollup::ROLLUP_DELTAS)?;
         }
         txn.commit()?;
         Ok(())

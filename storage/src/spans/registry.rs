@@ -30,6 +30,9 @@ pub struct OpenPartition {
     pub written: AtomicU64,
     /// Unix nanos of the last write through this handle (0: none since it was opened).
     pub last_write: AtomicU64,
+    /// Set by appends that wrote rollup deltas, cleared by compaction when it merges them (deltas
+    /// left by a crash are read all the same, and merged with the next ones).
+    pub rollup_deltas: AtomicBool,
     /// Header summaries of the file (see [`OpenPartition::summaries`]), with the `next_block_id`
     /// they were read at.
     summaries: Mutex<Option<(u64, Arc<Vec<Summary>>)>>,
@@ -42,6 +45,7 @@ impl OpenPartition {
             dropped: AtomicBool::new(false),
             written: AtomicU64::new(0),
             last_write: AtomicU64::new(0),
+            rollup_deltas: AtomicBool::new(false),
             summaries: Mutex::new(None),
         }
     }
@@ -301,6 +305,7 @@ fn copy_live(src: &Database, tmp: &Path, next: u64) -> Result<()> {
         copy_table(&read, &txn, BODIES)?;
         copy_table(&read, &txn, TRACE_INDEX)?;
         copy_table(&read, &txn, crate::rollup::ROLLUPS)?;
+        copy_table(&read, &txn, crate::rollup::ROLLUP_DELTAS)?;
     }
     txn.commit()?;
     drop(dst);

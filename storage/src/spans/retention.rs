@@ -13,7 +13,7 @@ use super::registry::OpenPartition;
 use super::SpanStore;
 use crate::error::Result;
 use crate::model::{OrgId, DAY_NANOS};
-use crate::rollup::ROLLUPS;
+use crate::rollup::{ROLLUPS, ROLLUP_DELTAS};
 
 /// What retention enforces, decided by the caller (from the organizations' settings).
 #[derive(Clone, Debug)]
@@ -199,6 +199,8 @@ fn purge_org(p: &Arc<OpenPartition>, org: OrgId) -> Result<()> {
             .retain_in::<&[u8; 15], _>(&prefix::<15>(org)..=&prefix_end::<15>(org), |_, _| false)?;
         txn.open_table(ROLLUPS)?
             .retain_in::<&[u8; 15], _>(&prefix::<15>(org)..=&prefix_end::<15>(org), |_, _| false)?;
+        txn.open_table(ROLLUP_DELTAS)?
+            .retain_in::<&[u8; 23], _>(&prefix::<23>(org)..=&prefix_end::<23>(org), |_, _| false)?;
     }
     txn.commit()?;
     if let Some(pending) = w.pending.as_mut() {

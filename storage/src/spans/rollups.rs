@@ -4,7 +4,9 @@
 use super::SpanStore;
 use crate::error::Result;
 use crate::model::{day_of, Env, OrgId, ServerId};
-use crate::rollup::{scan_partition, BlobKey, Cube, Read, RowRef, ScanRange, ROLLUPS};
+use crate::rollup::{
+    scan_partition, BlobKey, Cube, Read, RowRef, ScanRange, ROLLUPS, ROLLUP_DELTAS,
+};
 
 impl SpanStore {
     /// Calls `f` with every rollup row (or blob total, per `what`) of `cube` for (org, each of
@@ -36,9 +38,15 @@ impl SpanStore {
                 Err(redb::TableError::TableDoesNotExist(_)) => continue,
                 Err(e) => return Err(e.into()),
             };
+            let deltas = match read.open_table(ROLLUP_DELTAS) {
+                Ok(t) => Some(t),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
             for &server in servers {
                 scan_partition(
                     &table,
+                    deltas.as_ref(),
                     day,
                     (org, server, env, cube),
                     range,

@@ -43,7 +43,7 @@ pub fn v2_to_v3(db: &Database) -> Result<()> {
             for s in &spans {
                 deltas.add(s);
             }
-            deltas.write(&txn)?;
+            deltas.merge_into(&txn)?;
         }
         txn.open_table(META)?
             .insert(KEY_VERSION, FORMAT_VERSION.to_le_bytes().as_slice())?;
