@@ -428,21 +428,42 @@ pub fn user_tools(
     limit: usize,
 ) -> Result<Vec<UserToolRow>> {
     let limit = limit.min(ROWS_MAX);
-    let mut pairs: HashMap<(String, String), (f64, f64), FxBuildHasher> = HashMap::default();
+    // user -> tool -> (calls, errors); looked up by borrowed strings, so a row allocates only
+    // when it brings a new user or pair.
+    type Tools = HashMap<String, (f64, f64), FxBuildHasher>;
+    let mut by_user: HashMap<String, Tools, FxBuildHasher> = HashMap::default();
     q.scan_rows(store, window, Cube::Users, true, &mut |_, row| {
         let (Some(user), Some(tool)) = (row.dims.v[D_USER], row.dims.v[D_TOOL]) else {
             return Ok(());
         };
-        // Borrowed lookup first: one allocation per distinct pair, not per row.
-        let key = (user.to_owned(), tool.to_owned());
-        let e = pairs.entry(key).or_insert((0.0, 0.0));
-        e.0 += row.calls;
-        e.1 += row.errors;
+        if !by_user.contains_key(user) {
+            by_user.insert(user.to_owned(), Tools::default());
+        }
+        let tools = by_user.get_mut(user).expect("inserted above");
+        match tools.get_mut(tool) {
+            Some(e) => {
+                e.0 += row.calls;
+                e.1 += row.errors;
+            }
+            None => {
+                tools.insert(tool.to_owned(), (row.calls, row.errors));
+            }
+        }
         Ok(())
     })?;
-    let mut top: Vec<((String, String), (f64, f64))> = pairs.into_iter().collect();
-    top.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0).then_with(|| a.0.cmp(&b.0)));
+    let pairs = by_user
+        .into_iter()
+        .flat_map(|(u, tools)| tools.into_iter().map(move |(t, v)| ((u.clone(), t), v)));
+    let mut top: Vec<((String, String), (f64, f64))> = pairs.collect();
+    let order = |a: &((String, String), (f64, f64)), b: &((String, String), (f64, f64))| {
+        b.1 .0.total_cmp(&a.1 .0).then_with(|| a.0.cmp(&b.0))
+    };
+    // Only the first `limit` need sorting: select them first (pairs can be as many as rows).
+    if top.len() > limit && limit > 0 {
+        top.select_nth_unstable_by(limit - 1, order);
+    }
     top.truncate(limit);
+    top.sort_by(order);
     let mut sketches: HashMap<(String, String), LatencySketch, FxBuildHasher> = top
         .iter()
         .map(|(k, _)| (k.clone(), LatencySketch::default()))
@@ -701,7 +722,19 @@ pub fn overview(store: &SpanStore, q: &Query, window: &Window) -> Result<Overvie
         servers,
         most_used_server,
         most_called_tool,
-        totals: q.totals(store, window)?,
+        // The sum of the servers; distinct users and sessions are not part of the overview (their
+        // sketches are the costliest thing to merge over 90 days of many servers).
+        totals: {
+            let mut all = Acc::new(false);
+            if q.filtered() {
+                q.scan_rows(store, window, cube, true, &mut |_, row| {
+                    all.add_row(row, cube)
+                })?;
+            } else {
+                q.scan_totals(store, window, true, &mut |_, t| all.add_total(t))?;
+            }
+            all.totals()
+        },
     })
 }
 

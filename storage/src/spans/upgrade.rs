@@ -45,8 +45,12 @@ pub fn v2_to_v3(db: &Database) -> Result<()> {
             }
             deltas.merge_into(&txn)?;
         }
-        txn.open_table(META)?
-            .insert(KEY_VERSION, FORMAT_VERSION.to_le_bytes().as_slice())?;
+        txn.open_table(crate::rollup::ROLLUP_DELTAS)?;
+        let mut meta = txn.open_table(META)?;
+        meta.insert(KEY_VERSION, FORMAT_VERSION.to_le_bytes().as_slice())?;
+        // Not sealed any more: the next compaction of a finished day rolls the rebuilt minute
+        // rollups into hours and seals it again.
+        meta.remove(super::partition::KEY_SEALED_AT)?;
     }
     txn.commit()?;
     Ok(())
