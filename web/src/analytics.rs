@@ -548,7 +548,7 @@ fn opt_ms(nanos: Option<u64>) -> String {
 /// A text cell of CSV. Values come from telemetry (untrusted): one that a spreadsheet would run as
 /// a formula (leading `=`, `+`, `-`, `@`, tab or CR, unless it is a plain number) gets a leading
 /// `'`, as OWASP advises for CSV injection.
-fn text(s: &str) -> String {
+pub(crate) fn text(s: &str) -> String {
     let risky = s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err();
     if risky {
         format!("'{s}")

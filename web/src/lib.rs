@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod ingest;
 pub mod otlp;
 pub mod reads;

@@ -93,36 +93,11 @@ pub fn parse_filter(query: &str) -> Result<(SpanFilter, Option<String>, usize), 
     let mut cursor = None;
     let mut limit = PAGE_LIMIT_DEFAULT;
     for (k, v) in pairs {
-        let text = || if v.is_empty() { None } else { Some(v.clone()) };
+        if filter_param(&mut f, &k, &v)? {
+            continue;
+        }
         match k.as_str() {
-            "server" | "server_id" => {
-                let id: u32 = v.parse().map_err(|_| bad(&k, "a server id"))?;
-                f.server_ids.get_or_insert_with(Vec::new).push(id);
-            }
-            "env" => f.env = Some(Env::parse(&v).ok_or_else(|| bad(&k, "live or test"))?),
-            "from" => f.from_unix_nano = Some(parse_ms(&k, &v)?),
-            "to" => f.to_unix_nano = Some(parse_ms(&k, &v)?),
-            "method" => f.method = text(),
-            "tool" => f.tool = text(),
-            "user" => f.user_id = text(),
-            "session" => f.session_id = text(),
-            "trace_id" => f.trace_id = Some(parse_trace_id(&v)?),
-            "status" => {
-                f.status = match v.as_str() {
-                    "ok" => Some(StatusFilter::Ok),
-                    "error" => Some(StatusFilter::Error),
-                    "" | "any" => None,
-                    _ => return Err(bad(&k, "ok, error or any")),
-                }
-            }
-            "min_duration_ms" => {
-                let ms: f64 = v.parse().map_err(|_| bad(&k, "a number of milliseconds"))?;
-                if !(ms >= 0.0 && ms.is_finite()) {
-                    return Err(bad(&k, "a non-negative number of milliseconds"));
-                }
-                f.min_duration_nanos = Some((ms * 1e6) as u64);
-            }
-            "cursor" => cursor = text(),
+            "cursor" => cursor = (!v.is_empty()).then_some(v),
             "limit" => {
                 limit = v.parse().map_err(|_| bad(&k, "a number"))?;
                 if limit == 0 || limit > PAGE_LIMIT_MAX {
@@ -152,6 +127,50 @@ pub fn visible_from(org: &Org) -> u64 {
 pub fn clamp_to_retention(f: &mut SpanFilter, org: &Org) {
     let floor = visible_from(org);
     f.from_unix_nano = Some(f.from_unix_nano.map_or(floor, |from| from.max(floor)));
+}
+
+/// Applies one filter parameter of the span list (`server`, `env`, `from`, `to`, `method`,
+/// `tool`, `user`, `session`, `status`, `min_duration_ms`, `trace_id`) to `f`. `Ok(false)` when
+/// `k` is not one of them; shared by the list and export so a filter means the same in both.
+pub fn filter_param(f: &mut SpanFilter, k: &str, v: &str) -> Result<bool, ApiError> {
+    let text = || {
+        if v.is_empty() {
+            None
+        } else {
+            Some(v.to_owned())
+        }
+    };
+    match k {
+        "server" | "server_id" => {
+            let id: u32 = v.parse().map_err(|_| bad(k, "a server id"))?;
+            f.server_ids.get_or_insert_with(Vec::new).push(id);
+        }
+        "env" => f.env = Some(Env::parse(v).ok_or_else(|| bad(k, "live or test"))?),
+        "from" => f.from_unix_nano = Some(parse_ms(k, v)?),
+        "to" => f.to_unix_nano = Some(parse_ms(k, v)?),
+        "method" => f.method = text(),
+        "tool" => f.tool = text(),
+        "user" => f.user_id = text(),
+        "session" => f.session_id = text(),
+        "trace_id" => f.trace_id = Some(parse_trace_id(v)?),
+        "status" => {
+            f.status = match v {
+                "ok" => Some(StatusFilter::Ok),
+                "error" => Some(StatusFilter::Error),
+                "" | "any" => None,
+                _ => return Err(bad(k, "ok, error or any")),
+            }
+        }
+        "min_duration_ms" => {
+            let ms: f64 = v.parse().map_err(|_| bad(k, "a number of milliseconds"))?;
+            if !(ms >= 0.0 && ms.is_finite()) {
+                return Err(bad(k, "a non-negative number of milliseconds"));
+            }
+            f.min_duration_nanos = Some((ms * 1e6) as u64);
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 fn parse_ms(k: &str, v: &str) -> Result<u64, ApiError> {

@@ -54,6 +54,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(crate::reads::routes(Arc::clone(&state)))
         .unify()
+        .or(crate::export::routes(Arc::clone(&state)))
+        .unify()
         .or(crate::analytics::routes(Arc::clone(&state)))
         .unify()
         .or(crate::api::routes(Arc::clone(&state)))

@@ -15,6 +15,9 @@ use crate::ingest::queue::IngestQueue;
 pub const KEY_CACHE_ENTRIES_MAX: usize = 10_000;
 /// Usernames/IPs tracked by the login throttle.
 pub const THROTTLE_ENTRIES_MAX: usize = 10_000;
+/// Span exports running at once (each holds a blocking thread and up to
+/// `SCAN_LIVE_BLOCKS_MAX` decoded blocks); more are answered 429.
+pub const EXPORTS_CONCURRENT_MAX: usize = 4;
 
 /// Everything a request handler may need. Build it only with [`AppState::new`]; fields may be
 /// added, so nothing should depend on their order or construct the struct literally.
@@ -34,6 +37,8 @@ pub struct AppState {
     /// Bounds concurrent argon2 computations: each takes ~19 MiB and tens of milliseconds, so
     /// a burst of bad keys or logins must queue instead of exhausting memory and the blocking pool.
     pub hash_permits: Semaphore,
+    /// One per running span export, at most [`EXPORTS_CONCURRENT_MAX`].
+    pub export_permits: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -54,6 +59,7 @@ impl AppState {
             usage: UsageTracker::default(),
             login_throttle: LoginThrottle::new(THROTTLE_ENTRIES_MAX),
             hash_permits: Semaphore::new(cores.clamp(2, 8)),
+            export_permits: Arc::new(Semaphore::new(EXPORTS_CONCURRENT_MAX)),
         }
     }
 }

@@ -62,7 +62,7 @@ impl StrField {
         StrField::ProtocolVersion,
     ];
 
-    pub fn column(self) -> usize {
+    pub(crate) fn column(self) -> usize {
         C_STR0 + self as usize
     }
 

@@ -315,8 +315,8 @@ impl Scan<'_> {
 /// the block cannot match at all, `Some(None)` when `f` filters no column. Decodes only the
 /// columns `f` names, and stops as soon as no row is left.
 #[allow(clippy::type_complexity)]
-fn filter_mask(
-    body: &LazyBody,
+pub(super) fn filter_mask(
+    body: &impl ColumnRead,
     starts: &[u64],
     f: &SpanFilter,
     a: usize,

@@ -1,6 +1,6 @@
 //! The time-partitioned columnar span store: one redb file per UTC day, spans stored column-wise in
-//! blocks per (org, server), a trace index per partition, header-based block skipping for `list`.
-//! On-disk format: docs/format.md.
+//! blocks per (org, server), a trace index per partition, header-based block skipping for `list`,
+//! and `scan`, the bulk read behind export. On-disk format: docs/format.md.
 
 mod append;
 mod block;
@@ -9,6 +9,7 @@ mod cols;
 mod columns;
 mod compact;
 mod cursor;
+mod decoded;
 mod fast;
 mod header;
 mod lazy;
@@ -18,6 +19,7 @@ mod partition;
 mod registry;
 mod retention;
 mod rollups;
+mod scan;
 mod trace;
 mod trace_index;
 mod upgrade;
@@ -36,9 +38,12 @@ pub(crate) fn corrupt(what: impl Into<String>) -> StorageError {
     StorageError::Corrupt(what.into())
 }
 
+pub use columns::StrField;
 pub use compact::{is_finished, now_unix_nano};
+pub use decoded::ScanBlock;
 pub use partition::FORMAT_VERSION;
 pub use retention::{floor as retention_floor, RetentionPolicy, RetentionStats};
+pub use scan::{ScanSink, ScanStats, SCAN_LIVE_BLOCKS_MAX};
 
 /// The `meta` table of a partition file (format version and block counters), for format tests.
 #[doc(hidden)]

@@ -7,7 +7,7 @@ use super::gen::{eq_bits, Gen, DAY0};
 use super::{all, opts};
 use crate::model::*;
 use crate::spans::cursor::RowKey;
-use crate::spans::{SpanFilter, SpanStore, StatusFilter};
+use crate::spans::{ScanBlock, ScanSink, SpanFilter, SpanStore, StatusFilter};
 
 fn matches(s: &SpanRecord, f: &SpanFilter) -> bool {
     let eq = |want: &Option<String>, have: &Option<String>| want.is_none() || want == have;
@@ -73,6 +73,50 @@ fn assert_same(got: &[SpanRecord], want: &[SpanRecord], what: &str) -> Result<()
     Ok(())
 }
 
+/// Collects what a scan hands out, as records; stops after `stop_after` rows if set.
+struct Collect {
+    spans: Vec<SpanRecord>,
+    stop_after: Option<usize>,
+}
+
+impl ScanSink for Collect {
+    type Prepared = ();
+    fn prepare(&mut self, _: &ScanBlock) -> crate::Result<()> {
+        Ok(())
+    }
+    fn rows(
+        &mut self,
+        b: &ScanBlock,
+        _: &mut (),
+        rows: &[u32],
+    ) -> crate::Result<std::ops::ControlFlow<()>> {
+        for &r in rows {
+            self.spans.push(b.record(r as usize)?);
+        }
+        let stop = self.stop_after.is_some_and(|n| self.spans.len() >= n);
+        Ok(match stop {
+            true => std::ops::ControlFlow::Break(()),
+            false => std::ops::ControlFlow::Continue(()),
+        })
+    }
+}
+
+/// `scan` with at most `live_max` decoded blocks: (records, stats).
+fn scan_all(
+    store: &SpanStore,
+    org: OrgId,
+    f: &SpanFilter,
+    live_max: usize,
+    stop_after: Option<usize>,
+) -> (Vec<SpanRecord>, crate::spans::ScanStats) {
+    let mut c = Collect {
+        spans: Vec::new(),
+        stop_after,
+    };
+    let stats = store.scan_capped(org, f, &mut c, live_max).unwrap();
+    (c.spans, stats)
+}
+
 fn check(
     store: &SpanStore,
     g: &mut Gen,
@@ -83,11 +127,22 @@ fn check(
     for &(bits, t) in filters {
         let f = filter(g, bits, t);
         for org in 1..=3 {
-            assert_same(
-                &all(store, org, &f, page),
-                &model_list(spans, org, &f),
-                &format!("{f:?}"),
-            )?;
+            let want = model_list(spans, org, &f);
+            assert_same(&all(store, org, &f, page), &want, &format!("{f:?}"))?;
+            // The bulk scan hands out exactly the list's rows in the list's order, however few
+            // blocks it may keep decoded.
+            for live_max in [1, 2, 64] {
+                let (got, stats) = scan_all(store, org, &f, live_max, None);
+                assert_same(&got, &want, &format!("scan (live {live_max}) {f:?}"))?;
+                prop_assert_eq!(stats.rows as usize, want.len());
+                prop_assert!(!stats.stopped);
+            }
+            if want.len() > 1 {
+                let (got, stats) = scan_all(store, org, &f, 2, Some(page.min(want.len() - 1)));
+                prop_assert!(stats.stopped);
+                prop_assert!(got.len() >= page.min(want.len() - 1) && got.len() < want.len() + 1);
+                assert_same(&got, &want[..got.len()], "stopped scan")?;
+            }
         }
     }
     for trace in g.traces.clone() {

@@ -1,0 +1,257 @@
+//! Span export throughput (issue 3: at least 1,000,000 spans/s as JSON Lines).
+//!
+//! Builds (or reuses) a store of BENCH_SPANS (default 10,000,000) realistic MCP spans over 10 days,
+//! 20 servers, 200 tools, 2,000 users, then measures on one core:
+//! - baseline: paging `SpanStore::list` (1,000 per page) + `span_to_json` + `serde_json::to_vec`,
+//!   what an export built on the span list would do;
+//! - `export_to` (scan + formatting into chunks) as JSON Lines and CSV, every span, no HTTP;
+//! - the same over HTTP: `server::serve` on 127.0.0.1, a client on a plain TCP socket reading and
+//!   de-chunking the response and counting lines (client and server share the machine's 2 cores).
+//! Peak RSS is the process's high-water mark during each step (reset before it).
+//!
+//! Run: `cargo bench -p mcp-obs-web --bench export` (env BENCH_SPANS; BENCH_DIR keeps the store
+//! between runs: an existing store there is reused instead of rebuilt; BENCH_BASELINE_SPANS caps
+//! the spans the baseline reads, default 1,000,000; BENCH_SKIP_BASELINE=1 skips it).
+
+#[path = "../../storage/benches/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mcp_obs_storage::model::DAY_NANOS;
+use mcp_obs_storage::spans::{SpanFilter, SpanStore, SpanStoreOptions};
+use mcp_obs_storage::MetaStore;
+use mcp_obs_web::export::{export_to, Format, EXPORT_CHUNK_BYTES};
+use mcp_obs_web::span_json::span_to_json;
+use mcp_obs_web::state::AppState;
+use mcp_obs_web::WebConfig;
+use rand::SeedableRng;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const DAYS: u64 = 10;
+const BATCH: usize = 20_000;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let total = env_usize("BENCH_SPANS", 10_000_000);
+    let dir: PathBuf = std::env::var("BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir().join("mcpobs-bench-export"));
+    let spans_dir = dir.join("spans");
+    if !dir.join("built").exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = SpanStore::open(&spans_dir, SpanStoreOptions::default()).unwrap();
+        let day0 = 20_000 * DAY_NANOS;
+        let step = DAYS * DAY_NANOS / total as u64;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let t = Instant::now();
+        let mut batch = Vec::with_capacity(BATCH);
+        for i in 0..total {
+            batch.push(common::span(&mut rng, day0 + i as u64 * step));
+            if batch.len() == BATCH {
+                store.append(&batch).unwrap();
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            store.append(&batch).unwrap();
+        }
+        while store.compact().unwrap().blocks_merged > 0 {}
+        println!("build: {total} spans in {:.1} s", t.elapsed().as_secs_f64());
+        drop(store);
+        std::fs::write(dir.join("built"), total.to_string()).unwrap();
+    }
+    let store = Arc::new(SpanStore::open(&spans_dir, SpanStoreOptions::default()).unwrap());
+    if std::env::var("BENCH_SKIP_BASELINE").is_err() {
+        baseline(&store, total);
+    }
+    for format in [Format::JsonLines, Format::Csv] {
+        reset_peak_rss();
+        let t = Instant::now();
+        let cpu0 = thread_cpu_secs();
+        let mut bytes = 0usize;
+        let stats = export_to(
+            &store,
+            1,
+            &SpanFilter::default(),
+            format,
+            EXPORT_CHUNK_BYTES,
+            |c| {
+                bytes += c.len();
+                ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        let cpu = thread_cpu_secs() - cpu0;
+        assert_eq!(stats.rows as usize, total);
+        println!(
+            "export_to {format:?}: {} spans in {secs:.2} s = {:.0} spans/s, {:.0} spans per CPU-second ({:.0} MB/s, {:.0} bytes/span, {} block reads), peak RSS {} MB",
+            stats.rows,
+            stats.rows as f64 / secs,
+            stats.rows as f64 / cpu,
+            bytes as f64 / secs / 1e6,
+            bytes as f64 / stats.rows as f64,
+            stats.blocks_read,
+            peak_rss_kb() / 1024
+        );
+    }
+    over_http(&dir, store, total);
+}
+
+/// CPU time (user + system) of the calling thread, from /proc (USER_HZ = 100).
+fn thread_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// Resets the process's peak RSS (VmHWM) to its current RSS.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_kb() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Serves the store over HTTP in this process and exports it with a plain TCP client.
+fn over_http(dir: &Path, store: Arc<SpanStore>, total: usize) {
+    let meta = MetaStore::open(dir.join("meta.redb")).unwrap();
+    let _ = meta.bootstrap(Some("bench-password-1234")).unwrap();
+    let org = meta.org_by_slug("default").unwrap().unwrap();
+    assert_eq!(org.id, 1, "the bench store holds org 1's spans");
+    let admin = meta.user_by_username("admin").unwrap().unwrap();
+    let session = meta.create_session(admin.id, 3600).unwrap();
+    let (ingest, _writer) =
+        mcp_obs_web::ingest::queue::IngestQueue::start(Arc::clone(&store), 16, 10_000, 10_000)
+            .unwrap();
+    let state = Arc::new(AppState::new(
+        Arc::new(meta),
+        store,
+        ingest,
+        WebConfig::default(),
+    ));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(mcp_obs_web::server::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    for format in ["jsonl", "csv"] {
+        reset_peak_rss();
+        let t = Instant::now();
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            conn,
+            "GET /api/v1/orgs/default/spans/export?format={format} HTTP/1.1\r\nHost: bench\r\nCookie: mcpobs_session={}\r\nConnection: close\r\n\r\n",
+            session.token
+        )
+        .unwrap();
+        let (bytes, lines) = read_chunked(conn);
+        let secs = t.elapsed().as_secs_f64();
+        let rows = if format == "csv" { lines - 1 } else { lines };
+        assert_eq!(rows, total, "{format}: rows received");
+        println!(
+            "HTTP {format}: {rows} spans in {secs:.2} s = {:.0} spans/s ({:.0} MB/s), peak RSS (server + client) {} MB",
+            rows as f64 / secs,
+            bytes as f64 / secs / 1e6,
+            peak_rss_kb() / 1024
+        );
+    }
+    let _ = stop.send(());
+    let _ = rt.block_on(server);
+}
+
+/// Reads an HTTP/1.1 response with a chunked body: (body bytes, newlines in the body).
+fn read_chunked(conn: std::net::TcpStream) -> (usize, usize) {
+    let mut r = BufReader::with_capacity(1 << 20, conn);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "status: {line}");
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let (mut bytes, mut lines) = (0, 0);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        let mut left = usize::from_str_radix(line.trim_end(), 16).unwrap();
+        if left == 0 {
+            return (bytes, lines);
+        }
+        bytes += left;
+        while left > 0 {
+            let n = left.min(buf.len());
+            r.read_exact(&mut buf[..n]).unwrap();
+            lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+            left -= n;
+        }
+        line.clear();
+        r.read_line(&mut line).unwrap();
+    }
+}
+
+fn baseline(store: &SpanStore, total: usize) {
+    // Baseline: the span list's path, page after page.
+    let cap = env_usize("BENCH_BASELINE_SPANS", 1_000_000).min(total);
+    let f = SpanFilter::default();
+    let t = Instant::now();
+    let (mut n, mut bytes) = (0usize, 0usize);
+    let mut cursor: Option<String> = None;
+    while n < cap {
+        let page = store.list(1, &f, cursor.as_deref(), 1000).unwrap();
+        for s in &page.spans {
+            let mut line = serde_json::to_vec(&span_to_json(s)).unwrap();
+            line.push(b'\n');
+            bytes += line.len();
+        }
+        n += page.spans.len();
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "baseline list pages + span_to_json: {n} spans in {secs:.2} s = {:.0} spans/s ({:.0} MB/s, {:.0} bytes/span)",
+        n as f64 / secs,
+        bytes as f64 / secs / 1e6,
+        bytes as f64 / n as f64
+    );
+}

@@ -1,0 +1,485 @@
+//! JSON Lines for export: each span written straight into a byte buffer, byte for byte what
+//! `serde_json::to_vec(&span_to_json(..))` produces (the same keys in the same, sorted, order and
+//! serde_json's own string escaping and number formatting), without building `Value` trees. Every
+//! distinct string, resource + scope and attribute set of a block is rendered once per block.
+
+use std::ops::Range;
+
+use mcp_obs_storage::model::{AttrValue, Env, KeyValue, SpanEvent, SpanLink, SpanOrigin};
+use mcp_obs_storage::spans::{ScanBlock, StrField};
+use mcp_obs_storage::Result;
+use rustc_hash::FxHashMap;
+use serde_json::ser::{CompactFormatter, Formatter};
+
+use super::RowFormat;
+
+/// Rendered attributes, events and links kept per block for reuse by rows with the same bytes;
+/// past this many bytes of renderings a block renders the rest row by row.
+pub const EXTRA_CACHE_BYTES_MAX: usize = 1 << 20;
+
+/// Writing into a `Vec<u8>` cannot fail; serde_json's writers still return `io::Result`.
+fn done(r: std::io::Result<()>) {
+    debug_assert!(r.is_ok());
+}
+
+pub(crate) fn push_str(out: &mut Vec<u8>, s: &str) {
+    let r = serde_json::to_writer(&mut *out, s);
+    debug_assert!(r.is_ok());
+}
+
+/// A JSON number as `json!(x)` renders it: `null` when not finite.
+pub(crate) fn push_f64(out: &mut Vec<u8>, v: f64) {
+    if v.is_finite() {
+        done(CompactFormatter.write_f64(out, v));
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Bytes kept after every rendered fragment, so short fragments are copied with one fixed-size
+/// move (inlined) instead of a call to `memcpy` for a few bytes; most fragments are shorter.
+const PAD: usize = 32;
+
+/// Appends `buf[r]`, where `buf` holds at least [`PAD`] bytes after `r.start`.
+#[inline(always)]
+fn put_padded(out: &mut Vec<u8>, buf: &[u8], r: &Range<usize>) {
+    let len = r.end - r.start;
+    if len <= PAD && r.start + PAD <= buf.len() {
+        let at = out.len();
+        out.extend_from_slice(&buf[r.start..r.start + PAD]);
+        out.truncate(at + len);
+    } else {
+        out.extend_from_slice(&buf[r.clone()]);
+    }
+}
+
+/// Ends a fragment buffer with [`PAD`] bytes of slack.
+fn pad(buf: &mut Vec<u8>) {
+    buf.extend_from_slice(&[0; PAD]);
+}
+
+/// The decimal digits of `v`, as `itoa` (and so serde_json) writes them.
+#[inline(always)]
+fn put_digits(out: &mut Vec<u8>, mut v: u64) {
+    // Digits right-aligned to `END` (a u64 has at most 20, so they start at 4 or later); the
+    // fixed-size copy of `END` bytes from there reads at most up to `2 * END - 1`.
+    const END: usize = 24;
+    let mut tmp = [0u8; 2 * END];
+    let mut at = END;
+    loop {
+        at -= 1;
+        tmp[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let len = END - at;
+    let base = out.len();
+    out.extend_from_slice(&tmp[at..at + END]);
+    out.truncate(base + len);
+}
+
+/// `"` + 2 x N lowercase hex digits + `"`, written with one fixed-size copy.
+#[inline(always)]
+fn put_hex_quoted<const N: usize>(out: &mut Vec<u8>, bytes: &[u8; N]) {
+    let mut tmp = [b'"'; 34];
+    for (k, &b) in bytes.iter().enumerate().take(16) {
+        tmp[1 + 2 * k] = HEX[usize::from(b >> 4)];
+        tmp[2 + 2 * k] = HEX[usize::from(b & 15)];
+    }
+    tmp[1 + 2 * N.min(16)] = b'"';
+    out.extend_from_slice(&tmp[..2 + 2 * N.min(16)]);
+}
+
+/// Lowercase hex digits of `bytes`, unquoted.
+pub(crate) fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 15)]);
+    }
+}
+
+fn push_hex_str(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    push_hex(out, bytes);
+    out.push(b'"');
+}
+
+/// A decimal integer as a JSON string (nanosecond timestamps).
+fn push_u64_str(out: &mut Vec<u8>, v: u64) {
+    out.push(b'"');
+    put_digits(out, v);
+    out.push(b'"');
+}
+
+/// Attributes as `span_json::attrs_to_json` renders them: an object with keys in byte order (a
+/// `serde_json::Map`), a repeated key keeping its last value.
+pub(crate) fn push_attrs(out: &mut Vec<u8>, attrs: &[KeyValue]) {
+    out.push(b'{');
+    match attrs {
+        [] => {}
+        [kv] => push_kv(out, kv),
+        _ => {
+            let mut idx: Vec<usize> = (0..attrs.len()).collect();
+            // Stable: among equal keys the last one given stays last.
+            idx.sort_by(|&a, &b| attrs[a].key.cmp(&attrs[b].key));
+            let mut first = true;
+            for (n, &i) in idx.iter().enumerate() {
+                if idx
+                    .get(n + 1)
+                    .is_some_and(|&j| attrs[j].key == attrs[i].key)
+                {
+                    continue;
+                }
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                push_kv(out, &attrs[i]);
+            }
+        }
+    }
+    out.push(b'}');
+}
+
+fn push_kv(out: &mut Vec<u8>, kv: &KeyValue) {
+    push_str(out, &kv.key);
+    out.push(b':');
+    push_value(out, &kv.value);
+}
+
+fn push_value(out: &mut Vec<u8>, v: &AttrValue) {
+    match v {
+        AttrValue::Str(s) => push_str(out, s),
+        AttrValue::Bool(true) => out.extend_from_slice(b"true"),
+        AttrValue::Bool(false) => out.extend_from_slice(b"false"),
+        AttrValue::Int(i) => done(CompactFormatter.write_i64(out, *i)),
+        AttrValue::Double(d) if d.is_finite() => done(CompactFormatter.write_f64(out, *d)),
+        AttrValue::Double(d) => push_str(out, &d.to_string()),
+        AttrValue::Bytes(b) => {
+            out.extend_from_slice(b"{\"bytes_hex\":");
+            push_hex_str(out, b);
+            out.push(b'}');
+        }
+        AttrValue::Array(items) => {
+            out.push(b'[');
+            for (n, item) in items.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                push_value(out, item);
+            }
+            out.push(b']');
+        }
+        AttrValue::KvList(kvs) => push_attrs(out, kvs),
+    }
+}
+
+fn push_events(out: &mut Vec<u8>, events: &[SpanEvent]) {
+    out.push(b'[');
+    for (n, e) in events.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"attributes\":");
+        push_attrs(out, &e.attributes);
+        out.extend_from_slice(b",\"name\":");
+        push_str(out, &e.name);
+        out.extend_from_slice(b",\"time_unix_nano\":");
+        push_u64_str(out, e.time_unix_nano);
+        out.push(b'}');
+    }
+    out.push(b']');
+}
+
+fn push_links(out: &mut Vec<u8>, links: &[SpanLink]) {
+    out.push(b'[');
+    for (n, l) in links.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"attributes\":");
+        push_attrs(out, &l.attributes);
+        out.extend_from_slice(b",\"span_id\":");
+        push_hex_str(out, &l.span_id);
+        out.extend_from_slice(b",\"trace_id\":");
+        push_hex_str(out, &l.trace_id);
+        out.extend_from_slice(b",\"trace_state\":");
+        push_str(out, &l.trace_state);
+        out.push(b'}');
+    }
+    out.push(b']');
+}
+
+/// `{"name":...,"version":...}` of a scope.
+fn push_scope(out: &mut Vec<u8>, o: &SpanOrigin) {
+    out.extend_from_slice(b"{\"name\":");
+    push_str(out, &o.scope_name);
+    out.extend_from_slice(b",\"version\":");
+    push_str(out, &o.scope_version);
+    out.push(b'}');
+}
+
+/// Attributes, events and links of one row, rendered, as ranges of a buffer.
+#[derive(Clone)]
+pub(crate) struct ExtraFrags {
+    pub attrs: Range<usize>,
+    pub events: Range<usize>,
+    pub links: Range<usize>,
+}
+
+/// Renders row `i`'s extras at the end of `buf`.
+fn render_extra(buf: &mut Vec<u8>, b: &ScanBlock, i: usize) -> Result<ExtraFrags> {
+    let (attrs, events, links) = b.extra(i)?;
+    let a = buf.len();
+    push_attrs(buf, &attrs);
+    let e = buf.len();
+    push_events(buf, &events);
+    let l = buf.len();
+    push_links(buf, &links);
+    let end = buf.len();
+    pad(buf);
+    Ok(ExtraFrags {
+        attrs: a..e,
+        events: e..l,
+        links: l..end,
+    })
+}
+
+/// Per-block cache of rendered extras, keyed by their stored bytes (equal bytes, equal values).
+#[derive(Default)]
+pub(crate) struct ExtraCache {
+    buf: Vec<u8>,
+    /// Hash of the bytes -> (a row holding them, its renderings).
+    by_hash: FxHashMap<u64, (u32, ExtraFrags)>,
+    /// The last row served from `buf`: neighbouring rows often have the same extras.
+    last: Option<(u32, ExtraFrags)>,
+    scratch: Vec<u8>,
+}
+
+impl ExtraCache {
+    /// Row `i`'s renderings and the buffer they index into.
+    pub fn get(&mut self, b: &ScanBlock, i: usize) -> Result<(&[u8], ExtraFrags)> {
+        let bytes = b.extra_bytes(i);
+        if let Some((row, frags)) = &self.last {
+            if b.extra_bytes(*row as usize) == bytes {
+                return Ok((&self.buf, frags.clone()));
+            }
+        }
+        let h = fx_hash(bytes);
+        if let Some((row, frags)) = self.by_hash.get(&h) {
+            if b.extra_bytes(*row as usize) == bytes {
+                self.last = Some((*row, frags.clone()));
+                return Ok((&self.buf, frags.clone()));
+            }
+        } else if self.buf.len() < EXTRA_CACHE_BYTES_MAX {
+            let frags = render_extra(&mut self.buf, b, i)?;
+            self.by_hash.insert(h, (i as u32, frags.clone()));
+            self.last = Some((i as u32, frags.clone()));
+            return Ok((&self.buf, frags));
+        }
+        self.scratch.clear();
+        let frags = render_extra(&mut self.scratch, b, i)?;
+        Ok((&self.scratch, frags))
+    }
+}
+
+fn fx_hash(bytes: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = rustc_hash::FxBuildHasher.build_hasher();
+    h.write(bytes);
+    h.write_usize(bytes.len());
+    h.finish()
+}
+
+/// Each distinct value of a string column, rendered as a JSON string.
+pub(crate) struct StrFrags {
+    buf: Vec<u8>,
+    /// Range of dictionary entry k (id k + 1).
+    at: Vec<Range<usize>>,
+}
+
+impl StrFrags {
+    fn new(b: &ScanBlock, f: StrField) -> StrFrags {
+        let mut buf = Vec::new();
+        let at = b
+            .str_dict(f)
+            .iter()
+            .map(|s| {
+                let a = buf.len();
+                push_str(&mut buf, s);
+                a..buf.len()
+            })
+            .collect();
+        pad(&mut buf);
+        StrFrags { buf, at }
+    }
+
+    /// Appends the rendering of id `id` (`null` for absent).
+    #[inline(always)]
+    fn put(&self, out: &mut Vec<u8>, id: u32) {
+        match id.checked_sub(1).and_then(|k| self.at.get(k as usize)) {
+            Some(r) => put_padded(out, &self.buf, r),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+}
+
+/// The JSON Lines format: one `span_to_json` object per line.
+#[derive(Default)]
+pub struct JsonLines;
+
+/// What [`JsonLines`] renders once per block.
+pub struct JsonBlock {
+    strs: Vec<StrFrags>,
+    /// Renderings of the origins: (resource, scope) ranges of `origin_buf` per origin.
+    origin_buf: Vec<u8>,
+    origins: Vec<(Range<usize>, Range<usize>)>,
+    extras: ExtraCache,
+}
+
+/// The MCP fields in the key order of the `mcp` object (sorted), with their keys.
+const MCP_KEYS: [(StrField, &[u8]); 12] = [
+    (StrField::ClientName, b"{\"client_name\":"),
+    (StrField::ClientVersion, b",\"client_version\":"),
+    (StrField::ErrorType, b",\"error_type\":"),
+    (StrField::Method, b",\"method\":"),
+    (StrField::Prompt, b",\"prompt\":"),
+    (StrField::ProtocolVersion, b",\"protocol_version\":"),
+    (StrField::RequestId, b",\"request_id\":"),
+    (StrField::ResourceUri, b",\"resource_uri\":"),
+    (StrField::SessionId, b",\"session_id\":"),
+    (StrField::Tool, b",\"tool\":"),
+    (StrField::Transport, b",\"transport\":"),
+    (StrField::UserId, b",\"user_id\":"),
+];
+
+impl RowFormat for JsonLines {
+    type Prepared = JsonBlock;
+
+    fn prepare(&mut self, b: &ScanBlock) -> Result<JsonBlock> {
+        let mut origin_buf = Vec::new();
+        let origins = b
+            .origins()
+            .iter()
+            .map(|o| {
+                let a = origin_buf.len();
+                push_attrs(&mut origin_buf, &o.resource);
+                let m = origin_buf.len();
+                push_scope(&mut origin_buf, o);
+                (a..m, m..origin_buf.len())
+            })
+            .collect();
+        pad(&mut origin_buf);
+        Ok(JsonBlock {
+            strs: StrField::ALL.iter().map(|&f| StrFrags::new(b, f)).collect(),
+            origin_buf,
+            origins,
+            extras: ExtraCache::default(),
+        })
+    }
+
+    fn rows(
+        &mut self,
+        b: &ScanBlock,
+        p: &mut JsonBlock,
+        rows: &[u32],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        for &r in rows {
+            write_row(b, p, r as usize, out)?;
+        }
+        Ok(())
+    }
+}
+
+/// Room reserved before each row: rows of ordinary spans fit, so the appends below rarely grow.
+const ROW_RESERVE_BYTES: usize = 2048;
+
+fn write_row(b: &ScanBlock, p: &mut JsonBlock, i: usize, out: &mut Vec<u8>) -> Result<()> {
+    out.reserve(ROW_RESERVE_BYTES);
+    let strs = &p.strs;
+    let s = |out: &mut Vec<u8>, f: StrField| strs[f as usize].put(out, b.str_id(f, i));
+    let (xbuf, x) = p.extras.get(b, i)?;
+    let [d_attrs, d_events, d_links] = b.dropped_counts(i);
+    let (start, end) = (b.start(i), b.end(i));
+    out.extend_from_slice(b"{\"attributes\":");
+    put_padded(out, xbuf, &x.attrs);
+    out.extend_from_slice(b",\"dropped_attributes_count\":");
+    put_digits(out, d_attrs.into());
+    out.extend_from_slice(b",\"dropped_events_count\":");
+    put_digits(out, d_events.into());
+    out.extend_from_slice(b",\"dropped_links_count\":");
+    put_digits(out, d_links.into());
+    out.extend_from_slice(b",\"duration_ms\":");
+    push_f64(out, b.duration_nanos(i) as f64 / 1e6);
+    out.extend_from_slice(b",\"end_time_unix_nano\":");
+    push_u64_str(out, end);
+    out.extend_from_slice(match b.env(i) {
+        Env::Live => b",\"env\":\"live\",\"events\":",
+        Env::Test => b",\"env\":\"test\",\"events\":",
+    });
+    put_padded(out, xbuf, &x.events);
+    out.extend_from_slice(b",\"flags\":");
+    put_digits(out, b.flags(i).into());
+    out.extend_from_slice(match b.is_error(i) {
+        true => b",\"is_error\":true,\"kind\":",
+        false => b",\"is_error\":false,\"kind\":",
+    });
+    out.extend_from_slice(match b.kind(i) {
+        1 => b"\"internal\",\"links\":",
+        2 => b"\"server\",\"links\":",
+        3 => b"\"client\",\"links\":",
+        4 => b"\"producer\",\"links\":",
+        5 => b"\"consumer\",\"links\":",
+        _ => b"\"unspecified\",\"links\":",
+    });
+    put_padded(out, xbuf, &x.links);
+    out.extend_from_slice(b",\"mcp\":");
+    for (f, key) in MCP_KEYS {
+        out.extend_from_slice(key);
+        s(out, f);
+    }
+    out.extend_from_slice(b"},\"name\":");
+    s(out, StrField::Name);
+    out.extend_from_slice(b",\"parent_span_id\":");
+    let parent = b.parent_span_id(i);
+    if *parent == [0; 8] {
+        out.extend_from_slice(b"null");
+    } else {
+        put_hex_quoted(out, parent);
+    }
+    let (res, scope) = &p.origins[b.origin_id(i)];
+    out.extend_from_slice(b",\"resource\":");
+    put_padded(out, &p.origin_buf, res);
+    out.extend_from_slice(b",\"sample_probability\":");
+    push_f64(out, b.sample_probability(i));
+    out.extend_from_slice(b",\"scope\":");
+    put_padded(out, &p.origin_buf, scope);
+    out.extend_from_slice(b",\"server_id\":");
+    put_digits(out, b.server().into());
+    out.extend_from_slice(b",\"service_name\":");
+    s(out, StrField::ServiceName);
+    out.extend_from_slice(b",\"span_id\":");
+    put_hex_quoted(out, b.span_id(i));
+    out.extend_from_slice(b",\"start_time_ms\":");
+    put_digits(out, start / 1_000_000);
+    out.extend_from_slice(b",\"start_time_unix_nano\":");
+    push_u64_str(out, start);
+    out.extend_from_slice(match b.status_code(i) {
+        1 => b",\"status\":{\"code\":\"ok\",\"message\":",
+        2 => b",\"status\":{\"code\":\"error\",\"message\":",
+        _ => b",\"status\":{\"code\":\"unset\",\"message\":",
+    });
+    s(out, StrField::StatusMessage);
+    out.extend_from_slice(b"},\"trace_id\":");
+    put_hex_quoted(out, b.trace_id(i));
+    out.extend_from_slice(b",\"trace_state\":");
+    s(out, StrField::TraceState);
+    out.extend_from_slice(b"}\n");
+    Ok(())
+}

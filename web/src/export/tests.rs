@@ -1,0 +1,437 @@
+//! The export writers against the references: every JSON line must be byte for byte
+//! `serde_json::to_vec(&span_to_json(..))` of the span the list returns at that position, and every
+//! CSV row must hold the same values, guarded against formula injection.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use mcp_obs_storage::model::*;
+use mcp_obs_storage::spans::{SpanFilter, SpanStore, SpanStoreOptions};
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+use super::csv::CSV_COLUMNS;
+use super::{export_to, Format};
+use crate::span_json::span_to_json;
+
+/// A store in a fresh temporary directory, removed on drop.
+struct TempStore {
+    dir: std::path::PathBuf,
+    store: SpanStore,
+}
+
+impl TempStore {
+    fn new(block_rows_max: usize) -> TempStore {
+        let dir = std::env::temp_dir().join(format!(
+            "mcpobs-export-test-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let store = SpanStore::open(
+            &dir,
+            SpanStoreOptions {
+                block_rows_max,
+                ..SpanStoreOptions::default()
+            },
+        )
+        .unwrap();
+        TempStore { dir, store }
+    }
+}
+
+impl Drop for TempStore {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Strings that stress escaping: quotes, backslashes, every control character, unicode outside
+/// the BMP, spreadsheet formula starters, numbers.
+fn text(rng: &mut StdRng) -> String {
+    const PIECES: [&str; 18] = [
+        "plain",
+        "\"q\"",
+        "back\\slash",
+        "\n",
+        "\r\n",
+        "\t",
+        "\u{0}",
+        "\u{1f}",
+        "\u{7f}",
+        "ünïcode ✓",
+        "🚀",
+        "=SUM(A1)",
+        "+1",
+        "-2.5",
+        "@x",
+        "</script>",
+        "'",
+        "\u{2028}",
+    ];
+    let n = rng.gen_range(0..4);
+    let mut s: String = (0..n)
+        .map(|_| PIECES[rng.gen_range(0..PIECES.len())])
+        .collect();
+    if rng.gen_bool(0.1) {
+        s.push(char::from(rng.gen_range(0u8..32)));
+    }
+    s
+}
+
+fn value(rng: &mut StdRng, depth: u32) -> AttrValue {
+    match rng.gen_range(0..if depth > 2 { 5 } else { 7 }) {
+        0 => AttrValue::Str(text(rng)),
+        1 => AttrValue::Bool(rng.gen()),
+        2 => AttrValue::Int(match rng.gen_range(0..3) {
+            0 => i64::MIN,
+            1 => i64::MAX,
+            _ => rng.gen_range(-1000..1000),
+        }),
+        3 => AttrValue::Double(match rng.gen_range(0..7) {
+            0 => f64::NAN,
+            1 => f64::INFINITY,
+            2 => f64::NEG_INFINITY,
+            3 => -0.0,
+            4 => 1e300,
+            5 => 42.0,
+            _ => f64::from_bits(rng.gen()),
+        }),
+        4 => AttrValue::Bytes((0..rng.gen_range(0..6)).map(|_| rng.gen()).collect()),
+        5 => AttrValue::Array(
+            (0..rng.gen_range(0..4))
+                .map(|_| value(rng, depth + 1))
+                .collect(),
+        ),
+        _ => AttrValue::KvList(kvs(rng, depth + 1)),
+    }
+}
+
+/// Attributes, sometimes with a repeated key (the JSON object keeps the last value).
+fn kvs(rng: &mut StdRng, depth: u32) -> Vec<KeyValue> {
+    let n = rng.gen_range(0..5);
+    (0..n)
+        .map(|_| KeyValue {
+            key: match rng.gen_range(0..4) {
+                0 => "dup".to_string(),
+                1 => text(rng),
+                _ => format!("k{}", rng.gen_range(0..6)),
+            },
+            value: value(rng, depth),
+        })
+        .collect()
+}
+
+fn opt(rng: &mut StdRng, pool: &[&str]) -> Option<String> {
+    match rng.gen_range(0..5) {
+        0 => None,
+        1 => Some(text(rng)),
+        _ => Some(pool[rng.gen_range(0..pool.len())].to_string()),
+    }
+}
+
+fn span(rng: &mut StdRng, org: OrgId, t0: u64) -> SpanRecord {
+    let start = t0 + rng.gen_range(0..3 * DAY_NANOS / 1_000_000_000) * 1_000_000_000;
+    let origin = SpanOrigin {
+        resource: kvs(rng, 0),
+        scope_name: text(rng),
+        scope_version: text(rng),
+    };
+    SpanRecord {
+        org_id: org,
+        server_id: org * 10 + rng.gen_range(0..3),
+        env: if rng.gen_bool(0.3) {
+            Env::Test
+        } else {
+            Env::Live
+        },
+        trace_id: rng.gen(),
+        span_id: rng.gen(),
+        parent_span_id: if rng.gen_bool(0.5) { [0; 8] } else { rng.gen() },
+        start_unix_nano: start,
+        end_unix_nano: match rng.gen_range(0..10) {
+            0 => start.saturating_sub(5),
+            _ => start + rng.gen_range(0..5_000_000_000u64),
+        },
+        name: text(rng),
+        kind: rng.gen_range(0..7),
+        status_code: rng.gen_range(0..4),
+        status_message: text(rng),
+        flags: rng.gen(),
+        trace_state: text(rng),
+        sample_probability: match rng.gen_range(0..5) {
+            0 => f64::NAN,
+            1 => 0.25,
+            2 => f64::from_bits(rng.gen()),
+            _ => 1.0,
+        },
+        service_name: text(rng),
+        mcp: McpFields {
+            method: opt(rng, &["tools/call", "resources/read"]),
+            tool: opt(rng, &["search", "=cmd|'/C calc'!A0"]),
+            prompt: opt(rng, &["p"]),
+            resource_uri: opt(rng, &["file:///x"]),
+            request_id: match rng.gen_range(0..3) {
+                0 => None,
+                1 => Some(rng.gen_range(0..1000u32).to_string()),
+                _ => opt(rng, &["abc", "007"]),
+            },
+            session_id: opt(rng, &["s1", "s2"]),
+            user_id: opt(rng, &["alice", "@bob"]),
+            client_name: opt(rng, &["claude-desktop"]),
+            client_version: opt(rng, &["1.4.2"]),
+            error_type: opt(rng, &["tool_error", "-32602"]),
+            transport: opt(rng, &["stdio"]),
+            protocol_version: opt(rng, &["2025-11-25"]),
+        },
+        attributes: kvs(rng, 0),
+        events: (0..rng.gen_range(0..3))
+            .map(|_| SpanEvent {
+                time_unix_nano: rng.gen(),
+                name: text(rng),
+                attributes: kvs(rng, 0),
+            })
+            .collect(),
+        links: (0..rng.gen_range(0..3))
+            .map(|_| SpanLink {
+                trace_id: rng.gen(),
+                span_id: rng.gen(),
+                trace_state: text(rng),
+                attributes: kvs(rng, 0),
+            })
+            .collect(),
+        origin: Arc::new(origin),
+        dropped_attributes_count: rng.gen_range(0..3),
+        dropped_events_count: rng.gen(),
+        dropped_links_count: rng.gen_range(0..2),
+    }
+}
+
+/// Every page of the span list.
+fn list_all(store: &SpanStore, org: OrgId, f: &SpanFilter) -> Vec<SpanRecord> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let p = store.list(org, f, cursor.as_deref(), 37).unwrap();
+        out.extend(p.spans);
+        match p.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+fn export(store: &SpanStore, org: OrgId, f: &SpanFilter, format: Format, chunk: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let stats = export_to(store, org, f, format, chunk, |c| {
+        assert!(!c.is_empty());
+        out.extend_from_slice(&c);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert!(!stats.stopped);
+    out
+}
+
+/// The CSV cell a telemetry string becomes (the analytics guard).
+fn guarded(s: &str) -> String {
+    crate::analytics::text(s)
+}
+
+fn check_csv(csv: &[u8], want: &[SpanRecord]) {
+    let mut r = csv::ReaderBuilder::new().from_reader(csv);
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header, CSV_COLUMNS);
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), want.len());
+    for (row, s) in rows.iter().zip(want) {
+        let j = span_to_json(s);
+        let cell = |name: &str| &row[CSV_COLUMNS.iter().position(|c| *c == name).unwrap()];
+        assert_eq!(cell("trace_id"), hex::encode(s.trace_id));
+        assert_eq!(cell("span_id"), hex::encode(s.span_id));
+        let parent = j["parent_span_id"].as_str().unwrap_or("");
+        assert_eq!(cell("parent_span_id"), parent);
+        assert_eq!(cell("server_id"), s.server_id.to_string());
+        assert_eq!(cell("env"), s.env.as_str());
+        assert_eq!(cell("name"), guarded(&s.name));
+        assert_eq!(cell("kind"), j["kind"].as_str().unwrap());
+        assert_eq!(cell("start_time_unix_nano"), s.start_unix_nano.to_string());
+        assert_eq!(cell("end_time_unix_nano"), s.end_unix_nano.to_string());
+        let d: f64 = cell("duration_ms").parse().unwrap();
+        assert_eq!(d, j["duration_ms"].as_f64().unwrap());
+        assert_eq!(cell("status_code"), j["status"]["code"].as_str().unwrap());
+        assert_eq!(cell("status_message"), guarded(&s.status_message));
+        assert_eq!(cell("is_error"), s.is_error().to_string());
+        let m = &s.mcp;
+        let mcp = [
+            ("method", &m.method),
+            ("tool", &m.tool),
+            ("prompt", &m.prompt),
+            ("resource_uri", &m.resource_uri),
+            ("request_id", &m.request_id),
+            ("session_id", &m.session_id),
+            ("user_id", &m.user_id),
+            ("client_name", &m.client_name),
+            ("client_version", &m.client_version),
+            ("error_type", &m.error_type),
+            ("transport", &m.transport),
+            ("protocol_version", &m.protocol_version),
+        ];
+        for (name, v) in mcp {
+            assert_eq!(
+                cell(name),
+                v.as_deref().map(guarded).unwrap_or_default(),
+                "{name}"
+            );
+        }
+        assert_eq!(cell("service_name"), guarded(&s.service_name));
+        match j["sample_probability"].as_f64() {
+            Some(p) => assert_eq!(cell("sample_probability").parse::<f64>().unwrap(), p),
+            None => assert_eq!(cell("sample_probability"), ""),
+        }
+        let attrs: Value = serde_json::from_str(cell("attributes")).unwrap();
+        let reference: Value =
+            serde_json::from_slice(&serde_json::to_vec(&j["attributes"]).unwrap()).unwrap();
+        assert_eq!(attrs, reference);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Varied spans over several blocks and days, two orgs; exports of org 1 with and without a
+    /// filter equal the span list, line by line and byte by byte.
+    #[test]
+    fn export_equals_span_list(seed in any::<u64>(), n in 1usize..300, block_rows in 1usize..64,
+                               chunk in 1usize..5000) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let t = TempStore::new(block_rows);
+        let t0 = 20_000 * DAY_NANOS;
+        let spans: Vec<SpanRecord> =
+            (0..n).map(|_| { let org = 1 + rng.gen_range(0..2); span(&mut rng, org, t0) }).collect();
+        for part in spans.chunks(1 + n / 3) {
+            t.store.append(part).unwrap();
+        }
+        let filters = [
+            SpanFilter::default(),
+            SpanFilter { env: Some(Env::Live), status: Some(mcp_obs_storage::spans::StatusFilter::Error),
+                         ..SpanFilter::default() },
+            SpanFilter { from_unix_nano: Some(t0 + DAY_NANOS / 2), to_unix_nano: Some(t0 + 2 * DAY_NANOS),
+                         tool: Some("search".into()), ..SpanFilter::default() },
+        ];
+        for f in &filters {
+            let want = list_all(&t.store, 1, f);
+            let jsonl = export(&t.store, 1, f, Format::JsonLines, chunk);
+            let lines: Vec<&[u8]> = jsonl.split(|&b| b == b'\n').collect();
+            prop_assert_eq!(lines.len(), want.len() + 1, "one line per span, then nothing");
+            prop_assert!(lines[want.len()].is_empty());
+            for (line, s) in lines.iter().zip(&want) {
+                let reference = serde_json::to_vec(&span_to_json(s)).unwrap();
+                // Parsed equality is the contract (both parsed the same way: serde_json's parser
+                // rounds some extreme doubles); byte equality holds too (same key order).
+                let parsed: Value = serde_json::from_slice(line).unwrap();
+                let reparsed: Value = serde_json::from_slice(&reference).unwrap();
+                prop_assert_eq!(&parsed, &reparsed);
+                prop_assert_eq!(String::from_utf8_lossy(line), String::from_utf8_lossy(&reference));
+            }
+            check_csv(&export(&t.store, 1, f, Format::Csv, chunk), &want);
+        }
+        t.store.compact().unwrap();
+        let want = list_all(&t.store, 2, &SpanFilter::default());
+        let jsonl = export(&t.store, 2, &SpanFilter::default(), Format::JsonLines, 1 << 16);
+        prop_assert_eq!(jsonl.split(|&b| b == b'\n').count(), want.len() + 1);
+    }
+}
+
+#[test]
+fn csv_guard_is_the_analytics_rule() {
+    for (raw, cell) in [
+        ("=1+2", "'=1+2"),
+        ("+SUM(A1)", "'+SUM(A1)"),
+        ("-cmd", "'-cmd"),
+        ("@x", "'@x"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("-2.5", "-2.5"),
+        ("+1", "+1"),
+        ("plain", "plain"),
+        ("", ""),
+        ("a=b", "a=b"),
+    ] {
+        assert_eq!(guarded(raw), cell, "{raw:?}");
+    }
+}
+
+#[test]
+fn empty_export_is_a_header_or_nothing() {
+    let t = TempStore::new(8);
+    let f = SpanFilter::default();
+    assert!(export(&t.store, 1, &f, Format::JsonLines, 100).is_empty());
+    let csv = export(&t.store, 1, &f, Format::Csv, 100);
+    assert_eq!(
+        String::from_utf8(csv).unwrap(),
+        format!("{}\n", CSV_COLUMNS.join(","))
+    );
+}
+
+#[test]
+fn a_sink_that_stops_ends_the_export() {
+    let t = TempStore::new(16);
+    let mut rng = StdRng::seed_from_u64(5);
+    let spans: Vec<SpanRecord> = (0..500)
+        .map(|_| span(&mut rng, 1, 20_000 * DAY_NANOS))
+        .collect();
+    t.store.append(&spans).unwrap();
+    let mut chunks = 0;
+    let stats = export_to(
+        &t.store,
+        1,
+        &SpanFilter::default(),
+        Format::JsonLines,
+        1000,
+        |_| {
+            chunks += 1;
+            match chunks {
+                3 => ControlFlow::Break(()),
+                _ => ControlFlow::Continue(()),
+            }
+        },
+    )
+    .unwrap();
+    assert!(stats.stopped);
+    assert_eq!(chunks, 3);
+    assert!(stats.rows < 500);
+}
+
+#[test]
+fn parameters_are_the_span_lists_plus_format() {
+    use super::parse_export;
+    let (f, format) =
+        parse_export("server=3&server=4&env=test&from=1000&to=2000&method=m&tool=t&user=u&session=s&status=error&min_duration_ms=1.5&trace_id=0102030405060708090a0b0c0d0e0f10&format=csv").unwrap();
+    assert_eq!(format, Format::Csv);
+    assert_eq!(f.server_ids, Some(vec![3, 4]));
+    assert_eq!(f.env, Some(Env::Test));
+    assert_eq!(
+        (f.from_unix_nano, f.to_unix_nano),
+        (Some(1_000_000_000), Some(2_000_000_000))
+    );
+    assert_eq!(f.min_duration_nanos, Some(1_500_000));
+    assert_eq!(f.trace_id.unwrap()[15], 0x10);
+    let (_, format) = parse_export("").unwrap();
+    assert_eq!(format, Format::JsonLines);
+    for bad in [
+        "cursor=c1",
+        "limit=5",
+        "format=xml",
+        "bogus=1",
+        "status=maybe",
+        "from=x",
+    ] {
+        assert!(parse_export(bad).is_err(), "{bad}");
+    }
+    let name = super::file_name("acme corp", &f, Format::Csv);
+    assert_eq!(name, "spans-acme_corp-1000-2000.csv");
+    let name = super::file_name("default", &SpanFilter::default(), Format::JsonLines);
+    assert_eq!(name, "spans-default-earliest-latest.jsonl");
+}
