@@ -7,6 +7,7 @@ mod harness;
 
 mod analytics;
 mod crash;
+mod export;
 mod ingest;
 mod lifecycle;
 mod otlp_json;

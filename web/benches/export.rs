@@ -11,7 +11,8 @@
 //!
 //! Run: `cargo bench -p mcp-obs-web --bench export` (env BENCH_SPANS; BENCH_DIR keeps the store
 //! between runs: an existing store there is reused instead of rebuilt; BENCH_BASELINE_SPANS caps
-//! the spans the baseline reads, default 1,000,000; BENCH_SKIP_BASELINE=1 skips it).
+//! the spans the baseline reads, default 1,000,000; BENCH_SKIP_BASELINE=1 skips it; BENCH_ONLY=jsonl
+//! or csv runs only that format, in process).
 
 #[path = "../../storage/benches/common/mod.rs"]
 mod common;
@@ -80,7 +81,11 @@ fn main() {
     if std::env::var("BENCH_SKIP_BASELINE").is_err() {
         baseline(&store, total);
     }
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     for format in [Format::JsonLines, Format::Csv] {
+        if !only.is_empty() && only != format.extension() {
+            continue;
+        }
         reset_peak_rss();
         let t = Instant::now();
         let cpu0 = thread_cpu_secs();
@@ -111,7 +116,9 @@ fn main() {
             peak_rss_kb() / 1024
         );
     }
-    over_http(&dir, store, total);
+    if only.is_empty() {
+        over_http(&dir, store, total);
+    }
 }
 
 /// CPU time (user + system) of the calling thread, from /proc (USER_HZ = 100).

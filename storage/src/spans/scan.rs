@@ -38,7 +38,10 @@ pub trait ScanSink {
     /// once); kept while the block is, dropped with it.
     type Prepared;
 
-    fn prepare(&mut self, block: &ScanBlock) -> Result<Self::Prepared>;
+    /// Called before the first run of `block`; `order` is every row the scan will still hand out
+    /// from it, in order (so a sink may work ahead on them). A block dropped for room and decoded
+    /// again is prepared again, with the rows it has left.
+    fn prepare(&mut self, block: &ScanBlock, order: &[u32]) -> Result<Self::Prepared>;
 
     /// Rows of `block` (indexes into it), in scan order. `Break` ends the scan at once.
     fn rows(
@@ -302,8 +305,8 @@ impl<'a, P> DayScan<'a, P> {
         let Some(e) = self.entries[idx].as_mut() else {
             return Err(corrupt("scan entry vanished"));
         };
-        if let (Some((block, _)), None) = (&e.live, &e.prepared) {
-            e.prepared = Some(sink.prepare(block)?);
+        if let (Some((block, order)), None) = (&e.live, &e.prepared) {
+            e.prepared = Some(sink.prepare(block, &order[e.pos..])?);
         }
         Ok(())
     }

@@ -119,7 +119,7 @@ impl RowFormat for Csv {
         into_out(w, out)
     }
 
-    fn prepare(&mut self, b: &ScanBlock) -> Result<CsvBlock> {
+    fn prepare(&mut self, b: &ScanBlock, _order: &[u32]) -> Result<CsvBlock> {
         let strs = StrField::ALL
             .iter()
             .map(|&f| b.str_dict(f).iter().map(|s| text(s)).collect())

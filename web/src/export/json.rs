@@ -40,7 +40,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Bytes kept after every rendered fragment, so short fragments are copied with one fixed-size
 /// move (inlined) instead of a call to `memcpy` for a few bytes; most fragments are shorter.
-const PAD: usize = 32;
+const PAD: usize = 64;
 
 /// Appends `buf[r]`, where `buf` holds at least [`PAD`] bytes after `r.start`.
 #[inline(always)]
@@ -60,6 +60,13 @@ fn pad(buf: &mut Vec<u8>) {
     buf.extend_from_slice(&[0; PAD]);
 }
 
+/// "00" to "99".
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 /// The decimal digits of `v`, as `itoa` (and so serde_json) writes them.
 #[inline(always)]
 fn put_digits(out: &mut Vec<u8>, mut v: u64) {
@@ -68,13 +75,21 @@ fn put_digits(out: &mut Vec<u8>, mut v: u64) {
     const END: usize = 24;
     let mut tmp = [0u8; 2 * END];
     let mut at = END;
-    loop {
+    while v >= 100 {
+        let d = (v % 100) as usize * 2;
+        v /= 100;
+        at -= 2;
+        tmp[at] = DIGIT_PAIRS[d];
+        tmp[at + 1] = DIGIT_PAIRS[d + 1];
+    }
+    if v >= 10 {
+        let d = v as usize * 2;
+        at -= 2;
+        tmp[at] = DIGIT_PAIRS[d];
+        tmp[at + 1] = DIGIT_PAIRS[d + 1];
+    } else {
         at -= 1;
-        tmp[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+        tmp[at] = b'0' + v as u8;
     }
     let len = END - at;
     let base = out.len();
@@ -333,8 +348,50 @@ impl StrFrags {
 #[derive(Default)]
 pub struct JsonLines;
 
-/// What [`JsonLines`] renders once per block.
+/// Lines of a block rendered ahead of the merge: at most this many rows or bytes at a time.
+/// Rendering a block's rows one after another reads its columns in order (the merge interleaves
+/// blocks row by row when servers are busy at the same time, which scatters the reads).
+pub const AHEAD_ROWS_MAX: usize = 256;
+pub const AHEAD_BYTES_MAX: usize = 128 << 10;
+
+/// What [`JsonLines`] keeps per block: each distinct value rendered once, and the lines of the
+/// next rows of the block, rendered ahead.
 pub struct JsonBlock {
+    frags: Frags,
+    /// The rows still to hand out, in order; `order[next..]` are not rendered yet.
+    order: Vec<u32>,
+    next: usize,
+    /// Rendered lines; line k of the batch is `lines[ends[k - 1]..ends[k]]` (from 0).
+    lines: Vec<u8>,
+    ends: Vec<usize>,
+    /// Lines of the batch already handed out.
+    served: usize,
+}
+
+impl JsonBlock {
+    /// Renders the next batch of lines (the previous one was handed out entirely).
+    fn render_ahead(&mut self, b: &ScanBlock) -> Result<()> {
+        self.lines.clear();
+        self.ends.clear();
+        self.served = 0;
+        while self.next < self.order.len()
+            && self.ends.len() < AHEAD_ROWS_MAX
+            && self.lines.len() < AHEAD_BYTES_MAX
+        {
+            write_row(
+                b,
+                &mut self.frags,
+                self.order[self.next] as usize,
+                &mut self.lines,
+            )?;
+            self.ends.push(self.lines.len());
+            self.next += 1;
+        }
+        Ok(())
+    }
+}
+
+struct Frags {
     strs: Vec<StrFrags>,
     /// Renderings of the origins: (resource, scope) ranges of `origin_buf` per origin.
     origin_buf: Vec<u8>,
@@ -361,7 +418,7 @@ const MCP_KEYS: [(StrField, &[u8]); 12] = [
 impl RowFormat for JsonLines {
     type Prepared = JsonBlock;
 
-    fn prepare(&mut self, b: &ScanBlock) -> Result<JsonBlock> {
+    fn prepare(&mut self, b: &ScanBlock, order: &[u32]) -> Result<JsonBlock> {
         let mut origin_buf = Vec::new();
         let origins = b
             .origins()
@@ -375,11 +432,19 @@ impl RowFormat for JsonLines {
             })
             .collect();
         pad(&mut origin_buf);
-        Ok(JsonBlock {
+        let frags = Frags {
             strs: StrField::ALL.iter().map(|&f| StrFrags::new(b, f)).collect(),
             origin_buf,
             origins,
             extras: ExtraCache::default(),
+        };
+        Ok(JsonBlock {
+            frags,
+            order: order.to_vec(),
+            next: 0,
+            lines: Vec::new(),
+            ends: Vec::new(),
+            served: 0,
         })
     }
 
@@ -391,7 +456,19 @@ impl RowFormat for JsonLines {
         out: &mut Vec<u8>,
     ) -> Result<()> {
         for &r in rows {
-            write_row(b, p, r as usize, out)?;
+            if p.served == p.ends.len() {
+                p.render_ahead(b)?;
+            }
+            let k = p.served;
+            // Line k of the batch is row `order[next - batch + k]`.
+            if p.ends.is_empty() || p.order[p.next - p.ends.len() + k] != r {
+                return Err(mcp_obs_storage::StorageError::Io(std::io::Error::other(
+                    "export asked for rows out of the scan order",
+                )));
+            }
+            let a = if k == 0 { 0 } else { p.ends[k - 1] };
+            out.extend_from_slice(&p.lines[a..p.ends[k]]);
+            p.served += 1;
         }
         Ok(())
     }
@@ -400,10 +477,16 @@ impl RowFormat for JsonLines {
 /// Room reserved before each row: rows of ordinary spans fit, so the appends below rarely grow.
 const ROW_RESERVE_BYTES: usize = 2048;
 
-fn write_row(b: &ScanBlock, p: &mut JsonBlock, i: usize, out: &mut Vec<u8>) -> Result<()> {
+/// Appends row `i`'s string field `f`.
+#[inline(always)]
+fn put_str_field(out: &mut Vec<u8>, strs: &[StrFrags], b: &ScanBlock, f: StrField, i: usize) {
+    strs[f as usize].put(out, b.str_id(f, i));
+}
+
+fn write_row(b: &ScanBlock, p: &mut Frags, i: usize, out: &mut Vec<u8>) -> Result<()> {
     out.reserve(ROW_RESERVE_BYTES);
     let strs = &p.strs;
-    let s = |out: &mut Vec<u8>, f: StrField| strs[f as usize].put(out, b.str_id(f, i));
+    let s = |out: &mut Vec<u8>, f: StrField| put_str_field(out, strs, b, f, i);
     let (xbuf, x) = p.extras.get(b, i)?;
     let [d_attrs, d_events, d_links] = b.dropped_counts(i);
     let (start, end) = (b.start(i), b.end(i));

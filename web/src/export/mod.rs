@@ -69,8 +69,9 @@ pub trait RowFormat {
     fn header(&mut self, _out: &mut Vec<u8>) -> mcp_obs_storage::Result<()> {
         Ok(())
     }
-    fn prepare(&mut self, b: &ScanBlock) -> mcp_obs_storage::Result<Self::Prepared>;
-    /// Appends `rows` of `b` to `out`.
+    /// `order`: the rows that will be asked of `b`, in order (see `ScanSink::prepare`).
+    fn prepare(&mut self, b: &ScanBlock, order: &[u32]) -> mcp_obs_storage::Result<Self::Prepared>;
+    /// Appends `rows` of `b` to `out`: always the next rows of the `order` given to `prepare`.
     fn rows(
         &mut self,
         b: &ScanBlock,
@@ -113,8 +114,8 @@ impl<R: RowFormat, F: FnMut(Vec<u8>) -> ControlFlow<()>> Chunked<R, F> {
 impl<R: RowFormat, F: FnMut(Vec<u8>) -> ControlFlow<()>> ScanSink for Chunked<R, F> {
     type Prepared = R::Prepared;
 
-    fn prepare(&mut self, b: &ScanBlock) -> mcp_obs_storage::Result<R::Prepared> {
-        self.fmt.prepare(b)
+    fn prepare(&mut self, b: &ScanBlock, order: &[u32]) -> mcp_obs_storage::Result<R::Prepared> {
+        self.fmt.prepare(b, order)
     }
 
     fn rows(
