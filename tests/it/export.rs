@@ -1,7 +1,7 @@
 //! Span export through the real binary: JSON Lines and CSV equal the span list (same spans, same
 //! order, same fields) with and without filters, members may export, other organizations get 404
-//! and never see a span of another, a large export streams to the end, and a client that goes away
-//! stops the export.
+//! and never see a span of another, a large export streams to the end, a client that goes away
+//! stops the export, and a slow download does not hold up a graceful shutdown.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -279,7 +279,7 @@ fn export_equals_the_span_list_and_stays_in_its_organization() {
 }
 
 #[test]
-fn a_large_export_streams_completely_and_stops_when_the_client_leaves() {
+fn a_large_export_streams_to_the_end_and_stops_when_the_client_or_the_server_leaves() {
     let dir = TempDir::new("export-large");
     let srv = Server::start(dir.path());
     let admin = login(&srv, "admin", ADMIN_PASSWORD).unwrap();

@@ -87,6 +87,7 @@ fn main() {
             continue;
         }
         reset_peak_rss();
+        let rss0 = rss_kb();
         let t = Instant::now();
         let cpu0 = thread_cpu_secs();
         let mut bytes = 0usize;
@@ -106,13 +107,14 @@ fn main() {
         let cpu = thread_cpu_secs() - cpu0;
         assert_eq!(stats.rows as usize, total);
         println!(
-            "export_to {format:?}: {} spans in {secs:.2} s = {:.0} spans/s, {:.0} spans per CPU-second ({:.0} MB/s, {:.0} bytes/span, {} block reads), peak RSS {} MB",
+            "export_to {format:?}: {} spans in {secs:.2} s = {:.0} spans/s, {:.0} spans per CPU-second ({:.0} MB/s, {:.0} bytes/span, {} block reads), RSS {} MB before, peak {} MB",
             stats.rows,
             stats.rows as f64 / secs,
             stats.rows as f64 / cpu,
             bytes as f64 / secs / 1e6,
             bytes as f64 / stats.rows as f64,
             stats.blocks_read,
+            rss0 / 1024,
             peak_rss_kb() / 1024
         );
     }
@@ -137,9 +139,17 @@ fn reset_peak_rss() {
 }
 
 fn peak_rss_kb() -> u64 {
+    status_kb("VmHWM:")
+}
+
+fn rss_kb() -> u64 {
+    status_kb("VmRSS:")
+}
+
+fn status_kb(field: &str) -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -177,6 +187,7 @@ fn over_http(dir: &Path, store: Arc<SpanStore>, total: usize) {
     }));
     for format in ["jsonl", "csv"] {
         reset_peak_rss();
+        let rss0 = rss_kb();
         let t = Instant::now();
         let mut conn = std::net::TcpStream::connect(addr).unwrap();
         write!(
@@ -190,9 +201,10 @@ fn over_http(dir: &Path, store: Arc<SpanStore>, total: usize) {
         let rows = if format == "csv" { lines - 1 } else { lines };
         assert_eq!(rows, total, "{format}: rows received");
         println!(
-            "HTTP {format}: {rows} spans in {secs:.2} s = {:.0} spans/s ({:.0} MB/s), peak RSS (server + client) {} MB",
+            "HTTP {format}: {rows} spans in {secs:.2} s = {:.0} spans/s ({:.0} MB/s), RSS (server + client) {} MB before, peak {} MB",
             rows as f64 / secs,
             bytes as f64 / secs / 1e6,
+            rss0 / 1024,
             peak_rss_kb() / 1024
         );
     }

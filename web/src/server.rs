@@ -101,6 +101,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let permits = Arc::new(Semaphore::new(state.config.connections_max.max(1)));
+    let st = Arc::clone(&state);
+    let shutdown = async move {
+        shutdown.await;
+        st.shutting_down.send_replace(true);
+    };
     let incoming =
         futures_util::stream::unfold((listener, permits), |(listener, permits)| async move {
             let conn = accept_limited(&listener, &permits).await;

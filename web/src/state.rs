@@ -39,6 +39,9 @@ pub struct AppState {
     pub hash_permits: Semaphore,
     /// One per running span export, at most [`EXPORTS_CONCURRENT_MAX`].
     pub export_permits: Arc<Semaphore>,
+    /// Becomes `true` when the server starts shutting down: long responses (exports) end then,
+    /// instead of holding the graceful shutdown until they finish.
+    pub shutting_down: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -60,6 +63,7 @@ impl AppState {
             login_throttle: LoginThrottle::new(THROTTLE_ENTRIES_MAX),
             hash_permits: Semaphore::new(cores.clamp(2, 8)),
             export_permits: Arc::new(Semaphore::new(EXPORTS_CONCURRENT_MAX)),
+            shutting_down: tokio::sync::watch::Sender::new(false),
         }
     }
 }

@@ -293,15 +293,27 @@ async fn export(state: &Arc<AppState>, headers: &HeaderMap, org: &str, query: &s
         Some(Err(e)) => return Err(e.into()),
         other => other,
     };
-    let stream = futures_util::stream::unfold((first, rx), |(first, mut rx)| async move {
-        let item = match first {
-            Some(c) => c,
-            None => rx.recv().await?,
-        };
-        // After the headers an error can only cut the response short, which the client sees.
-        let item = item.map_err(|e| std::io::Error::other(e.to_string()));
-        Some((item, (None, rx)))
-    });
+    let stop = state.shutting_down.subscribe();
+    let stream = futures_util::stream::unfold(
+        (first, rx, Some(stop)),
+        |(first, mut rx, stop)| async move {
+            let mut stop = stop?;
+            let item = match first {
+                Some(c) => c,
+                None => tokio::select! {
+                    c = rx.recv() => c?,
+                    // Shutting down: end here rather than hold the graceful shutdown.
+                    _ = stop.wait_for(|&down| down) => {
+                        let e = std::io::Error::other("the server is shutting down");
+                        return Some((Err(e), (None, rx, None)));
+                    }
+                },
+            };
+            // After the headers an error can only cut the response short, which the client sees.
+            let item = item.map_err(|e| std::io::Error::other(e.to_string()));
+            Some((item, (None, rx, Some(stop))))
+        },
+    );
     let mut resp = Response::new(Body::wrap_stream(stream));
     let h = resp.headers_mut();
     h.insert(
