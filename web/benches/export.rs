@@ -7,6 +7,7 @@
 //! - `export_to` (scan + formatting into chunks) as JSON Lines and CSV, every span, no HTTP;
 //! - the same over HTTP: `server::serve` on 127.0.0.1, a client on a plain TCP socket reading and
 //!   de-chunking the response and counting lines (client and server share the machine's 2 cores).
+//!
 //! Peak RSS is the process's high-water mark during each step (reset before it).
 //!
 //! Run: `cargo bench -p mcp-obs-web --bench export` (env BENCH_SPANS; BENCH_DIR keeps the store

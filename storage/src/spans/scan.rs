@@ -372,7 +372,7 @@ impl<'a, P> DayScan<'a, P> {
         let block = ScanBlock::decode(&body, starts)?;
         // Rows are stored by (start, span id, trace id); the order breaks ties by trace id
         // first. Already sorted but for such ties, so this sort is one pass.
-        rows.sort_by(|&x, &y| row_key(&block, y).cmp(&row_key(&block, x)));
+        rows.sort_by_key(|&r| std::cmp::Reverse(row_key(&block, r)));
         Ok(Some((block, rows)))
     }
 }

@@ -15,7 +15,7 @@ use super::RowFormat;
 
 /// Rendered attributes, events and links kept per block for reuse by rows with the same bytes;
 /// past this many bytes of renderings a block renders the rest row by row.
-pub const EXTRA_CACHE_BYTES_MAX: usize = 1 << 20;
+pub const EXTRA_CACHE_BYTES_MAX: usize = 256 << 10;
 
 /// Writing into a `Vec<u8>` cannot fail; serde_json's writers still return `io::Result`.
 fn done(r: std::io::Result<()>) {

@@ -2,8 +2,9 @@
 //! JSON Lines (`json.rs`, the span list's objects) or CSV (`csv.rs`). A blocking task runs
 //! `SpanStore::scan` and hands chunks of about [`EXPORT_CHUNK_BYTES`] through a channel of
 //! [`EXPORT_CHANNEL_CHUNKS`] to the response body, so an export holds a bounded amount of memory
-//! whatever its size, a slow client slows the scan down (the producer waits on the channel), and a
-//! client that goes away stops it (the channel closes).
+//! whatever its size, a slow client slows the scan down (the producer waits on the channel), a
+//! client that goes away stops it (the channel closes), and a shutdown ends the response early
+//! rather than wait for a download to finish.
 
 pub mod csv;
 pub mod json;
