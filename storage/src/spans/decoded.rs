@@ -8,7 +8,7 @@ use super::block::{BlockBody, ColumnRead};
 use super::columns::*;
 use super::corrupt;
 use super::materialize::Materialize;
-use crate::codec::strdict::StrColumn;
+use crate::codec::strdict::{self, StrColumn, StrVals};
 use crate::codec::{value, Reader};
 use crate::error::Result;
 use crate::model::{
@@ -38,6 +38,9 @@ pub struct ScanBlock {
     extra_at: Vec<u32>,
     /// In [`StrField::ALL`] order.
     strs: Vec<StrColumn>,
+    /// For a column stored in numeric mode (request ids), its values as numbers (the column in
+    /// `strs` holds them as a dictionary of their decimal spellings too).
+    nums: Vec<Option<Vec<Option<u64>>>>,
 }
 
 impl ScanBlock {
@@ -63,6 +66,7 @@ impl ScanBlock {
         let (extra_at, data_at) = extra_offsets(&extras, n)?;
         let extras = extras[data_at..].to_vec();
         let mut strs = Vec::with_capacity(StrField::ALL.len());
+        let mut nums = Vec::with_capacity(StrField::ALL.len());
         for f in StrField::ALL {
             let raw = body.column(f.column())?;
             let mut r = Reader::new(&raw);
@@ -72,6 +76,14 @@ impl ScanBlock {
                 return Err(corrupt(format!("{f:?} is absent in a row")));
             }
             strs.push(col);
+            // Mode byte 0 is a dictionary (docs/format.md); only numeric columns are read again.
+            nums.push(match raw.first() {
+                Some(0) => None,
+                _ => match strdict::decode_vals(&mut Reader::new(&raw), n)? {
+                    StrVals::Num(v) => Some(v),
+                    StrVals::Dict { .. } => None,
+                },
+            });
         }
         Ok(ScanBlock {
             org: body.org,
@@ -90,6 +102,7 @@ impl ScanBlock {
             extras,
             extra_at,
             strs,
+            nums,
             starts,
         })
     }
@@ -154,6 +167,12 @@ impl ScanBlock {
     /// The dictionary id of a string field in row i: 0 for absent, k for `str_dict(f)[k - 1]`.
     pub fn str_id(&self, f: StrField, i: usize) -> u32 {
         self.strs[f as usize].ids[i]
+    }
+    /// The values of a string field as numbers, when this block stores it in numeric mode (every
+    /// value a canonical decimal `u64`; `None` for absent): `str` of a row is then the decimal
+    /// spelling of its number.
+    pub fn str_nums(&self, f: StrField) -> Option<&[Option<u64>]> {
+        self.nums[f as usize].as_deref()
     }
     /// The distinct values of a string field in this block.
     pub fn str_dict(&self, f: StrField) -> &[String] {

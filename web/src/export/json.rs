@@ -311,35 +311,83 @@ fn fx_hash(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
+/// One rendered dictionary value in one cache line: the bytes, and their length in the last byte
+/// ([`LONG`] when they did not fit; the first 16 bytes then hold their range in `StrFrags::long`).
+/// Looking a value up is then a single memory access, which matters: rows pick values of large
+/// dictionaries (request, session, user ids) at random.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Slot([u8; SLOT_BYTES]);
+
+const SLOT_BYTES: usize = 64;
+const SLOT_DATA: usize = SLOT_BYTES - 1;
+const LONG: u8 = u8::MAX;
+
 /// Each distinct value of a string column, rendered as a JSON string.
-pub(crate) struct StrFrags {
-    buf: Vec<u8>,
-    /// Range of dictionary entry k (id k + 1).
-    at: Vec<Range<usize>>,
+enum StrFrags {
+    /// Slot k renders dictionary entry k (id k + 1).
+    Dict { slots: Vec<Slot>, long: Vec<u8> },
+    /// A numeric column (request ids): the numbers, rendered per row.
+    Num(Vec<Option<u64>>),
 }
 
 impl StrFrags {
     fn new(b: &ScanBlock, f: StrField) -> StrFrags {
-        let mut buf = Vec::new();
-        let at = b
+        if let Some(nums) = b.str_nums(f) {
+            return StrFrags::Num(nums.to_vec());
+        }
+        let (mut long, mut one) = (Vec::new(), Vec::new());
+        let slots = b
             .str_dict(f)
             .iter()
             .map(|s| {
-                let a = buf.len();
-                push_str(&mut buf, s);
-                a..buf.len()
+                one.clear();
+                push_str(&mut one, s);
+                let mut slot = [0u8; SLOT_BYTES];
+                if one.len() <= SLOT_DATA {
+                    slot[..one.len()].copy_from_slice(&one);
+                    slot[SLOT_DATA] = one.len() as u8;
+                } else {
+                    slot[..8].copy_from_slice(&(long.len() as u64).to_le_bytes());
+                    long.extend_from_slice(&one);
+                    slot[8..16].copy_from_slice(&(long.len() as u64).to_le_bytes());
+                    slot[SLOT_DATA] = LONG;
+                }
+                Slot(slot)
             })
             .collect();
-        pad(&mut buf);
-        StrFrags { buf, at }
+        StrFrags::Dict { slots, long }
     }
 
-    /// Appends the rendering of id `id` (`null` for absent).
+    /// Appends row `i`'s rendering (id `id` of the dictionary; `null` for absent).
     #[inline(always)]
-    fn put(&self, out: &mut Vec<u8>, id: u32) {
-        match id.checked_sub(1).and_then(|k| self.at.get(k as usize)) {
-            Some(r) => put_padded(out, &self.buf, r),
-            None => out.extend_from_slice(b"null"),
+    fn put(&self, out: &mut Vec<u8>, id: u32, i: usize) {
+        match self {
+            StrFrags::Dict { slots, long } => {
+                let Some(Slot(slot)) = id.checked_sub(1).and_then(|k| slots.get(k as usize)) else {
+                    out.extend_from_slice(b"null");
+                    return;
+                };
+                match slot[SLOT_DATA] {
+                    LONG => {
+                        let word = |k: usize| {
+                            let mut w = [0u8; 8];
+                            w.copy_from_slice(&slot[k..k + 8]);
+                            u64::from_le_bytes(w) as usize
+                        };
+                        out.extend_from_slice(&long[word(0)..word(8)]);
+                    }
+                    len => {
+                        let at = out.len();
+                        out.extend_from_slice(&slot[..SLOT_DATA]);
+                        out.truncate(at + usize::from(len));
+                    }
+                }
+            }
+            StrFrags::Num(nums) => match nums.get(i).copied().flatten() {
+                Some(v) => push_u64_str(out, v),
+                None => out.extend_from_slice(b"null"),
+            },
         }
     }
 }
@@ -480,7 +528,7 @@ const ROW_RESERVE_BYTES: usize = 2048;
 /// Appends row `i`'s string field `f`.
 #[inline(always)]
 fn put_str_field(out: &mut Vec<u8>, strs: &[StrFrags], b: &ScanBlock, f: StrField, i: usize) {
-    strs[f as usize].put(out, b.str_id(f, i));
+    strs[f as usize].put(out, b.str_id(f, i), i);
 }
 
 fn write_row(b: &ScanBlock, p: &mut Frags, i: usize, out: &mut Vec<u8>) -> Result<()> {
