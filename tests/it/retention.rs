@@ -114,6 +114,9 @@ fn retention_hides_then_deletes_and_the_budget_drops_oldest_days() {
         .get(&srv, "/api/v1/orgs/default/analytics/summary?range=7d")
         .json();
     assert_eq!(sum["current"]["spans"], 20, "analytics: {sum}");
+    let export = admin.get(&srv, "/api/v1/orgs/default/spans/export?format=jsonl");
+    assert_eq!(export.status, 200);
+    assert_eq!(export.text().lines().count(), 20, "export");
     // Ingest refuses spans older than the organization's retention.
     let (req, _) = gen::request(&mut rng, 3, now - 4 * DAY);
     let r = post_traces(

@@ -253,14 +253,17 @@ type Chunk = Result<Bytes, StorageError>;
 async fn export(state: &Arc<AppState>, headers: &HeaderMap, org: &str, query: &str) -> ApiResult {
     let principal = authenticate(state, headers).await?;
     let org = require_org(state, &principal, org, Role::Member)?;
-    let (filter, format) = parse_export(query)?;
+    let (mut filter, format) = parse_export(query)?;
+    // Named after what was asked for; nothing past the organization's retention is sent, as in
+    // the span list.
+    let name = file_name(&org.slug, &filter, format);
+    crate::reads::clamp_to_retention(&mut filter, &org);
     let permit = Arc::clone(&state.export_permits)
         .try_acquire_owned()
         .map_err(|_| ApiError::TooManyRequests {
             message: "too many exports running; retry shortly".into(),
             retry_after_secs: 5,
         })?;
-    let name = file_name(&org.slug, &filter, format);
     let (tx, mut rx) = mpsc::channel::<Chunk>(EXPORT_CHANNEL_CHUNKS);
     let store = Arc::clone(&state.spans);
     let org_id = org.id;
