@@ -32,7 +32,7 @@ def _has(dist: str) -> bool:
         return False
 
 
-LINE_FLAVOURS = {"mcp2": ["mcp2"], "mcp1": ["mcp1-fastmcp", "mcp1-lowlevel"], "fastmcp": ["fastmcp"]}
+LINE_FLAVOURS = {"mcp2": ["mcp2", "mcp2-lowlevel"], "mcp1": ["mcp1-fastmcp", "mcp1-lowlevel"], "fastmcp": ["fastmcp"]}
 
 
 def current_line() -> str:
@@ -170,6 +170,8 @@ def build_server(flavour: str, scenario: dict = SCENARIO, **kwargs: Any) -> Any:
     spec = scenario["server"]
     if flavour == "mcp1-lowlevel":
         return _build_lowlevel1(spec)
+    if flavour == "mcp2-lowlevel":
+        return _build_lowlevel2(spec, **kwargs)
     if flavour == "mcp2":
         from mcp.server.mcpserver import MCPServer
 
@@ -315,6 +317,75 @@ def _build_lowlevel1(spec: dict) -> Any:
     return server
 
 
+def _build_lowlevel2(spec: dict, **kwargs: Any) -> Any:
+    """The conformance server on the mcp 2.x low-level `Server` (`on_*` handlers, no MCPServer).
+
+    The tool with behaviour `raise` raises out of `on_call_tool`, as a low-level handler does:
+    mcp 2.x answers that with a JSON-RPC error (see the `python-mcp2-lowlevel` variant)."""
+    import mcp_types as t
+    from mcp.server.lowlevel import Server
+    from mcp.shared.exceptions import MCPError
+
+    tools = {tool["name"]: tool for tool in spec["tools"]}
+
+    async def list_tools(ctx: Any, params: Any) -> t.ListToolsResult:
+        return t.ListToolsResult(tools=[
+            t.Tool(name=tool["name"], input_schema={
+                "type": "object", "properties": {k: {"type": v} for k, v in tool["input"].items()}})
+            for tool in spec["tools"]
+        ])
+
+    async def call_tool(ctx: Any, params: t.CallToolRequestParams) -> t.CallToolResult:
+        tool = tools.get(params.name)
+        if tool is None:
+            raise MCPError(code=t.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
+        if tool["behavior"] == "ok":
+            text = tool["result_text"].format(**(params.arguments or {}))
+            return t.CallToolResult(content=[t.TextContent(type="text", text=text)])
+        if tool["behavior"] == "is_error":
+            return t.CallToolResult(content=[t.TextContent(type="text", text=tool["result_text"])], is_error=True)
+        raise RuntimeError(tool["error_message"])
+
+    async def list_resources(ctx: Any, params: Any) -> t.ListResourcesResult:
+        return t.ListResourcesResult(resources=[t.Resource(uri=r["uri"], name=r["uri"]) for r in spec["resources"]])
+
+    async def read_resource(ctx: Any, params: t.ReadResourceRequestParams) -> t.ReadResourceResult:
+        for r in spec["resources"]:
+            if r["uri"] == str(params.uri):
+                return t.ReadResourceResult(contents=[t.TextResourceContents(uri=r["uri"], text=r["text"])])
+        raise MCPError(code=-32002, message=f"Resource not found: {params.uri}")
+
+    async def list_prompts(ctx: Any, params: Any) -> t.ListPromptsResult:
+        return t.ListPromptsResult(prompts=[
+            t.Prompt(name=p["name"], arguments=[t.PromptArgument(name=a) for a in p["arguments"]])
+            for p in spec["prompts"]
+        ])
+
+    async def get_prompt(ctx: Any, params: t.GetPromptRequestParams) -> t.GetPromptResult:
+        for p in spec["prompts"]:
+            if p["name"] == params.name:
+                text = p["text"].format(**(params.arguments or {}))
+                return t.GetPromptResult(
+                    messages=[t.PromptMessage(role="user", content=t.TextContent(type="text", text=text))]
+                )
+        raise MCPError(code=t.INVALID_PARAMS, message=f"Unknown prompt: {params.name}")
+
+    return Server(
+        spec["name"],
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_read_resource=read_resource,
+        on_list_prompts=list_prompts,
+        on_get_prompt=get_prompt,
+        **kwargs,
+    )
+
+
 def scenario_variant(flavour: str) -> str | None:
     """Key into scenario.json `library_variants` (library behaviour the SDK records faithfully)."""
-    return {"mcp1-fastmcp": "python-mcp1-fastmcp", "mcp1-lowlevel": "python-mcp1"}.get(flavour)
+    return {
+        "mcp1-fastmcp": "python-mcp1-fastmcp",
+        "mcp1-lowlevel": "python-mcp1",
+        "mcp2-lowlevel": "python-mcp2-lowlevel",
+    }.get(flavour)

@@ -1,7 +1,7 @@
 """The conformance server as a process: `python scenario_server.py FLAVOUR MODE [PORT]`.
 
-FLAVOUR: mcp2 | mcp1-fastmcp | mcp1-lowlevel | fastmcp (see lines.py).
-MODE: stdio | http (streamable HTTP at /mcp) | sse (/sse + /messages/) |
+FLAVOUR: mcp2 | mcp2-lowlevel | mcp1-fastmcp | mcp1-lowlevel | fastmcp (see lines.py).
+MODE: stdio | http (streamable HTTP at /mcp) | stateless (the same, stateless) | sse (/sse + /messages/) |
       mounted (streamable HTTP inside a Starlette app at /app/mcp, next to /health) |
       flask (the mounted app plus a Flask app at /flask, through Starlette's WSGI middleware).
 Telemetry settings come from the environment (MCPOBS_API_KEY, MCPOBS_ENDPOINT, MCPOBS_*).
@@ -53,6 +53,15 @@ def _auth(flavour: str, port: str):
         return {"token_verifier": _fastmcp_verifier()}
     if flavour == "mcp1-lowlevel":
         return None  # installed as Starlette middleware in _lowlevel_app (the low-level Server has no auth settings)
+    if flavour == "mcp2-lowlevel":  # configure_all_mcp_features makes them streamable_http_app()'s defaults
+        from mcp.server.auth.settings import AuthSettings
+
+        return {
+            "settings": AuthSettings(
+                issuer_url="http://127.0.0.1:1/issuer", resource_server_url=f"http://127.0.0.1:{port}/mcp"
+            ),
+            "token_verifier": ScenarioTokenVerifier(),
+        }
     from mcp.server.auth.settings import AuthSettings
 
     return {
@@ -63,8 +72,9 @@ def _auth(flavour: str, port: str):
     }
 
 
-def _lowlevel_app(server, sse: bool):
-    """mcp 1.x low-level Server over HTTP, wired by hand as its docs show."""
+def _lowlevel_app(server, sse: bool, stateless: bool = False):
+    """mcp 1.x low-level Server over HTTP, wired by hand as its docs show (for SSE, also the mcp
+    2.x low-level Server, which builds only a streamable HTTP app itself)."""
     import contextlib
 
     from starlette.applications import Starlette
@@ -98,7 +108,7 @@ def _lowlevel_app(server, sse: bool):
         )
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-    manager = StreamableHTTPSessionManager(app=server)
+    manager = StreamableHTTPSessionManager(app=server, stateless=stateless)
 
     async def handle(scope, receive, send):
         await manager.handle_request(scope, receive, send)
@@ -113,11 +123,20 @@ def _lowlevel_app(server, sse: bool):
 
 def http_app(flavour: str, server, mode: str):
     sse = mode == "sse"
+    stateless = mode == "stateless"
     if flavour == "mcp1-lowlevel":
-        return _lowlevel_app(server, sse)
+        return _lowlevel_app(server, sse, stateless)
     if flavour == "fastmcp":
-        return server.http_app(path="/sse" if sse else "/mcp", transport="sse" if sse else "http")
-    return server.sse_app() if sse else server.streamable_http_app()
+        return server.http_app(path="/sse" if sse else "/mcp", transport="sse" if sse else "http",
+                               stateless_http=stateless)
+    if sse:
+        return _lowlevel_app(server, sse) if flavour == "mcp2-lowlevel" else server.sse_app()
+    if stateless:
+        if flavour == "mcp1-fastmcp":
+            server.settings.stateless_http = True
+            return server.streamable_http_app()
+        return server.streamable_http_app(stateless_http=True)
+    return server.streamable_http_app()
 
 
 def mounted_app(flavour: str, server):
@@ -156,7 +175,7 @@ def flask_app(flavour: str, server):
 
 
 def run_stdio(flavour: str, server) -> None:
-    if flavour == "mcp1-lowlevel":
+    if flavour in ("mcp1-lowlevel", "mcp2-lowlevel"):
         import anyio
         from mcp.server.stdio import stdio_server
 

@@ -96,6 +96,26 @@ def test_slow_calls_always_kept(appliance, obs_server, monkeypatch):
     assert all(s["duration_ms"] >= 30 for s in spans), [(s["name"], s["duration_ms"]) for s in spans]
 
 
+def test_steady_traffic_is_exported_in_full_batches(appliance, obs_server, monkeypatch):
+    """A steady stream of calls goes out in full batches, not in a POST per handful of spans: an
+    exporter thread that keeps POSTing costs the server CPU and GIL time (bench/overhead.py)."""
+    monkeypatch.setenv("MCPOBS_BATCH_SIZE", "50")
+    monkeypatch.setenv("MCPOBS_EXPORT_INTERVAL_MS", "1000")
+    server_id, key = obs_server
+    server = build_test_server()
+    h = configure_mcp_telemetry(server, api_key=key, endpoint=appliance.base, sampling=1.0)
+    t = time.monotonic()
+    anyio.run(_calls, server, 500)
+    elapsed = time.monotonic() - t
+    assert h.flush(10)
+    st = h.stats()
+    h.shutdown()
+    assert st["spans_exported"] == 501, st  # 500 calls + initialize
+    # 10 full batches, plus at most one partial batch per interval wake-up and the final flush
+    assert st["export_requests"] <= 501 // 50 + int(elapsed) + 2, (st, elapsed)
+    assert len(appliance.spans(server_id)) == 501
+
+
 def test_capture_arguments_with_redaction(appliance, obs_server):
     server_id, key = obs_server
     server = build_test_server()

@@ -48,7 +48,7 @@ def _run_scenario(target: Target, flavour: str):
 def test_scenario_stdio(appliance, obs_server, flavour):
     server_id, key = obs_server
     target = Target(command=sys.executable, args=[SERVER, flavour, "stdio"], env=server_env(appliance, key))
-    check_outcomes(_run_scenario(target, flavour))
+    check_outcomes(_run_scenario(target, flavour), scenario_variant(flavour))
     spans = appliance.wait_spans(server_id, N_STEPS)
     check_spans(spans, "stdio", variant=scenario_variant(flavour))
 
@@ -94,9 +94,7 @@ def _stop(proc):
 )
 def test_scenario_http(appliance, obs_server, flavour, mode, path, transport):
     """Streamable HTTP, SSE, streamable HTTP mounted inside a larger Starlette app, and the same
-    served next to a Flask app (WSGI mount; lines whose pins include Flask)."""
-    if mode == "flask":
-        pytest.importorskip("flask")
+    served next to a Flask app (WSGI mount; every line pins Flask)."""
     server_id, key = obs_server
     port = free_port()
     proc = _start_http_server(appliance, key, port, flavour, mode)
@@ -111,11 +109,41 @@ def test_scenario_http(appliance, obs_server, flavour, mode, path, transport):
             assert urllib.request.urlopen(f"http://127.0.0.1:{port}/flask/hello", timeout=5).read() == b"hello from flask"
     finally:
         _, err = _stop(proc)
-    check_outcomes(outcomes)
+    check_outcomes(outcomes, scenario_variant(flavour))
     spans = appliance.wait_spans(server_id, N_STEPS)
     check_spans(spans, transport, variant=scenario_variant(flavour))
     sessions = {s["mcp"]["session_id"] for s in spans if s["mcp"]["method"] != "initialize"}
     assert len(sessions) == 1, sessions
+
+
+def _stateless_scenario() -> dict:
+    """The shared scenario with the expectations of stateless streamable HTTP: no MCP session (so
+    no `mcp.session.id`), and every request after `initialize` stands alone, so the server never
+    learns the client's name and version for it (mcp 1.x even runs a fresh `Server.run` per POST)."""
+    steps = []
+    for step in SCENARIO["steps"]:
+        step = json.loads(json.dumps(step))
+        if step["id"] != "initialize":
+            exp = step["expect_span"]
+            exp["mcp_present"] = [k for k in exp.get("mcp_present", []) if k not in ("client_name", "client_version")]
+        steps.append(step)
+    transports = dict(SCENARIO["transports"], streamable_http_stateless={
+        "mcp_expect": {"transport": "tcp", "session_id": None}, "mcp_present": ["protocol_version"]})
+    return dict(SCENARIO, steps=steps, transports=transports)
+
+
+def test_scenario_stateless_http(appliance, obs_server, flavour):
+    """Stateless streamable HTTP (a transport per request): the same one span per request."""
+    server_id, key = obs_server
+    port = free_port()
+    proc = _start_http_server(appliance, key, port, flavour, "stateless")
+    try:
+        outcomes = _run_scenario(Target(url=f"http://127.0.0.1:{port}/mcp"), flavour)
+    finally:
+        _stop(proc)
+    check_outcomes(outcomes, scenario_variant(flavour))
+    spans = appliance.wait_spans(server_id, N_STEPS)
+    check_spans(spans, "streamable_http_stateless", scenario=_stateless_scenario(), variant=scenario_variant(flavour))
 
 
 def test_user_attribution_bearer_auth(appliance, obs_server, flavour):
@@ -145,6 +173,50 @@ def test_user_attribution_bearer_auth(appliance, obs_server, flavour):
         assert call["attributes"]["mcp.auth.client_id"] == t["client_id"]
 
 
+def test_auth_installed_by_configure_all_features_is_enforced(appliance, obs_server, flavour):
+    """`configure_all_mcp_features(auth=...)` really protects the server: no token, or a token the
+    verifier rejects, gets 401 from the MCP library's own bearer middleware, and never reaches the
+    MCP layer (no span). A server with no auth settings of its own refuses `auth=` loudly."""
+    if flavour == "mcp1-lowlevel":
+        from mcp_obs_server import configure_all_mcp_features
+
+        with pytest.raises(TypeError, match="cannot install auth"):
+            configure_all_mcp_features(build_server(flavour), telemetry=False, auth={"token_verifier": object()})
+        return
+    import urllib.error
+    import urllib.request
+
+    server_id, key = obs_server
+    port = free_port()
+    proc = _start_http_server(appliance, key, port, flavour, SCENARIO_AUTH="1")
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}).encode()
+    statuses = []
+    try:
+        for auth in (None, "Bearer token-nobody"):
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/mcp", data=body, method="POST", headers={
+                "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                **({"Authorization": auth} if auth else {})})
+            try:
+                statuses.append(urllib.request.urlopen(req, timeout=10).status)
+            except urllib.error.HTTPError as e:
+                statuses.append(e.code)
+        # a valid token still works
+        target = Target(url=f"http://127.0.0.1:{port}/mcp", headers={"Authorization": "Bearer token-alice"})
+
+        async def ok():
+            async with connect(target, flavour) as request:
+                await request("ping")
+
+        anyio.run(ok)
+    finally:
+        _stop(proc)
+    assert statuses == [401, 401], statuses
+    spans = appliance.wait_spans(server_id, 2)
+    assert sorted(s["mcp"]["method"] for s in spans) == ["initialize", "ping"], [s["name"] for s in spans]
+    assert {s["mcp"]["user_id"] for s in spans} == {"alice"}, spans
+
+
 def test_scenario_in_process_and_native_spans_replaced(appliance, obs_server, flavour, monkeypatch):
     """In-process (memory streams): same spans, and the library's own SERVER spans are not produced
     (mcp 2.x OpenTelemetryMiddleware removed; fastmcp's seam span suppressed)."""
@@ -161,15 +233,28 @@ def test_scenario_in_process_and_native_spans_replaced(appliance, obs_server, fl
         import fastmcp.server.telemetry as fst
 
         monkeypatch.setattr(fst, "get_tracer", lambda *a, **k: provider.get_tracer("fastmcp"))
+    if flavour in ("mcp2", "mcp2-lowlevel"):  # mcp 2.x's OpenTelemetryMiddleware: record its spans (server side only)
+        from contextlib import contextmanager
+
+        import mcp.server._otel as server_otel
+
+        tracer = provider.get_tracer("mcp-python-sdk")
+
+        @contextmanager
+        def recording_span(name, *, kind, attributes=None, context=None, **kw):
+            with tracer.start_as_current_span(name, kind=kind, attributes=attributes, context=context, **kw) as span:
+                yield span
+
+        monkeypatch.setattr(server_otel, "otel_span", recording_span)
 
     server_id, key = obs_server
     server = build_server(flavour)
     h = configure_mcp_telemetry(server, api_key=key, endpoint=appliance.base)
-    if flavour == "mcp2":
+    if flavour in ("mcp2", "mcp2-lowlevel"):
         from mcp.server._otel import OpenTelemetryMiddleware
 
         assert not any(isinstance(m, OpenTelemetryMiddleware) for m in server.middleware)
-    check_outcomes(_run_scenario(Target(server=server), flavour))
+    check_outcomes(_run_scenario(Target(server=server), flavour), scenario_variant(flavour))
     assert h.flush(10)
     h.shutdown()
     spans = appliance.wait_spans(server_id, N_STEPS)

@@ -31,3 +31,27 @@ def test_wire_matches_official_encoder():
                 del s["status"]
     assert a == b
 
+
+
+def test_wire_attribute_cache_keeps_types_apart():
+    """Encoded attributes are cached by (key, value); 1.0, True and 1 compare equal in Python but
+    are different OTLP values, and a cached span must encode exactly like a fresh one."""
+    obs, exp = build(api_key=None, endpoint=None, service_name="svc", service_version=None, sampling=None,
+                     capture_arguments=False, redact=None, identify=None, skip_methods=(), debug=False,
+                     default_service_name="x")
+    values = [1.0, True, 1, 0.5, -0.0, 0.0, "1", 1.0, True, "1"]
+    for v in values:
+        obs.ok(obs.start("ping", None, 1), None)
+        obs.recorder.queue[-1].attributes["x"] = v
+    recs = list(obs.recorder.queue)
+    for _ in range(2):  # the second pass is served from the caches
+        ours = ExportTraceServiceRequest.FromString(encode_request(exp._resource_field, exp._scope_field, recs))
+        got = [next(a for a in MessageToDict(s)["attributes"] if a["key"] == "x")["value"]
+               for s in ours.resource_spans[0].scope_spans[0].spans]
+        want = [MessageToDict(s)["attributes"] for s in
+                encode_spans(exp._to_readable(recs)).resource_spans[0].scope_spans[0].spans]
+        want = [next(a for a in w if a["key"] == "x")["value"] for w in want]
+        assert got == want, (got, want)
+        assert [list(v)[0] for v in got] == ["doubleValue", "boolValue", "intValue", "doubleValue",
+                                              "doubleValue", "doubleValue", "stringValue", "doubleValue",
+                                              "boolValue", "stringValue"], got

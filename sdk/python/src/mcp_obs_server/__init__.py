@@ -103,6 +103,51 @@ def configure_mcp_telemetry(
 _keepalive: list[TelemetryHandle] = []  # handles live for the process (atexit flush uses a WeakSet)
 
 
+def _install_auth(server: Any, settings: Any, verifier: Any) -> None:
+    """Put the MCP SDK's own auth settings / token verifier where the server's HTTP app reads them.
+
+    Raises TypeError when this kind of server has no such place: silently leaving a server
+    unprotected after being asked for auth would be worse than failing at startup.
+    """
+    if settings is None and verifier is None:
+        return
+    s = getattr(server, "settings", None)
+    if s is not None and hasattr(s, "auth") and (hasattr(server, "_token_verifier") or verifier is None):
+        # mcp 2.x MCPServer, mcp 1.x FastMCP: read by their streamable_http_app() / sse_app()
+        if settings is not None:
+            s.auth = settings
+        if verifier is not None:
+            server._token_verifier = verifier
+        return
+    if verifier is not None and hasattr(server, "auth") and hasattr(server, "_mcp_server"):
+        server.auth = verifier  # standalone fastmcp: an auth provider object
+        return
+    low_app = getattr(server, "streamable_http_app", None)
+    if callable(low_app) and isinstance(getattr(server, "middleware", None), list):
+        # mcp 2.x low-level Server: auth is an argument of streamable_http_app(); make the
+        # configured settings its defaults (arguments the caller passes still win)
+        if getattr(low_app, "_mcp_obs_auth", False):
+            low_app = low_app.__wrapped__
+
+        def streamable_http_app(*args: Any, **kwargs: Any) -> Any:
+            if settings is not None:
+                kwargs.setdefault("auth", settings)
+            if verifier is not None:
+                kwargs.setdefault("token_verifier", verifier)
+            return low_app(*args, **kwargs)
+
+        streamable_http_app._mcp_obs_auth = True  # type: ignore[attr-defined]
+        streamable_http_app.__wrapped__ = low_app  # type: ignore[attr-defined]
+        server.streamable_http_app = streamable_http_app
+        return
+    raise TypeError(
+        f"mcp_obs_server: cannot install auth on {type(server).__module__}.{type(server).__qualname__}: "
+        "it has no auth settings of its own (mcp 1.x low-level Server: add the MCP SDK's "
+        "AuthenticationMiddleware(BearerAuthBackend(verifier)) and AuthContextMiddleware to your "
+        "Starlette app; telemetry then attributes requests to the token)"
+    )
+
+
 @dataclass
 class McpFeatures:
     """What `configure_all_mcp_features` turned on. More features join here later."""
@@ -119,8 +164,11 @@ def configure_all_mcp_features(server: Any, *, telemetry: Any = True, auth: Any 
     `configure_mcp_telemetry` keyword arguments.
     `auth`: None (leave the server's auth as is), or a mapping / object with `settings`
     (the SDK's `AuthSettings`) and `token_verifier` (its `TokenVerifier`). They are installed on
-    the server (mcp 2.x `MCPServer`) so its own bearer-token middleware protects the HTTP
+    the server (mcp 2.x `MCPServer` / mcp 1.x `FastMCP`: their settings; mcp 2.x low-level
+    `Server`: defaults of its `streamable_http_app()`; standalone fastmcp: `token_verifier` as
+    its auth provider) so the MCP SDK's own bearer-token middleware protects the HTTP
     transports, and telemetry attributes each request to the token's subject / client id.
+    Raises TypeError for a server with no auth settings of its own (mcp 1.x low-level Server).
     """
     features = McpFeatures()
     if auth is not None:
@@ -128,15 +176,7 @@ def configure_all_mcp_features(server: Any, *, telemetry: Any = True, auth: Any 
         verifier = (
             auth.get("token_verifier") if isinstance(auth, Mapping) else getattr(auth, "token_verifier", None)
         )
-        target = server
-        s = getattr(target, "settings", None)
-        if settings is not None and s is not None and hasattr(s, "auth"):
-            s.auth = settings
-        if verifier is not None:
-            if hasattr(target, "_token_verifier"):
-                target._token_verifier = verifier
-            elif hasattr(target, "auth"):  # standalone fastmcp: an auth provider object
-                target.auth = verifier
+        _install_auth(server, settings, verifier)
         features.auth = auth
     if telemetry:
         kwargs = dict(telemetry) if isinstance(telemetry, Mapping) else {}

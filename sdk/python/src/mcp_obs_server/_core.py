@@ -254,10 +254,16 @@ class Observer:
         rec.status_message = (message or "")[:1024]
         self.recorder.finish(rec)
 
-    def exception(self, started: tuple[SpanRecord, Any], exc: BaseException) -> None:
+    def exception(
+        self, started: tuple[SpanRecord, Any], exc: BaseException, *, status_code: Any = None
+    ) -> None:
+        """A handler exception; `status_code` is the JSON-RPC code the library answers it with,
+        when the integration knows it."""
         rec, token = started
         _detach(token)
         try:
+            if status_code is not None:
+                rec.attributes["rpc.response.status_code"] = str(status_code)
             rec.attributes["error.type"] = type(exc).__qualname__
             rec.status_error = True
             rec.status_message = str(exc)[:1024]
@@ -356,6 +362,7 @@ class TelemetryHandle:
             "spans_dropped_queue_full": rec.dropped_queue_full,
             "spans_dropped_export": exp.dropped_export,
             "queue_size": len(rec.queue),
+            "export_requests": exp.export_requests,
             "failed_exports": exp.failed_exports,
             "export_retries": exp.retries,
             "circuit_state": exp.breaker.state,

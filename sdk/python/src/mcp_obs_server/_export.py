@@ -172,6 +172,7 @@ class Exporter:
             dict(resource.attributes), scope.name, scope.version or ""
         )
         self.exported = 0
+        self.export_requests = 0  # POSTs sent (each carries up to batch_size spans)
         self.failed_exports = 0
         self.dropped_export = 0
         self.retries = 0
@@ -241,12 +242,22 @@ class Exporter:
         self._idle.set()
 
     def _drain(self) -> None:
+        """Send what is queued, in batches. One wake-up sends at most one partial batch: after the
+        first POST it goes on only while a full batch is waiting (or a flush asked for everything).
+        Otherwise a steady trickle of requests would keep this thread POSTing a handful of spans at
+        a time, back to back (measured: ~3 spans per POST at 2,500 calls/s, the exporter thread and
+        the appliance busy all the time, +180 us per call from CPU and GIL contention)."""
         rec = self.recorder
+        first = True
         while not self._stop.is_set():
             now = time.monotonic()
-            if self._pending is None and not rec.queue:
-                self._flush_req.clear()
-                return
+            if self._pending is None:
+                if not rec.queue:
+                    self._flush_req.clear()
+                    return
+                if not first and len(rec.queue) < rec.batch_size and not self._flush_req.is_set():
+                    return
+            first = False
             if not self.breaker.allow(now):
                 return
             self._idle.clear()
@@ -282,6 +293,7 @@ class Exporter:
             "User-Agent": self.user_agent,
         }
         retry_after = None
+        self.export_requests += 1
         try:
             status, hdrs, _ = self._http().request("POST", "/v1/traces", body, headers)
         except Exception as e:

@@ -60,7 +60,7 @@ class McpObsMiddleware:
             _safe(obs, obs.jsonrpc_error, started, -32602, "Invalid request parameters")
             raise
         except Exception as e:
-            _safe(obs, obs.exception, started, e)
+            _safe(obs, obs.exception, started, e, status_code=_unhandled_error_code(ctx))
             raise
         except BaseException:
             _safe(obs, obs.cancelled, started)
@@ -121,6 +121,18 @@ class McpObsMiddleware:
             headers=headers,
             raw=ctx,
         )
+
+
+def _unhandled_error_code(ctx: Any) -> int | None:
+    """The JSON-RPC code mcp 2.x answers a handler exception that is not an `MCPError` with:
+    0 on the handshake-era dispatcher (kept for 1.x compatibility), -32603 (internal error) on the
+    modern per-request era (`handler_exception_to_error_data` / `modern_error_data`)."""
+    try:
+        from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+        return -32603 if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS else 0
+    except Exception:
+        return None
 
 
 def _contextvar_token() -> Any:

@@ -71,39 +71,56 @@ def _kv(field: int, key: str, value: Any) -> bytes:
     return _varint((field << 3) | 2) + _varint(len(body)) + body
 
 
-_kv_cache: dict[tuple[str, str], bytes] = {}
+_kv_cache: dict[tuple[str, Any], bytes] = {}
+_name_cache: dict[str, bytes] = {}
 _NO_CACHE = frozenset({"jsonrpc.request.id", "mcp.session.id", "gen_ai.tool.call.arguments",
-                       "gen_ai.tool.call.result", "mcp.request.arguments"})
+                       "gen_ai.tool.call.result", "mcp.request.arguments", "mcp.resource.uri"})
+_CACHE_LIMIT = 8192  # entries; the caches are cleared when they reach it, so they never grow unbounded
 
 
 def _attr(key: str, v: Any) -> bytes:
-    """Span attribute field; low-cardinality string attributes are encoded once and reused."""
-    if v.__class__ is str and len(v) < 128 and key not in _NO_CACHE:
+    """Span attribute field; low-cardinality string and positive float attributes (the sampling
+    probability) are encoded once and reused. Bools and ints are never cached: True == 1 == 1.0
+    would share a cache entry."""
+    cls = v.__class__
+    if (cls is str and len(v) < 128 or cls is float and v > 0.0) and key not in _NO_CACHE:
         ck = (key, v)
         b = _kv_cache.get(ck)
         if b is None:
-            if len(_kv_cache) > 8192:
+            if len(_kv_cache) >= _CACHE_LIMIT:
                 _kv_cache.clear()
             b = _kv_cache[ck] = _kv(9, key, v)
         return b
     return _kv(9, key, v)
 
 
+def _name_field(name: str) -> bytes:
+    """Span name + kind fields; names are few (method + tool/prompt), short ones are cached."""
+    b = _name_cache.get(name)
+    if b is None:
+        b = _ld(5, name.encode("utf-8")) + b"\x30\x02"  # name, kind = SERVER
+        if len(name) < 160:  # a client can send any tool name: never keep long ones
+            if len(_name_cache) >= _CACHE_LIMIT:
+                _name_cache.clear()
+            _name_cache[name] = b
+    return b
+
+
 def encode_span(r: SpanRecord) -> bytes:
-    parts = [
-        b"\x0a\x10" + r.trace_id.to_bytes(16, "big"),
-        b"\x12\x08" + r.span_id.to_bytes(8, "big"),
-    ]
+    parts = [b"\x0a\x10" + r.trace_id.to_bytes(16, "big") + b"\x12\x08" + r.span_id.to_bytes(8, "big")]
     if r.trace_state:
         parts.append(_ld(3, r.trace_state.encode("utf-8")))
     if r.parent_span_id:
         parts.append(b"\x22\x08" + r.parent_span_id.to_bytes(8, "big"))
-    parts.append(_ld(5, r.name.encode("utf-8")))
-    parts.append(b"\x30\x02")  # kind = SERVER
-    parts.append(b"\x39" + _pack_q(r.start_ns))
-    parts.append(b"\x41" + _pack_q(r.end_ns))
-    for k, v in r.attributes.items():
-        parts.append(_attr(k, v))
+    parts.append(_name_field(r.name) + b"\x39" + _pack_q(r.start_ns) + b"\x41" + _pack_q(r.end_ns))
+    cache, no_cache, append = _kv_cache, _NO_CACHE, parts.append
+    for k, v in r.attributes.items():  # _attr, inlined: this loop is most of the encoding time
+        cls = v.__class__
+        if (cls is str and len(v) < 128 or cls is float and v > 0.0) and k not in no_cache:
+            b = cache.get((k, v))
+            append(b if b is not None else _attr(k, v))
+        else:
+            append(_kv(9, k, v))
     if r.events:
         for name, t, attrs in r.events:
             ev = [b"\x09" + _pack_q(t), _ld(2, name.encode("utf-8"))]
@@ -114,8 +131,12 @@ def encode_span(r: SpanRecord) -> bytes:
         st = (_ld(2, r.status_message.encode("utf-8")) if r.status_message else b"") + b"\x18\x02"
         parts.append(_ld(15, st))
     # flags: W3C sampled + "parent-is-remote known" (0x100), remote parent (0x200)
-    parts.append(b"\x85\x01" + _pack_I(0x301 if r.parent_span_id else 0x101))
+    parts.append(_FLAGS_REMOTE if r.parent_span_id else _FLAGS_LOCAL)
     return b"".join(parts)
+
+
+_FLAGS_REMOTE = b"\x85\x01" + _pack_I(0x301)
+_FLAGS_LOCAL = b"\x85\x01" + _pack_I(0x101)
 
 
 def encode_header(resource_attrs: dict[str, Any], scope_name: str, scope_version: str) -> tuple[bytes, bytes]:
