@@ -50,6 +50,8 @@
 
 use std::fmt;
 
+use crate::codec::put_varint;
+
 /// Number of minimum hashes kept.
 pub const KMV_K: usize = 1024;
 
@@ -94,30 +96,9 @@ pub fn hash_str(s: &str) -> u64 {
     splitmix64_finalize(fnv1a64(s.as_bytes()))
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
+/// The varint reader of `sketch`, with this module's error type.
 fn get_varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
-    let mut value = 0u64;
-    let mut shift = 0u32;
-    loop {
-        let (&byte, rest) = input.split_first().ok_or(DecodeError("truncated varint"))?;
-        *input = rest;
-        // The 10th byte holds only bit 63; anything more overflows (or never terminates).
-        if shift == 63 && byte > 1 {
-            return Err(DecodeError("varint overflows u64"));
-        }
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(value);
-        }
-        shift += 7;
-    }
+    super::sketch::get_varint(input).map_err(|e| DecodeError(e.0))
 }
 
 /// Parses one encoded sketch, calling `visit(hash)` for each hash in ascending order.

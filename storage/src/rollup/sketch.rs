@@ -78,6 +78,8 @@
 
 use std::fmt;
 
+use crate::codec::put_varint;
+
 /// Relative accuracy of every reported value: within 1% of the true quantile item.
 pub const RELATIVE_ACCURACY: f64 = 0.01;
 
@@ -221,15 +223,8 @@ where
     last.map(value_of_index)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
+/// Reads one LEB128 varint from the front of `input` (shared with `kmv`).
+pub(super) fn get_varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
     let mut value = 0u64;
     let mut shift = 0u32;
     loop {
@@ -247,15 +242,9 @@ fn get_varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
     }
 }
 
+/// Weights use the codec's number encoding (`codec::put_num`), the same one rollup rows use.
 fn put_weight(out: &mut Vec<u8>, w: f64) {
-    // `as` saturates (NaN -> 0); the bit comparison rejects fractions, -0.0 and big values alike.
-    let n = w as u64;
-    if n < INT_WEIGHT_LIMIT && (n as f64).to_bits() == w.to_bits() {
-        put_varint(out, n << 1);
-    } else {
-        put_varint(out, 1);
-        out.extend_from_slice(&w.to_le_bytes());
-    }
+    crate::codec::put_num(out, w);
 }
 
 fn get_weight(input: &mut &[u8]) -> Result<f64, DecodeError> {
