@@ -12,7 +12,6 @@ use mcp_obs_storage::analytics::{self as an, Query, Window};
 use mcp_obs_storage::model::*;
 use mcp_obs_storage::rollup::Side;
 use mcp_obs_storage::spans::{SpanStore, SpanStoreOptions};
-use rand::SeedableRng;
 
 mod common;
 
@@ -70,31 +69,7 @@ fn main() {
     let day0 = today - DAYS * DAY_NANOS;
     let step = DAYS * DAY_NANOS / total as u64;
     if !dir.join("built").exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = SpanStore::open(&dir, SpanStoreOptions::default()).unwrap();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-        let t = Instant::now();
-        let mut batch = Vec::with_capacity(BATCH);
-        for i in 0..total {
-            batch.push(span(&mut rng, day0 + i as u64 * step));
-            if batch.len() == BATCH {
-                store.append(&batch).unwrap();
-                batch.clear();
-            }
-        }
-        if !batch.is_empty() {
-            store.append(&batch).unwrap();
-        }
-        let appended = t.elapsed();
-        let t = Instant::now();
-        while store.compact().unwrap().blocks_merged > 0 {}
-        println!(
-            "build: appended {total} spans in {:.1} s ({:.0} spans/s), compacted in {:.1} s",
-            appended.as_secs_f64(),
-            total as f64 / appended.as_secs_f64(),
-            t.elapsed().as_secs_f64()
-        );
-        drop(store);
+        build_store(&dir, total, day0, step, BATCH);
         std::fs::write(dir.join("built"), format!("{total} {day0}")).unwrap();
     }
     let built = std::fs::read_to_string(dir.join("built")).unwrap();

@@ -32,33 +32,9 @@ fn main() {
         .unwrap_or_else(|_| std::env::temp_dir().join("mcpobs-bench-query"));
     let day0 = 20_000 * DAY_NANOS;
     let step = DAYS * DAY_NANOS / total as u64;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     let mut probe_ids = Vec::new();
     if !dir.join("built").exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = SpanStore::open(&dir, SpanStoreOptions::default()).unwrap();
-        let t = Instant::now();
-        let mut batch = Vec::with_capacity(BATCH);
-        for i in 0..total {
-            batch.push(span(&mut rng, day0 + i as u64 * step));
-            if batch.len() == BATCH {
-                store.append(&batch).unwrap();
-                batch.clear();
-            }
-        }
-        if !batch.is_empty() {
-            store.append(&batch).unwrap();
-        }
-        let appended = t.elapsed();
-        let t = Instant::now();
-        while store.compact().unwrap().blocks_merged > 0 {}
-        println!(
-            "build: appended {total} spans in {:.1} s ({:.0} spans/s), compacted in {:.1} s",
-            appended.as_secs_f64(),
-            total as f64 / appended.as_secs_f64(),
-            t.elapsed().as_secs_f64()
-        );
-        drop(store);
+        build_store(&dir, total, day0, step, BATCH);
         std::fs::write(dir.join("built"), total.to_string()).unwrap();
     }
     // Probe ids: regenerate the same random stream.

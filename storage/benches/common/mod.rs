@@ -4,7 +4,10 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use mcp_obs_storage::spans::{SpanStore, SpanStoreOptions};
+use rand::SeedableRng;
 
 use mcp_obs_storage::model::*;
 use rand::Rng;
@@ -92,4 +95,33 @@ pub fn dir_bytes(p: &Path) -> u64 {
 pub fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
     v.sort();
     v[((v.len() - 1) as f64 * p) as usize]
+}
+
+/// Builds a fresh store in `dir`: `total` spans from `span` (seed 9), `step` nanoseconds apart from
+/// `day0`, appended in batches of `batch`, then compacted until nothing merges; prints the timings.
+pub fn build_store(dir: &Path, total: usize, day0: u64, step: u64, batch: usize) {
+    let _ = std::fs::remove_dir_all(dir);
+    let store = SpanStore::open(dir, SpanStoreOptions::default()).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let t = Instant::now();
+    let mut spans = Vec::with_capacity(batch);
+    for i in 0..total {
+        spans.push(span(&mut rng, day0 + i as u64 * step));
+        if spans.len() == batch {
+            store.append(&spans).unwrap();
+            spans.clear();
+        }
+    }
+    if !spans.is_empty() {
+        store.append(&spans).unwrap();
+    }
+    let appended = t.elapsed();
+    let t = Instant::now();
+    while store.compact().unwrap().blocks_merged > 0 {}
+    println!(
+        "build: appended {total} spans in {:.1} s ({:.0} spans/s), compacted in {:.1} s",
+        appended.as_secs_f64(),
+        total as f64 / appended.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
 }
