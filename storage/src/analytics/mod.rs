@@ -13,9 +13,9 @@ use rustc_hash::FxBuildHasher;
 use crate::error::{Result, StorageError};
 use crate::model::{day_of, Env, OrgId, ServerId, DAY_NANOS};
 use crate::rollup::{
-    kmv, sketch::LatencySketch, BlobKey, Cube, DimFilter, Read, RowRef, ScanRange, Side, D_CLIENT,
-    D_CLIENT_VERSION, D_ERROR_TYPE, D_METHOD, D_PROTOCOL, D_TOOL, D_USER, HOUR_NANOS, MINUTE_NANOS,
-    NO_FILTER,
+    kmv, overview::Item, sketch::LatencySketch, BlobKey, Cube, DimFilter, Read, RowRef, ScanRange,
+    Side, D_CLIENT, D_CLIENT_VERSION, D_ERROR_TYPE, D_METHOD, D_PROTOCOL, D_TOOL, D_USER,
+    HOUR_NANOS, MINUTE_NANOS, NO_FILTER,
 };
 use crate::spans::SpanStore;
 
@@ -177,6 +177,13 @@ impl Query {
         self.scan(store, window, Cube::Tools, day_blobs, Read::Totals, f)
     }
 
+    /// The window's range, without what retention hides.
+    fn clamped(&self, window: &Window) -> ScanRange {
+        let mut range = window.range();
+        range.from_unix_nano = range.from_unix_nano.max(self.floor_unix_nano);
+        range
+    }
+
     fn scan(
         &self,
         store: &SpanStore,
@@ -187,14 +194,12 @@ impl Query {
         f: &mut dyn FnMut(&BlobKey, &RowRef<'_>) -> Result<()>,
     ) -> Result<()> {
         let side = self.side;
-        let mut range = window.range();
-        range.from_unix_nano = range.from_unix_nano.max(self.floor_unix_nano);
         store.scan_rollups(
             self.org,
             &self.servers,
             self.env,
             cube,
-            range,
+            self.clamped(window),
             day_blobs,
             what,
             &mut |k, row| {
@@ -668,35 +673,57 @@ pub struct Overview {
 pub fn overview(store: &SpanStore, q: &Query, window: &Window) -> Result<Overview> {
     let mut per_server: HashMap<ServerId, Acc, FxBuildHasher> =
         q.servers.iter().map(|&s| (s, Acc::new(false))).collect();
+    // The sum of the servers; distinct users and sessions are not part of the overview (their
+    // sketches are the costliest thing to merge over 90 days of many servers).
+    let mut all = Acc::new(false);
     let mut tools: HashMap<String, f64, FxBuildHasher> = HashMap::default();
+    let mut add_tool = |t: &str, calls: f64| match tools.get_mut(t) {
+        Some(c) => *c += calls,
+        None => {
+            tools.insert(t.to_owned(), calls);
+        }
+    };
     let cube = q.cube(false);
+    // One pass: every row (or item) feeds its server, the sum and the tools.
     if q.filtered() {
         q.scan_rows(store, window, cube, true, &mut |k, row| {
+            if let Some(t) = row.dims.v[D_TOOL] {
+                add_tool(t, row.calls);
+            }
+            all.add_row(row, cube)?;
             per_server
                 .entry(k.server)
                 .or_insert_with(|| Acc::new(false))
                 .add_row(row, cube)
         })?;
     } else {
-        q.scan_totals(store, window, true, &mut |k, t| {
-            per_server
-                .entry(k.server)
-                .or_insert_with(|| Acc::new(false))
-                .add_total(t)
-        })?;
-    }
-    // Only calls per tool are needed here: the rows' sketches are skipped, never merged.
-    q.scan_rows(store, window, cube, true, &mut |_, row| {
-        if let Some(t) = row.dims.v[D_TOOL] {
-            match tools.get_mut(t) {
-                Some(c) => *c += row.calls,
-                None => {
-                    tools.insert(t.to_owned(), row.calls);
+        // Whole days come from their day overview: totals and calls per tool, no rows.
+        let side = q.side;
+        store.scan_overview(
+            q.org,
+            &q.servers,
+            q.env,
+            q.clamped(window),
+            &mut |k, item| match item {
+                Item::Total(t) if t.dims.side == side => {
+                    all.add_total(&t)?;
+                    per_server
+                        .entry(k.server)
+                        .or_insert_with(|| Acc::new(false))
+                        .add_total(&t)
                 }
-            }
-        }
-        Ok(())
-    })?;
+                Item::Tool {
+                    side: s,
+                    tool,
+                    calls,
+                } if s == side => {
+                    add_tool(tool, calls);
+                    Ok(())
+                }
+                _ => Ok(()),
+            },
+        )?;
+    }
     let mut servers: Vec<ServerRow> = per_server
         .into_iter()
         .map(|(server, a)| ServerRow {
@@ -722,19 +749,7 @@ pub fn overview(store: &SpanStore, q: &Query, window: &Window) -> Result<Overvie
         servers,
         most_used_server,
         most_called_tool,
-        // The sum of the servers; distinct users and sessions are not part of the overview (their
-        // sketches are the costliest thing to merge over 90 days of many servers).
-        totals: {
-            let mut all = Acc::new(false);
-            if q.filtered() {
-                q.scan_rows(store, window, cube, true, &mut |_, row| {
-                    all.add_row(row, cube)
-                })?;
-            } else {
-                q.scan_totals(store, window, true, &mut |_, t| all.add_total(t))?;
-            }
-            all.totals()
-        },
+        totals: all.totals(),
     })
 }
 

@@ -463,6 +463,22 @@ fn check_all(store: &SpanStore, spans: &[SpanRecord], q: &Query, w: &Window, sta
         );
     }
     check_totals(&o.totals, &m, &format!("{stage} overview totals"));
+    let mut tool_calls: BTreeMap<&str, f64> = BTreeMap::new();
+    for s in &m {
+        if let Some(t) = &s.mcp.tool {
+            *tool_calls.entry(t).or_default() += weight(s);
+        }
+    }
+    match &o.most_called_tool {
+        None => assert!(tool_calls.is_empty(), "{stage}: overview most called tool"),
+        Some((tool, calls)) => {
+            let max = tool_calls.values().copied().fold(0.0, f64::max);
+            assert!(
+                close(*calls, max) && close(tool_calls[tool.as_str()], *calls),
+                "{stage}: overview most called tool {tool} {calls}, brute force {tool_calls:?}"
+            );
+        }
+    }
 }
 
 fn queries() -> Vec<Query> {
@@ -599,7 +615,9 @@ proptest! {
         specs in prop::collection::vec(spec(), 0..400),
         ranges in prop::collection::vec((0u64..2880, 1u64..2880), 1..4),
     ) {
-        let ranges: Vec<(u64, u64)> = ranges.into_iter().map(|(a, len)| (a, (a + len).min(2880).max(a + 1))).collect();
+        let mut ranges: Vec<(u64, u64)> = ranges.into_iter().map(|(a, len)| (a, (a + len).min(2880).max(a + 1))).collect();
+        // Both days whole, so every case also reads day blobs and day overviews once rolled.
+        ranges.push((0, 2880));
         run(&specs, &ranges);
     }
 }
@@ -723,6 +741,71 @@ fn format_2_file_is_upgraded_with_rollups_rebuilt() {
     drop(store);
     // The upgrade is durable: the file now says version 3 and opens without rebuilding.
     let db = redb::Database::open(dir.path().join("2026-11-20.redb")).unwrap();
+    let read = db.begin_read().unwrap();
+    let meta = read
+        .open_table(crate::spans::partition_meta_table())
+        .unwrap();
+    let v = meta.get("format_version").unwrap().unwrap();
+    assert_eq!(
+        v.value(),
+        crate::spans::FORMAT_VERSION.to_le_bytes().as_slice()
+    );
+}
+
+/// A day file written by format 3 (rolled and sealed, without day overviews; made by
+/// `tests/data/spans-v3/make-fixture.py` with the binary of commit 55a9a53): opening it writes the
+/// overview of each day blob, and every answer (the overview of the whole day reads the day
+/// overview) equals brute force over its spans.
+#[test]
+fn format_3_file_is_upgraded_with_day_overviews() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/spans-v3/2026-11-20.redb"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("2026-11-20.redb");
+    std::fs::copy(fixture, &path).unwrap();
+    let overviews = |path: &std::path::Path| {
+        use redb::ReadableTable;
+        let db = redb::Database::open(path).unwrap();
+        let read = db.begin_read().unwrap();
+        let t = read.open_table(crate::rollup::ROLLUPS).unwrap();
+        let mut n = 0;
+        for e in t.iter().unwrap() {
+            let k = crate::rollup::BlobKey::decode(e.unwrap().0.value()).unwrap();
+            n += usize::from(k.res == crate::rollup::Res::DayOverview);
+        }
+        n
+    };
+    assert_eq!(overviews(&path), 0, "format 3 has no day overviews");
+    let store = SpanStore::open(dir.path(), SpanStoreOptions::default()).unwrap();
+    let day = 1_795_132_800 * 1_000_000_000u64;
+    let f = crate::spans::SpanFilter::default();
+    let spans = store.list(1, &f, None, 1000).unwrap();
+    assert!(spans.next_cursor.is_none());
+    let spans = spans.spans;
+    assert_eq!(spans.len(), 60, "the fixture's spans read back");
+    let now = crate::spans::now_unix_nano();
+    let base = Query {
+        org: 1,
+        servers: vec![1],
+        env: Env::Live,
+        side: crate::rollup::Side::Server,
+        from_unix_nano: 0,
+        to_unix_nano: 0,
+        method: None,
+        tool: None,
+        user: None,
+        client: None,
+        floor_unix_nano: 0,
+    };
+    for (from, to) in [(day, day + DAY_NANOS), (day + HOUR_NANOS, day + DAY_NANOS)] {
+        let w = Window::resolve(from, to, now).unwrap();
+        check_all(&store, &spans, &base, &w, "format 3 upgraded");
+    }
+    drop(store);
+    assert_eq!(overviews(&path), 1, "one day blob, one day overview");
+    let db = redb::Database::open(&path).unwrap();
     let read = db.begin_read().unwrap();
     let meta = read
         .open_table(crate::spans::partition_meta_table())

@@ -174,7 +174,7 @@ impl Stats {
         self.users.merge(&o.users);
     }
 
-    fn encode_fixed(&self, out: &mut Vec<u8>, start_unix_nano: u64) {
+    pub(super) fn encode_fixed(&self, out: &mut Vec<u8>, start_unix_nano: u64) {
         put_varint(out, self.spans);
         put_num(out, self.calls);
         put_varint(out, self.error_spans);
@@ -350,10 +350,10 @@ pub type DimFilter<'f> = [Option<&'f str>; DIMS];
 pub const NO_FILTER: DimFilter<'static> = [None; DIMS];
 
 /// The encoding of an empty [`DistinctSketch`] (count 0), handed out where a row keeps none.
-const EMPTY_SKETCH: &[u8] = &[0];
+pub(super) const EMPTY_SKETCH: &[u8] = &[0];
 
 /// Fixed statistics and the latency sketch of a row or total, as encoded by `encode_fixed`.
-struct Fixed<'a> {
+pub(super) struct Fixed<'a> {
     spans: u64,
     calls: f64,
     error_spans: u64,
@@ -364,7 +364,7 @@ struct Fixed<'a> {
     latency: &'a [u8],
 }
 
-fn read_fixed<'a>(r: &mut Reader<'a>, start_unix_nano: u64) -> Result<Fixed<'a>> {
+pub(super) fn read_fixed<'a>(r: &mut Reader<'a>, start_unix_nano: u64) -> Result<Fixed<'a>> {
     Ok(Fixed {
         spans: r.varint()?,
         calls: r.num()?,
@@ -385,7 +385,7 @@ fn read_fixed<'a>(r: &mut Reader<'a>, start_unix_nano: u64) -> Result<Fixed<'a>>
     })
 }
 
-fn row_ref<'a>(
+pub(super) fn row_ref<'a>(
     dims: Dims<&'a str>,
     f: Fixed<'a>,
     sessions: &'a [u8],
@@ -518,6 +518,6 @@ pub fn for_each_row<'a>(
     Ok(())
 }
 
-fn corrupt(what: &str) -> StorageError {
+pub(super) fn corrupt(what: &str) -> StorageError {
     StorageError::Corrupt(format!("rollup blob: bad {what}"))
 }

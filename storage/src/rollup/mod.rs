@@ -7,11 +7,12 @@
 //! [`Cube::Users`] keeps it (what per-user tables and user filters read). Each append writes its
 //! own minute deltas (no read-modify-write on the ingest path); compaction merges them into the
 //! minute blobs, and rolls a finished day's minutes into hour blobs (both cubes) and one day blob
-//! (tools cube). On-disk layout: docs/format.md, "Rollups".
+//! (tools cube) with its overview projection. On-disk layout: docs/format.md, "Rollups".
 
 mod blob;
 mod delta;
 pub mod kmv;
+pub mod overview;
 mod roll;
 mod scan;
 pub mod sketch;
@@ -24,8 +25,8 @@ pub use blob::{
     D_METHOD, D_PROTOCOL, D_TOOL, D_USER, ERROR_TYPE_UNSPECIFIED, NO_FILTER,
 };
 pub(crate) use delta::Deltas;
-pub(crate) use roll::{merge_deltas, roll_day};
-pub(crate) use scan::scan_partition;
+pub(crate) use roll::{merge_deltas, roll_day, write_overviews};
+pub(crate) use scan::{scan_partition, scan_partition_overview};
 pub use scan::{Read, RowRef, ScanRange};
 
 use redb::TableDefinition;
@@ -75,6 +76,8 @@ pub enum Res {
     Minute = 0,
     Hour = 1,
     Day = 2,
+    /// Not a blob: the overview projection of the tools cube's day blob (see [`overview`]).
+    DayOverview = 3,
 }
 
 impl Res {
@@ -82,7 +85,7 @@ impl Res {
         match self {
             Res::Minute => MINUTE_NANOS,
             Res::Hour => HOUR_NANOS,
-            Res::Day => crate::model::DAY_NANOS,
+            Res::Day | Res::DayOverview => crate::model::DAY_NANOS,
         }
     }
     fn from_u8(v: u8) -> Option<Res> {
@@ -90,6 +93,7 @@ impl Res {
             0 => Some(Res::Minute),
             1 => Some(Res::Hour),
             2 => Some(Res::Day),
+            3 => Some(Res::DayOverview),
             _ => None,
         }
     }

@@ -1,5 +1,6 @@
-//! Rolling a finished day's minute blobs into hour blobs (both cubes) and a day blob (tools cube),
-//! in one durable transaction, so old days keep a few dozen blobs per server instead of 1,440.
+//! Rolling a finished day's minute blobs into hour blobs (both cubes) and a day blob (tools cube)
+//! with its overview, in one durable transaction, so old days keep a few dozen blobs per server
+//! instead of 1,440.
 
 use std::collections::BTreeMap;
 
@@ -131,7 +132,8 @@ pub fn roll_day(db: &Database) -> Result<usize> {
     Ok(minutes.len())
 }
 
-/// Merges each target blob with what is stored under its key and writes it back.
+/// Merges each target blob with what is stored under its key and writes it back; a day blob's
+/// overview is rewritten from the merged day blob, so the two always agree.
 fn flush(
     table: &mut redb::Table<'_, &'static [u8; 15], &'static [u8]>,
     targets: &mut BTreeMap<BlobKey, Blob>,
@@ -142,7 +144,50 @@ fn flush(
         if let Some(v) = table.get(&k)? {
             blob.merge(Blob::decode(v.value(), key.cube, start)?);
         }
+        if key.res == Res::Day {
+            put_overview(table, &key, &blob)?;
+        }
         table.insert(&k, blob.encode(key.cube, start).as_slice())?;
     }
     Ok(())
+}
+
+/// Writes the overview of the tools-cube day blob `day` stored under `key`.
+fn put_overview(
+    table: &mut redb::Table<'_, &'static [u8; 15], &'static [u8]>,
+    key: &BlobKey,
+    day: &Blob,
+) -> Result<()> {
+    debug_assert!(key.cube == Cube::Tools && key.res == Res::Day);
+    let ov = BlobKey {
+        res: Res::DayOverview,
+        ..*key
+    };
+    let bytes = super::overview::encode(day, key.start_unix_nano());
+    table.insert(&ov.encode(), bytes.as_slice())?;
+    Ok(())
+}
+
+/// Writes the overview of every day blob in `table` (upgrading a format-3 file, which has none).
+/// Returns how many were written.
+pub fn write_overviews(
+    table: &mut redb::Table<'_, &'static [u8; 15], &'static [u8]>,
+) -> Result<usize> {
+    let mut days = Vec::new();
+    for e in table.iter()? {
+        let (k, _) = e?;
+        let key =
+            BlobKey::decode(k.value()).ok_or_else(|| StorageError::Corrupt("rollup key".into()))?;
+        if key.res == Res::Day {
+            days.push(key);
+        }
+    }
+    for key in &days {
+        let blob = match table.get(&key.encode())? {
+            Some(v) => Blob::decode(v.value(), key.cube, key.start_unix_nano())?,
+            None => continue,
+        };
+        put_overview(table, key, &blob)?;
+    }
+    Ok(days.len())
 }

@@ -9,9 +9,7 @@ use rustc_hash::FxHashMap;
 use crate::error::{Result, StorageError};
 
 /// Version of everything inside a partition file (tables, header and body layouts).
-pub const FORMAT_VERSION: u32 = 3;
-/// Files of this version (no rollups table) are upgraded in place when opened.
-pub const FORMAT_VERSION_UPGRADABLE: u32 = 2;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// `"format_version"` -> u32 LE; `"next_block_id"` -> u64 LE; `"sealed_next_block"` -> u64 LE.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -88,7 +86,10 @@ impl Partition {
         drop(read);
         match found {
             Some(FORMAT_VERSION) => Ok(()),
-            Some(FORMAT_VERSION_UPGRADABLE) => super::upgrade::v2_to_v3(&self.db),
+            // Older files are upgraded in place: 2 (no rollups table; rebuilt from the spans) and
+            // 3 (no day overviews; written from the day blobs).
+            Some(2) => super::upgrade::from_v2(&self.db),
+            Some(3) => super::upgrade::from_v3(&self.db),
             Some(found) => Err(StorageError::FormatVersion {
                 found,
                 supported: FORMAT_VERSION,

@@ -1,6 +1,7 @@
-//! In-place upgrade of partition files from format 2 (no rollups) to 3: rebuilds the rollups of
-//! the file from its spans and bumps the version, in one durable transaction (a crash leaves the
-//! file at version 2, and the next open starts over).
+//! In-place upgrades of older partition files to the current format, each in one durable
+//! transaction (a crash leaves the file at its old version, and the next open starts over):
+//! format 2 (no rollups) has its rollups rebuilt from its spans; format 3 (no day overviews) has
+//! the overview of each tools-cube day blob written.
 
 use redb::{Database, Durability, ReadableTable};
 
@@ -10,9 +11,9 @@ use super::corrupt;
 use super::materialize::Materialize;
 use super::partition::{BODIES, FORMAT_VERSION, HEADERS, KEY_VERSION, META};
 use crate::error::Result;
-use crate::rollup::{Deltas, ROLLUPS};
+use crate::rollup::{write_overviews, Deltas, ROLLUPS};
 
-pub fn v2_to_v3(db: &Database) -> Result<()> {
+pub fn from_v2(db: &Database) -> Result<()> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate);
     {
@@ -49,8 +50,20 @@ pub fn v2_to_v3(db: &Database) -> Result<()> {
         let mut meta = txn.open_table(META)?;
         meta.insert(KEY_VERSION, FORMAT_VERSION.to_le_bytes().as_slice())?;
         // Not sealed any more: the next compaction of a finished day rolls the rebuilt minute
-        // rollups into hours and seals it again.
+        // rollups into hours, days and day overviews, and seals it again.
         meta.remove(super::partition::KEY_SEALED_AT)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+pub fn from_v3(db: &Database) -> Result<()> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate);
+    {
+        write_overviews(&mut txn.open_table(ROLLUPS)?)?;
+        let mut meta = txn.open_table(META)?;
+        meta.insert(KEY_VERSION, FORMAT_VERSION.to_le_bytes().as_slice())?;
     }
     txn.commit()?;
     Ok(())
