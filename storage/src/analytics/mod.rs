@@ -424,44 +424,77 @@ pub struct UserToolRow {
     pub p95_nanos: Option<u64>,
 }
 
-/// (user, tool) pairs by weighted calls, most first, at most `limit`. Two passes: counts for every
-/// pair, then latency sketches only for the pairs that made the cut.
+/// Most bytes of latency sketches `user_tools` keeps from its one pass over the rows (about
+/// 10 bytes per row); past it, it reads the rows a second time for the sketches of the top pairs.
+const USER_TOOL_SKETCH_BYTES_MAX: usize = 64 << 20;
+
+/// (user, tool) pairs by weighted calls, most first, at most `limit`. One pass counts every pair
+/// and keeps each row's encoded latency sketch (tagged with its pair) in an arena; only the
+/// sketches of the pairs that made the cut are then decoded and merged.
 pub fn user_tools(
     store: &SpanStore,
     q: &Query,
     window: &Window,
     limit: usize,
 ) -> Result<Vec<UserToolRow>> {
+    user_tools_capped(store, q, window, limit, USER_TOOL_SKETCH_BYTES_MAX)
+}
+
+/// [`user_tools`] with the arena capped at `sketch_bytes_max` (tests take the second pass).
+fn user_tools_capped(
+    store: &SpanStore,
+    q: &Query,
+    window: &Window,
+    limit: usize,
+    sketch_bytes_max: usize,
+) -> Result<Vec<UserToolRow>> {
     let limit = limit.min(ROWS_MAX);
-    // user -> tool -> (calls, errors); looked up by borrowed strings, so a row allocates only
-    // when it brings a new user or pair.
-    type Tools = HashMap<String, (f64, f64), FxBuildHasher>;
-    let mut by_user: HashMap<String, Tools, FxBuildHasher> = HashMap::default();
+    // Users and tools get ids (a row allocates only when it brings a new user or tool); pairs are
+    // looked up by the two ids.
+    let mut users = Interner::default();
+    let mut tools = Interner::default();
+    let mut pairs: HashMap<(u32, u32), u32, FxBuildHasher> = HashMap::default();
+    // Per pair: (user id, tool id), (calls, errors).
+    let mut counts: Vec<((u32, u32), (f64, f64))> = Vec::new();
+    // Encoded sketches of the rows, and (pair, offset) of each; `None` once over the cap.
+    type Arena = (Vec<u8>, Vec<(u32, u32)>);
+    let mut arena: Option<Arena> = Some((Vec::new(), Vec::new()));
     q.scan_rows(store, window, Cube::Users, true, &mut |_, row| {
         let (Some(user), Some(tool)) = (row.dims.v[D_USER], row.dims.v[D_TOOL]) else {
             return Ok(());
         };
-        if !by_user.contains_key(user) {
-            by_user.insert(user.to_owned(), Tools::default());
+        let key = (users.id(user)?, tools.id(tool)?);
+        let next = u32::try_from(counts.len())
+            .map_err(|_| StorageError::Invalid("too many user x tool pairs".into()))?;
+        let pair = *pairs.entry(key).or_insert(next);
+        if pair == next {
+            counts.push((key, (0.0, 0.0)));
         }
-        let tools = by_user.get_mut(user).expect("inserted above");
-        match tools.get_mut(tool) {
-            Some(e) => {
-                e.0 += row.calls;
-                e.1 += row.errors;
-            }
-            None => {
-                tools.insert(tool.to_owned(), (row.calls, row.errors));
+        let c = &mut counts[pair as usize].1;
+        c.0 += row.calls;
+        c.1 += row.errors;
+        if let Some((bytes, refs)) = arena.as_mut() {
+            if bytes.len() + row.latency.len() > sketch_bytes_max {
+                arena = None;
+            } else {
+                refs.push((pair, bytes.len() as u32));
+                bytes.extend_from_slice(row.latency);
             }
         }
         Ok(())
     })?;
-    let pairs = by_user
-        .into_iter()
-        .flat_map(|(u, tools)| tools.into_iter().map(move |(t, v)| ((u.clone(), t), v)));
-    let mut top: Vec<((String, String), (f64, f64))> = pairs.collect();
-    let order = |a: &((String, String), (f64, f64)), b: &((String, String), (f64, f64))| {
-        b.1 .0.total_cmp(&a.1 .0).then_with(|| a.0.cmp(&b.0))
+    let names: Vec<(&str, &str)> = counts
+        .iter()
+        .map(|&((u, t), _)| (users.get(u), tools.get(t)))
+        .collect();
+    let counts: Vec<(f64, f64)> = counts.into_iter().map(|(_, c)| c).collect();
+    let name = |i: u32| names[i as usize];
+    let mut top: Vec<u32> = (0..counts.len() as u32).collect();
+    let order = |a: &u32, b: &u32| {
+        counts[*b as usize]
+            .0
+            .total_cmp(&counts[*a as usize].0)
+            .then_with(|| name(*a).cmp(&name(*b)))
     };
     // Only the first `limit` need sorting: select them first (pairs can be as many as rows).
     if top.len() > limit && limit > 0 {
@@ -469,42 +502,80 @@ pub fn user_tools(
     }
     top.truncate(limit);
     top.sort_by(order);
-    let mut sketches: HashMap<(String, String), LatencySketch, FxBuildHasher> = top
-        .iter()
-        .map(|(k, _)| (k.clone(), LatencySketch::default()))
-        .collect();
-    if !sketches.is_empty() {
-        let mut key = (String::new(), String::new());
-        q.scan_rows(store, window, Cube::Users, true, &mut |_, row| {
-            let (Some(user), Some(tool)) = (row.dims.v[D_USER], row.dims.v[D_TOOL]) else {
-                return Ok(());
-            };
-            key.0.clear();
-            key.0.push_str(user);
-            key.1.clear();
-            key.1.push_str(tool);
-            if let Some(s) = sketches.get_mut(&key) {
-                let other = LatencySketch::decode(&mut &row.latency[..])
-                    .map_err(|e| StorageError::Corrupt(format!("latency sketch: {e}")))?;
-                s.merge(&other);
+    // Pair index -> its slot in `top`.
+    let slot: HashMap<u32, usize, FxBuildHasher> =
+        top.iter().enumerate().map(|(s, &p)| (p, s)).collect();
+    let mut sketches: Vec<LatencySketch> = vec![LatencySketch::default(); top.len()];
+    let merge = |s: &mut LatencySketch, mut bytes: &[u8]| -> Result<()> {
+        let other = LatencySketch::decode(&mut bytes)
+            .map_err(|e| StorageError::Corrupt(format!("latency sketch: {e}")))?;
+        s.merge(&other);
+        Ok(())
+    };
+    match arena {
+        _ if top.is_empty() => {}
+        Some((bytes, refs)) => {
+            for (pair, off) in refs {
+                if let Some(&s) = slot.get(&pair) {
+                    merge(&mut sketches[s], &bytes[off as usize..])?;
+                }
             }
-            Ok(())
-        })?;
+        }
+        None => {
+            // Over the cap: read the rows again, for the top pairs only.
+            let by_name: HashMap<(&str, &str), usize, FxBuildHasher> =
+                top.iter().enumerate().map(|(s, &p)| (name(p), s)).collect();
+            q.scan_rows(store, window, Cube::Users, true, &mut |_, row| {
+                let (Some(user), Some(tool)) = (row.dims.v[D_USER], row.dims.v[D_TOOL]) else {
+                    return Ok(());
+                };
+                match by_name.get(&(user, tool)) {
+                    Some(&s) => merge(&mut sketches[s], row.latency),
+                    None => Ok(()),
+                }
+            })?;
+        }
     }
     Ok(top
-        .into_iter()
-        .map(|(k, (calls, errors))| {
-            let p95 = sketches.get(&k).and_then(|s| s.quantile(0.95));
+        .iter()
+        .zip(sketches)
+        .map(|(&p, sketch)| {
+            let (user, tool) = name(p);
+            let (calls, errors) = counts[p as usize];
             UserToolRow {
-                user: k.0,
-                tool: k.1,
+                user: user.to_owned(),
+                tool: tool.to_owned(),
                 calls,
                 errors,
                 error_rate: rate(errors, calls),
-                p95_nanos: p95,
+                p95_nanos: sketch.quantile(0.95),
             }
         })
         .collect())
+}
+
+/// Ids for strings, in order of first sight.
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<Box<str>, u32, FxBuildHasher>,
+    strings: Vec<Box<str>>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &str) -> Result<u32> {
+        if let Some(&i) = self.ids.get(s) {
+            return Ok(i);
+        }
+        let i = u32::try_from(self.strings.len())
+            .map_err(|_| StorageError::Invalid("too many distinct values".into()))?;
+        self.ids.insert(s.into(), i);
+        self.strings.push(s.into());
+        Ok(i)
+    }
+
+    fn get(&self, i: u32) -> &str {
+        &self.strings[i as usize]
+    }
 }
 
 /// One row of "clients": a client name and version.

@@ -380,6 +380,12 @@ fn check_all(store: &SpanStore, spans: &[SpanRecord], q: &Query, w: &Window, sta
 
     // user x tool, with a limit that cuts
     let ut = user_tools(store, q, w, 5).unwrap();
+    // Without room for the sketches of one pass, the second pass gives the same answer.
+    assert_eq!(
+        user_tools_capped(store, q, w, 5, 0).unwrap(),
+        ut,
+        "{stage}: user x tool, two passes"
+    );
     let mut pairs: BTreeMap<(&str, &str), Vec<&SpanRecord>> = BTreeMap::new();
     for s in &m {
         if let (Some(u), Some(t)) = (&s.mcp.user_id, &s.mcp.tool) {

@@ -108,19 +108,41 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
+    /// Most varints in rollups and columns take one or two bytes: those are inlined, the rest
+    /// is not (decoding rollup rows is mostly this).
+    #[inline]
     pub fn varint(&mut self) -> Result<u64> {
+        let rest = &self.buf[self.pos..];
+        match *rest {
+            [b0, ..] if b0 < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(b0))
+            }
+            [b0, b1, ..] if b1 < 0x80 => {
+                self.pos += 2;
+                Ok(u64::from(b0 & 0x7f) | u64::from(b1) << 7)
+            }
+            _ => self.varint_long(),
+        }
+    }
+
+    #[inline(never)]
+    fn varint_long(&mut self) -> Result<u64> {
+        let rest = &self.buf[self.pos..];
         let mut v: u64 = 0;
-        for i in 0..10 {
-            let b = self.u8()?;
-            let bits = u64::from(b & 0x7f);
+        for (i, &b) in rest.iter().take(10).enumerate() {
             // The tenth byte may only carry the top bit of a u64.
             if i == 9 && b > 1 {
                 return Err(corrupt("varint overflows u64"));
             }
-            v |= bits << (7 * i);
+            v |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
+                self.pos += i + 1;
                 return Ok(v);
             }
+        }
+        if rest.len() < 10 {
+            return Err(corrupt("varint past end"));
         }
         Err(corrupt("varint longer than 10 bytes"))
     }
@@ -229,7 +251,7 @@ mod tests {
 
     #[test]
     fn extremes() {
-        for v in [0, 1, 127, 128, u64::MAX - 1, u64::MAX] {
+        for v in [0, 1, 127, 128, 16_383, 16_384, u64::MAX - 1, u64::MAX] {
             let mut out = Vec::new();
             put_varint(&mut out, v);
             assert!(out.len() <= 10);
@@ -237,6 +259,10 @@ mod tests {
         }
         for s in [i64::MIN, -1, 0, 1, i64::MAX] {
             assert_eq!(unzigzag(zigzag(s)), s);
+        }
+        // A varint cut short (on and past the inlined one- and two-byte paths) is rejected.
+        for cut in [&[][..], &[0x80], &[0x80, 0x80], &[0xff; 9]] {
+            assert!(Reader::new(cut).varint().is_err(), "{cut:?}");
         }
         // An 11-byte varint and a 10th byte above 1 are both rejected.
         assert!(Reader::new(&[0xff; 11]).varint().is_err());
