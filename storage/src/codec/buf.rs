@@ -67,6 +67,11 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
+    /// The unread bytes (the position does not move).
+    pub fn rest(&self) -> &'a [u8] {
+        &self.buf[self.pos..]
+    }
+
     /// Fails unless every byte was consumed: trailing garbage means a format mismatch.
     pub fn finish(&self, what: &str) -> Result<()> {
         if self.remaining() != 0 {

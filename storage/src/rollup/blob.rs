@@ -457,6 +457,41 @@ pub fn for_each_total<'a>(
     read_head(&mut r, cube, start_unix_nano, Some(&mut f))
 }
 
+/// Reads the string table. When every string is shorter than 128 bytes (one length byte, which
+/// is ASCII), each string starts and ends on a character boundary of the table's bytes: the table
+/// is then checked as UTF-8 once and the strings sliced from it, instead of checking hundreds of
+/// short strings one by one (a tenth of reading a users-cube blob, and most of skipping one).
+fn read_strings<'a>(r: &mut Reader<'a>) -> Result<Vec<&'a str>> {
+    let n = r.count(1)?;
+    let mut strings: Vec<&'a str> = Vec::with_capacity(n);
+    let all = r.rest();
+    let mut end = 0;
+    for _ in 0..n {
+        match all.get(end) {
+            Some(&len) if len < 0x80 => end += 1 + usize::from(len),
+            _ => {
+                end = usize::MAX;
+                break;
+            }
+        }
+    }
+    if let Some(table) = all.get(..end).and_then(|t| std::str::from_utf8(t).ok()) {
+        let mut p = 0;
+        for _ in 0..n {
+            let len = usize::from(table.as_bytes()[p]);
+            let s = table.get(p + 1..p + 1 + len);
+            strings.push(s.ok_or_else(|| corrupt("string table"))?);
+            p += 1 + len;
+        }
+        r.bytes(end)?;
+        return Ok(strings);
+    }
+    for _ in 0..n {
+        strings.push(r.str()?);
+    }
+    Ok(strings)
+}
+
 /// Parses `bytes` and calls `f` for each row matching `filter`. A filter value absent from the
 /// blob's string table skips the whole blob without parsing a row.
 pub fn for_each_row<'a>(
@@ -468,11 +503,7 @@ pub fn for_each_row<'a>(
 ) -> Result<()> {
     let mut r = Reader::new(bytes);
     read_head(&mut r, cube, start_unix_nano, None)?;
-    let n = r.count(1)?;
-    let mut strings: Vec<&'a str> = Vec::with_capacity(n);
-    for _ in 0..n {
-        strings.push(r.str()?);
-    }
+    let strings = read_strings(&mut r)?;
     // The string-table index (1-based) each filtered slot must have.
     let mut want = [0u64; DIMS];
     for (slot, v) in filter.iter().enumerate() {

@@ -10,6 +10,8 @@ fn dims_strategy(cube: Cube) -> impl Strategy<Value = Dims<Box<str>>> {
         Just("tools/call".to_string()),
         Just("search".to_string()),
         Just("ünï".to_string()),
+        // Long enough for a two-byte length: the string table is then read string by string.
+        Just(format!("long-ü-{}", "x".repeat(130))),
         "[a-z=+-]{0,6}",
     ]);
     (any::<bool>(), prop::array::uniform7(val)).prop_map(move |(client, mut v)| {
