@@ -489,17 +489,8 @@ fn check_all(store: &SpanStore, spans: &[SpanRecord], q: &Query, w: &Window, sta
 
 fn queries() -> Vec<Query> {
     let base = Query {
-        org: 1,
         servers: vec![1, 2, 3],
-        env: Env::Live,
-        side: crate::rollup::Side::Server,
-        from_unix_nano: 0,
-        to_unix_nano: 0,
-        method: None,
-        tool: None,
-        user: None,
-        client: None,
-        floor_unix_nano: 0,
+        ..fixture_query()
     };
     vec![
         base.clone(),
@@ -685,6 +676,39 @@ fn window_resolution() {
     assert_eq!(w.previous().to_unix_nano, w.from_unix_nano);
 }
 
+/// Organization 1, server 1, live, server side, no filter (the format fixtures' one server).
+fn fixture_query() -> Query {
+    Query {
+        org: 1,
+        servers: vec![1],
+        env: Env::Live,
+        side: crate::rollup::Side::Server,
+        from_unix_nano: 0,
+        to_unix_nano: 0,
+        method: None,
+        tool: None,
+        user: None,
+        client: None,
+        floor_unix_nano: 0,
+    }
+}
+
+/// Every span of organization 1, through the span list.
+fn all_spans(store: &SpanStore) -> Vec<SpanRecord> {
+    let f = crate::spans::SpanFilter::default();
+    let mut spans = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let p = store.list(1, &f, cursor.as_deref(), 1000).unwrap();
+        spans.extend(p.spans);
+        match p.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    spans
+}
+
 /// A day file written by the released format 2 (no rollups; made by
 /// `tests/data/spans-v2/make-fixture.py` with the stop-7 binary): opening it upgrades it in place,
 /// rebuilding its rollups from its spans, and every answer equals brute force over those spans.
@@ -698,36 +722,14 @@ fn format_2_file_is_upgraded_with_rollups_rebuilt() {
     std::fs::copy(fixture, dir.path().join("2026-11-20.redb")).unwrap();
     let store = SpanStore::open(dir.path(), SpanStoreOptions::default()).unwrap();
     let day = 1_795_132_800 * 1_000_000_000u64;
-    let f = crate::spans::SpanFilter::default();
-    let mut spans = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let p = store.list(1, &f, cursor.as_deref(), 1000).unwrap();
-        spans.extend(p.spans);
-        match p.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+    let spans = all_spans(&store);
     assert_eq!(spans.len(), 60, "the fixture's spans read back");
     assert!(
         spans.iter().any(|s| s.sample_probability < 1.0),
         "fixture has sampled spans"
     );
     let now = crate::spans::now_unix_nano();
-    let base = Query {
-        org: 1,
-        servers: vec![1],
-        env: Env::Live,
-        side: crate::rollup::Side::Server,
-        from_unix_nano: 0,
-        to_unix_nano: 0,
-        method: None,
-        tool: None,
-        user: None,
-        client: None,
-        floor_unix_nano: 0,
-    };
+    let base = fixture_query();
     let w = Window::resolve(day, day + DAY_NANOS, now).unwrap();
     let s = summary(&store, &base, &w).unwrap();
     assert_eq!(s.current.spans, 60);
@@ -745,17 +747,8 @@ fn format_2_file_is_upgraded_with_rollups_rebuilt() {
     store.compact().unwrap();
     check_all(&store, &spans, &base, &w, "upgraded+rolled");
     drop(store);
-    // The upgrade is durable: the file now says version 3 and opens without rebuilding.
-    let db = redb::Database::open(dir.path().join("2026-11-20.redb")).unwrap();
-    let read = db.begin_read().unwrap();
-    let meta = read
-        .open_table(crate::spans::partition_meta_table())
-        .unwrap();
-    let v = meta.get("format_version").unwrap().unwrap();
-    assert_eq!(
-        v.value(),
-        crate::spans::FORMAT_VERSION.to_le_bytes().as_slice()
-    );
+    // The upgrade is durable: the file now says the current version and opens without rebuilding.
+    assert_current_version(&dir.path().join("2026-11-20.redb"));
 }
 
 /// A day file written by format 3 (rolled and sealed, without day overviews; made by
@@ -786,32 +779,22 @@ fn format_3_file_is_upgraded_with_day_overviews() {
     assert_eq!(overviews(&path), 0, "format 3 has no day overviews");
     let store = SpanStore::open(dir.path(), SpanStoreOptions::default()).unwrap();
     let day = 1_795_132_800 * 1_000_000_000u64;
-    let f = crate::spans::SpanFilter::default();
-    let spans = store.list(1, &f, None, 1000).unwrap();
-    assert!(spans.next_cursor.is_none());
-    let spans = spans.spans;
+    let spans = all_spans(&store);
     assert_eq!(spans.len(), 60, "the fixture's spans read back");
     let now = crate::spans::now_unix_nano();
-    let base = Query {
-        org: 1,
-        servers: vec![1],
-        env: Env::Live,
-        side: crate::rollup::Side::Server,
-        from_unix_nano: 0,
-        to_unix_nano: 0,
-        method: None,
-        tool: None,
-        user: None,
-        client: None,
-        floor_unix_nano: 0,
-    };
+    let base = fixture_query();
     for (from, to) in [(day, day + DAY_NANOS), (day + HOUR_NANOS, day + DAY_NANOS)] {
         let w = Window::resolve(from, to, now).unwrap();
         check_all(&store, &spans, &base, &w, "format 3 upgraded");
     }
     drop(store);
     assert_eq!(overviews(&path), 1, "one day blob, one day overview");
-    let db = redb::Database::open(&path).unwrap();
+    assert_current_version(&path);
+}
+
+/// The day file at `path` says the current `FORMAT_VERSION`.
+fn assert_current_version(path: &std::path::Path) {
+    let db = redb::Database::open(path).unwrap();
     let read = db.begin_read().unwrap();
     let meta = read
         .open_table(crate::spans::partition_meta_table())

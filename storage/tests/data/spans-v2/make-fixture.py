@@ -35,4 +35,6 @@ for i in range(60):
 body={"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"fixture"}}]},"scopeSpans":[{"spans":spans}]}]}
 r=urllib.request.Request(base+"/v1/traces",data=json.dumps(body).encode(),headers={"content-type":"application/json","authorization":"Bearer "+key})
 print(urllib.request.urlopen(r).read())
+# FIXTURE_WAIT_S (spans-v3): let compactions (every 10 s) roll and seal the finished day first.
+time.sleep(float(os.environ.get("FIXTURE_WAIT_S", "0")))
 p.terminate(); p.wait()
