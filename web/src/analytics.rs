@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use mcp_obs_storage::analytics::{self as an, Query, Totals, Window};
-use mcp_obs_storage::meta::{Role, Server};
+use mcp_obs_storage::meta::{Org, Role, Server};
 use mcp_obs_storage::model::{Env, DAY_NANOS};
 use mcp_obs_storage::rollup::Side;
 use serde_json::{json, Value};
@@ -53,7 +53,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 }
 
 /// Parsed query parameters.
-struct Params {
+pub(crate) struct Params {
     server: Option<u32>,
     env: Env,
     side: Side,
@@ -75,7 +75,9 @@ fn bad(k: &str, what: &str) -> ApiError {
     ApiError::BadRequest(format!("query parameter `{k}` must be {what}"))
 }
 
-fn parse(query: &str) -> Result<Params, ApiError> {
+/// Parses the query string strictly (the dashboard builds its queries as strings and parses them
+/// here too, so a page and the API never disagree on what a parameter means).
+pub(crate) fn parse(query: &str) -> Result<Params, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|_| ApiError::BadRequest("malformed query string".into()))?;
     let mut p = Params {
@@ -184,6 +186,31 @@ async fn analytics(
         )));
     }
     let p = parse(query)?;
+    let (q, window, servers) = resolve(state, &org, &p)?;
+    let store = Arc::clone(&state.spans);
+    let table = table.to_owned();
+    let (limit, csv) = (p.limit, p.csv);
+    let out = tokio::task::spawn_blocking(move || -> Result<Table, ApiError> {
+        answer(&store, &q, &window, &table, limit, &servers)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    if csv {
+        csv_response(&out)
+    } else {
+        let mut v = out.json;
+        v["window"] = window_json(&window);
+        Ok(json_response(&v))
+    }
+}
+
+/// The storage query, the resolved window and the servers `p` asks about in `org` (whose
+/// membership the caller has already checked). Another organization's server is 404.
+pub(crate) fn resolve(
+    state: &AppState,
+    org: &Org,
+    p: &Params,
+) -> Result<(Query, Window, Vec<Server>), ApiError> {
     let all = state.meta.servers(org.id)?;
     let servers: Vec<Server> = match p.server {
         None => all,
@@ -210,23 +237,9 @@ async fn analytics(
         tool: p.tool.clone(),
         user: p.user.clone(),
         client: p.client.clone(),
-        floor_unix_nano: crate::reads::visible_from(&org),
+        floor_unix_nano: crate::reads::visible_from(org),
     };
-    let store = Arc::clone(&state.spans);
-    let table = table.to_owned();
-    let (limit, csv) = (p.limit, p.csv);
-    let out = tokio::task::spawn_blocking(move || -> Result<Table, ApiError> {
-        answer(&store, &q, &window, &table, limit, &servers)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
-    if csv {
-        csv_response(&out)
-    } else {
-        let mut v = out.json;
-        v["window"] = window_json(&window);
-        Ok(json_response(&v))
-    }
+    Ok((q, window, servers))
 }
 
 /// One answer in both forms: JSON, and a flat table for CSV.

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use mcp_obs_storage::model::Env;
-use mcp_obs_storage::spans::{SpanFilter, StatusFilter};
+use mcp_obs_storage::model::SpanRecord;
+use mcp_obs_storage::spans::{SpanFilter, SpanPage, StatusFilter};
 use serde_json::json;
 use warp::filters::BoxedFilter;
 use warp::http::HeaderMap;
@@ -69,19 +70,49 @@ async fn get_trace(
     let principal = authenticate(state, headers).await?;
     let org = require_org(state, &principal, org, Role::Member)?;
     let id = parse_trace_id(trace_id)?;
+    let spans = trace_spans(state, &org, id).await?;
+    let spans: Vec<_> = spans.iter().map(span_to_json).collect();
+    Ok(json_response(
+        &json!({ "trace_id": trace_id.to_ascii_lowercase(), "spans": spans }),
+    ))
+}
+
+/// Every visible span of trace `id` in `org` (membership already checked), by start time; 404
+/// when there is none. The JSON API and the dashboard's trace view both read through here.
+pub(crate) async fn trace_spans(
+    state: &AppState,
+    org: &Org,
+    id: [u8; 16],
+) -> Result<Vec<SpanRecord>, ApiError> {
     let store = Arc::clone(&state.spans);
-    let floor = visible_from(&org);
-    let mut spans = tokio::task::spawn_blocking(move || store.trace(org.id, &id))
+    let floor = visible_from(org);
+    let org_id = org.id;
+    let mut spans = tokio::task::spawn_blocking(move || store.trace(org_id, &id))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     spans.retain(|s| s.start_unix_nano >= floor);
     if spans.is_empty() {
         return Err(ApiError::NotFound("trace not found".into()));
     }
-    let spans: Vec<_> = spans.iter().map(span_to_json).collect();
-    Ok(json_response(
-        &json!({ "trace_id": trace_id.to_ascii_lowercase(), "spans": spans }),
-    ))
+    Ok(spans)
+}
+
+/// One page of the span list of `org` (membership already checked), clamped to retention. The
+/// JSON API and the dashboard's span list both read through here.
+pub(crate) async fn list_page(
+    state: &AppState,
+    org: &Org,
+    mut filter: SpanFilter,
+    cursor: Option<String>,
+    limit: usize,
+) -> Result<SpanPage, ApiError> {
+    clamp_to_retention(&mut filter, org);
+    let store = Arc::clone(&state.spans);
+    let org_id = org.id;
+    tokio::task::spawn_blocking(move || store.list(org_id, &filter, cursor.as_deref(), limit))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::from)
 }
 
 /// Query parameters of the span list, parsed strictly: unknown names are rejected so a typo does
@@ -191,13 +222,8 @@ async fn list_spans(
 ) -> ApiResult {
     let principal = authenticate(state, headers).await?;
     let org = require_org(state, &principal, org, Role::Member)?;
-    let (mut filter, cursor, limit) = parse_filter(query)?;
-    clamp_to_retention(&mut filter, &org);
-    let store = Arc::clone(&state.spans);
-    let page =
-        tokio::task::spawn_blocking(move || store.list(org.id, &filter, cursor.as_deref(), limit))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let (filter, cursor, limit) = parse_filter(query)?;
+    let page = list_page(state, &org, filter, cursor, limit).await?;
     let spans: Vec<_> = page.spans.iter().map(span_to_json).collect();
     Ok(json_response(
         &json!({ "spans": spans, "next_cursor": page.next_cursor }),

@@ -40,16 +40,28 @@ pub async fn list(state: &AppState, p: &Principal, slug: &str) -> ApiResult {
 }
 
 pub async fn add(state: &AppState, p: &Principal, slug: &str, req: Req) -> ApiResult {
-    let org = require_org(state, p, slug, Role::Owner)?;
+    require_org(state, p, slug, Role::Owner)?;
     let body: NewMember = req.json(state).await?;
+    let member = add_member(state, p, slug, &body.username, body.role).await?;
+    Ok(views::created(json!({ "member": views::member(&member) })))
+}
+
+/// Adds user `username` with `role`, for an owner of `slug` (JSON API and dashboard).
+pub async fn add_member(
+    state: &AppState,
+    p: &Principal,
+    slug: &str,
+    username: &str,
+    role: Role,
+) -> Result<Member, ApiError> {
+    let org = require_org(state, p, slug, Role::Owner)?;
     let user = state
         .meta
-        .user_by_username(&body.username.to_ascii_lowercase())?
+        .user_by_username(&username.to_ascii_lowercase())?
         .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
-    let (org_id, user_id, role) = (org.id, user.id, body.role);
+    let (org_id, user_id) = (org.id, user.id);
     blocking(&state.meta, move |m| m.add_member(org_id, user_id, role)).await?;
-    let member = Member { user, role };
-    Ok(views::created(json!({ "member": views::member(&member) })))
+    Ok(Member { user, role })
 }
 
 pub async fn update(
@@ -59,21 +71,40 @@ pub async fn update(
     user_id: UserId,
     req: Req,
 ) -> ApiResult {
-    let org = require_org(state, p, slug, Role::Owner)?;
+    require_org(state, p, slug, Role::Owner)?;
     let body: MemberPatch = req.json(state).await?;
-    let org_id = org.id;
-    blocking(&state.meta, move |m| m.set_role(org_id, user_id, body.role)).await?;
-    let user = state.meta.user(user_id)?.ok_or_else(member_not_found)?;
-    let member = Member {
-        user,
-        role: body.role,
-    };
+    let member = set_role(state, p, slug, user_id, body.role).await?;
     Ok(views::ok(json!({ "member": views::member(&member) })))
 }
 
-pub async fn remove(state: &AppState, p: &Principal, slug: &str, user_id: UserId) -> ApiResult {
+/// Changes a member's role, for an owner of `slug` (JSON API and dashboard).
+pub async fn set_role(
+    state: &AppState,
+    p: &Principal,
+    slug: &str,
+    user_id: UserId,
+    role: Role,
+) -> Result<Member, ApiError> {
     let org = require_org(state, p, slug, Role::Owner)?;
     let org_id = org.id;
-    blocking(&state.meta, move |m| m.remove_member(org_id, user_id)).await?;
+    blocking(&state.meta, move |m| m.set_role(org_id, user_id, role)).await?;
+    let user = state.meta.user(user_id)?.ok_or_else(member_not_found)?;
+    Ok(Member { user, role })
+}
+
+pub async fn remove(state: &AppState, p: &Principal, slug: &str, user_id: UserId) -> ApiResult {
+    remove_member(state, p, slug, user_id).await?;
     Ok(views::no_content())
+}
+
+/// Removes a member, for an owner of `slug` (JSON API and dashboard).
+pub async fn remove_member(
+    state: &AppState,
+    p: &Principal,
+    slug: &str,
+    user_id: UserId,
+) -> Result<(), ApiError> {
+    let org = require_org(state, p, slug, Role::Owner)?;
+    let org_id = org.id;
+    blocking(&state.meta, move |m| m.remove_member(org_id, user_id)).await
 }

@@ -12,13 +12,13 @@
 
 mod body;
 mod config;
-mod members;
-mod orgs;
+pub(crate) mod members;
+pub(crate) mod orgs;
 mod router;
-mod servers;
-mod session;
-mod tokens;
-mod views;
+pub(crate) mod servers;
+pub(crate) mod session;
+pub(crate) mod tokens;
+pub(crate) mod views;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -1,6 +1,9 @@
 //! `POST|GET|DELETE /api/v1/session`: login (sets the session cookie, returns the CSRF token),
 //! who-am-I, logout.
 
+use std::net::IpAddr;
+
+use mcp_obs_storage::meta::{NewSession, User};
 use serde::Deserialize;
 use serde_json::json;
 use warp::http::{header, HeaderMap, HeaderValue};
@@ -31,20 +34,29 @@ fn orgs_json(state: &AppState, user_id: u32) -> Result<serde_json::Value, ApiErr
     Ok(orgs.iter().map(|(o, r)| views::org(o, Some(*r))).collect())
 }
 
+/// A session just started: the user, the new session and its `Set-Cookie` value.
+pub struct Started {
+    pub user: User,
+    pub session: NewSession,
+    pub cookie: HeaderValue,
+}
+
 /// Checks the password (argon2, off the runtime, after the throttle's delay) and starts a session.
-pub async fn login(state: &AppState, req: Req) -> ApiResult {
-    let ip = req.remote.map(|a| a.ip());
-    let body: LoginBody = req.json(state).await?;
-    let login = body
-        .username
-        .or(body.email)
+/// The JSON login and the dashboard's sign-in form both go through here, so both are throttled.
+pub async fn start_session(
+    state: &AppState,
+    login: Option<String>,
+    password: String,
+    ip: Option<IpAddr>,
+) -> Result<Started, ApiError> {
+    let login = login
         .filter(|l| !l.trim().is_empty())
         .ok_or_else(|| ApiError::BadRequest("username or email is required".into()))?;
     let delay = state.login_throttle.delay_for(&login, ip);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let (name, password) = (login.clone(), body.password);
+    let name = login.clone();
     let user = blocking_hash(state, move |m| m.check_login(&name, &password)).await?;
     let Some(user) = user else {
         state.login_throttle.record_failure(&login, ip);
@@ -56,16 +68,39 @@ pub async fn login(state: &AppState, req: Req) -> ApiResult {
     let ttl = state.config.session_ttl_secs;
     let user_id = user.id;
     let session = blocking(&state.meta, move |m| m.create_session(user_id, ttl)).await?;
+    let cookie = session_cookie(&session.token, ttl, state.config.cookie_secure)?;
+    Ok(Started {
+        user,
+        session,
+        cookie,
+    })
+}
+
+/// Ends the session of the request's cookie (if any) and returns the `Set-Cookie` value that
+/// clears it.
+pub async fn end_session(state: &AppState, headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
+    if let Some(token) = auth::cookie(headers, SESSION_COOKIE) {
+        let token = token.to_string();
+        blocking(&state.meta, move |m| m.delete_session(&token)).await?;
+    }
+    session_cookie("", 0, state.config.cookie_secure)
+}
+
+pub async fn login(state: &AppState, req: Req) -> ApiResult {
+    let ip = req.remote.map(|a| a.ip());
+    let body: LoginBody = req.json(state).await?;
+    let Started {
+        user,
+        session,
+        cookie,
+    } = start_session(state, body.username.or(body.email), body.password, ip).await?;
     let mut resp = views::ok(json!({
         "user": views::user(&user),
         "orgs": orgs_json(state, user.id)?,
         "csrf_token": session.csrf_token,
         "expires_at_ms": session.expires_at_ms,
     }));
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        session_cookie(&session.token, ttl, state.config.cookie_secure)?,
-    );
+    resp.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(resp)
 }
 
@@ -89,16 +124,12 @@ pub async fn current(state: &AppState, p: &Principal) -> ApiResult {
 
 /// Ends the cookie's session and clears the cookie. With a token it only clears the cookie.
 pub async fn logout(state: &AppState, p: &Principal, headers: &HeaderMap) -> ApiResult {
-    if p.via_session {
-        if let Some(token) = auth::cookie(headers, SESSION_COOKIE) {
-            let token = token.to_string();
-            blocking(&state.meta, move |m| m.delete_session(&token)).await?;
-        }
-    }
+    let clear = if p.via_session {
+        end_session(state, headers).await?
+    } else {
+        session_cookie("", 0, state.config.cookie_secure)?
+    };
     let mut resp = views::no_content();
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        session_cookie("", 0, state.config.cookie_secure)?,
-    );
+    resp.headers_mut().insert(header::SET_COOKIE, clear);
     Ok(resp)
 }
