@@ -1,4 +1,4 @@
-//! mcp-obs web layer: OTLP/HTTP ingest, the JSON API, authentication and (later) the dashboard.
+//! mcp-obs web layer: OTLP/HTTP ingest, the JSON API, authentication and the dashboard.
 //! It reaches storage only through the `mcp-obs-storage` public API, never through redb tables.
 
 pub mod analytics;
@@ -10,6 +10,7 @@ pub mod error;
 pub mod export;
 pub mod ingest;
 pub mod otlp;
+pub mod pages;
 pub mod reads;
 pub mod server;
 pub mod span_json;

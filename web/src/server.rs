@@ -19,7 +19,7 @@ use warp::Filter;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Every route of the appliance on one port: OTLP ingest, JSON API, health.
+/// Every route of the appliance on one port: OTLP ingest, JSON API, dashboard pages, health.
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let health = warp::path!("healthz")
         .and(warp::get())
@@ -60,6 +60,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(crate::api::routes(Arc::clone(&state)))
         .unify()
+        .or(crate::pages::routes(Arc::clone(&state)))
+        .unify()
         .or(not_found)
         .unify()
         .map(security_headers)
@@ -76,7 +78,7 @@ fn plain(status: StatusCode, text: &'static str) -> Response {
     r
 }
 
-/// Headers every response carries; the API never needs to be framed or sniffed.
+/// Headers every response carries; nothing is ever framed or sniffed.
 fn security_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
     h.insert(
@@ -90,6 +92,11 @@ fn security_headers(mut r: Response) -> Response {
     );
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
+    // Pages set it themselves; JSON and text never need scripts, styles or frames.
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'",
+        ));
     r
 }
 

@@ -10,7 +10,7 @@
 // (boxing it) belongs in `storage/src/error.rs`.
 #![allow(clippy::result_large_err)]
 
-mod body;
+pub(crate) mod body;
 mod config;
 pub(crate) mod members;
 pub(crate) mod orgs;
@@ -62,7 +62,7 @@ fn with_state(
 }
 
 /// Erases warp's body stream type so `Req` needs no generic parameters.
-fn boxed_body<S, B>(stream: S) -> BodyStream
+pub(crate) fn boxed_body<S, B>(stream: S) -> BodyStream
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>> + Send + 'static,
     B: Buf,

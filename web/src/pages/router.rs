@@ -1,0 +1,101 @@
+//! Maps dashboard paths to [`Page`]s. Pure string work, tested without HTTP; paths that are not
+//! pages yield `None` and fall through to the final 404.
+
+use mcp_obs_storage::model::{ServerId, UserId};
+
+/// A dashboard page or form target with its path parameters. The method is dispatched separately.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Page {
+    Home,
+    Login,
+    Logout,
+    Asset(String),
+    Tokens,
+    TokenRevoke(String),
+    Overview(String),
+    OrgAnalytics(String),
+    Spans(String),
+    Trace(String, String),
+    Members(String),
+    MemberRole(String, UserId),
+    MemberRemove(String, UserId),
+    NewServer(String),
+    Servers(String),
+    ServerAnalytics(String, ServerId),
+    Settings(String, ServerId),
+    Guide(String, ServerId),
+    DeleteServer(String, ServerId),
+    Keys(String, ServerId),
+    NewKey(String, ServerId),
+    RevokeKey(String, ServerId, String),
+}
+
+/// Parses a request path (with its leading `/`). A trailing slash is tolerated.
+pub fn parse(path: &str) -> Option<Page> {
+    let path = path.strip_prefix('/')?;
+    let path = path.strip_suffix('/').unwrap_or(path);
+    if path.is_empty() {
+        return Some(Page::Home);
+    }
+    let seg: Vec<&str> = path.split('/').collect();
+    if seg.iter().any(|s| s.is_empty()) {
+        return None;
+    }
+    let id = |s: &str| s.parse::<u32>().ok();
+    let t = |s: &str| s.to_string();
+    Some(match seg.as_slice() {
+        ["login"] => Page::Login,
+        ["logout"] => Page::Logout,
+        ["assets", name] => Page::Asset(t(name)),
+        ["tokens"] => Page::Tokens,
+        ["tokens", k, "revoke"] => Page::TokenRevoke(t(k)),
+        ["orgs", o] => Page::Overview(t(o)),
+        ["orgs", o, "analytics"] => Page::OrgAnalytics(t(o)),
+        ["orgs", o, "spans"] => Page::Spans(t(o)),
+        ["orgs", o, "traces", tr] => Page::Trace(t(o), t(tr)),
+        ["orgs", o, "members"] => Page::Members(t(o)),
+        ["orgs", o, "members", u, "role"] => Page::MemberRole(t(o), id(u)?),
+        ["orgs", o, "members", u, "remove"] => Page::MemberRemove(t(o), id(u)?),
+        ["orgs", o, "servers"] => Page::Servers(t(o)),
+        ["orgs", o, "servers", "new"] => Page::NewServer(t(o)),
+        ["orgs", o, "servers", s] => Page::ServerAnalytics(t(o), id(s)?),
+        ["orgs", o, "servers", s, "settings"] => Page::Settings(t(o), id(s)?),
+        ["orgs", o, "servers", s, "guide"] => Page::Guide(t(o), id(s)?),
+        ["orgs", o, "servers", s, "delete"] => Page::DeleteServer(t(o), id(s)?),
+        ["orgs", o, "servers", s, "keys"] => Page::Keys(t(o), id(s)?),
+        ["orgs", o, "servers", s, "keys", "new"] => Page::NewKey(t(o), id(s)?),
+        ["orgs", o, "servers", s, "keys", k, "revoke"] => Page::RevokeKey(t(o), id(s)?, t(k)),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages() {
+        assert_eq!(parse("/"), Some(Page::Home));
+        assert_eq!(parse("/login"), Some(Page::Login));
+        assert_eq!(parse("/orgs/acme/"), Some(Page::Overview("acme".into())));
+        assert_eq!(
+            parse("/orgs/acme/servers/new"),
+            Some(Page::NewServer("acme".into()))
+        );
+        assert_eq!(
+            parse("/orgs/acme/servers/3/keys/abcd1234/revoke"),
+            Some(Page::RevokeKey("acme".into(), 3, "abcd1234".into()))
+        );
+        for other in [
+            "",
+            "/api/v1/session",
+            "/v1/traces",
+            "/healthz",
+            "/orgs//spans",
+            "/orgs/acme/servers/x",
+            "/orgs/acme/members/-1/role",
+        ] {
+            assert_eq!(parse(other), None, "{other}");
+        }
+    }
+}
