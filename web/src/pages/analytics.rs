@@ -11,7 +11,7 @@ use mcp_obs_storage::meta::{Org, Role, Server};
 use mcp_obs_storage::spans::SpanStore;
 
 use super::chart::{self, Line, Unit};
-use super::layout::{fmt_count, fmt_ms, fmt_opt_ns, fmt_pct, query, time, Nav};
+use super::layout::{fmt_count, fmt_opt_ns, fmt_pct, query, time, Nav};
 use super::range::{selector, RangeParams};
 use super::{Ctx, PageResult};
 use crate::error::ApiError;
@@ -140,12 +140,22 @@ pub async fn page(ctx: &Ctx<'_>, slug: &str, server: Option<u32>) -> PageResult 
             }
             p.muted.small {
                 "Window " (time(w.from_unix_nano / 1_000_000)) " to " (time(w.to_unix_nano / 1_000_000))
-                ", one point per " (fmt_ms((w.bucket_nanos / 1_000_000) as f64)) "."
+                ", one point per " (fmt_bucket(w.bucket_nanos)) "."
                 @if c.calls > c.spans as f64 + 1e-9 { " Counts are estimated from sampled spans." }
             }
         }
     };
     Ok(ctx.page(Some(slug), Nav::Analytics, &title, body))
+}
+
+/// A bucket length for people: `5 min`, `1 h`, `7 d`.
+fn fmt_bucket(nanos: u64) -> String {
+    let mins = nanos / 60_000_000_000;
+    match mins {
+        m if m % 1440 == 0 => format!("{} d", m / 1440),
+        m if m % 60 == 0 => format!("{} h", m / 60),
+        m => format!("{m} min"),
+    }
 }
 
 /// No data in this range: show how to connect, not empty charts.

@@ -8,9 +8,9 @@ use maud::{html, Markup, PreEscaped};
 
 use super::layout::fmt_time;
 
-/// The drawing's coordinate box (the SVG scales to its container; text stays readable because the
-/// box is about as wide as a laptop's content column).
-const W: f64 = 760.0;
+/// The drawing's coordinate box. The SVG keeps this aspect ratio and scales to its container;
+/// the box is about as wide as a laptop's content column, so labels stay near their CSS size.
+const W: f64 = 1000.0;
 const H: f64 = 220.0;
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 12.0;
@@ -160,7 +160,7 @@ fn wrap(title: &str, legend: Markup, svg: String) -> Markup {
     html! {
         figure.chart {
             figcaption { strong { (title) } (legend) }
-            svg viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(title) preserveAspectRatio="none" {
+            svg viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(title) {
                 (PreEscaped(svg))
             }
         }

@@ -4,6 +4,7 @@
 mod accounts;
 mod bodies;
 mod keys;
+mod pages;
 mod roles;
 mod support;
 mod tenancy;

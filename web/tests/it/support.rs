@@ -40,6 +40,8 @@ impl Drop for TempDir {
 pub struct Harness {
     pub state: Arc<AppState>,
     pub routes: BoxedFilter<(Response,)>,
+    /// Every route of the appliance (`server::routes`): ingest, API, dashboard pages, headers.
+    pub all_routes: BoxedFilter<(Response,)>,
     _dir: TempDir,
 }
 
@@ -106,9 +108,11 @@ impl Harness {
                 .unwrap();
         let state = Arc::new(AppState::new(Arc::new(meta), spans, ingest, config));
         let routes = mcp_obs_web::api::routes(Arc::clone(&state));
+        let all_routes = mcp_obs_web::server::routes(Arc::clone(&state));
         Harness {
             state,
             routes,
+            all_routes,
             _dir: dir,
         }
     }
@@ -131,7 +135,15 @@ impl Harness {
     }
 
     pub async fn send(&self, req: warp::test::RequestBuilder) -> Resp {
-        let resp = req.reply(&self.routes).await;
+        Self::into_resp(req.reply(&self.routes).await)
+    }
+
+    /// Sends through every route of the appliance (pages, ingest, API), as a browser would reach it.
+    pub async fn send_all(&self, req: warp::test::RequestBuilder) -> Resp {
+        Self::into_resp(req.reply(&self.all_routes).await)
+    }
+
+    fn into_resp(resp: warp::http::Response<bytes::Bytes>) -> Resp {
         let text = String::from_utf8_lossy(resp.body()).into_owned();
         Resp {
             status: resp.status().as_u16(),
