@@ -41,6 +41,9 @@ sdk/python/run-tests.sh 2>&1 | tee -a "$results"
 step "TypeScript SDK tests (real MCP servers and clients against the release binary)"
 sdk/typescript/run-tests.sh 2>&1 | tee -a "$results"
 
+step "Dashboard end-to-end tests (headless Chromium against the release binary)"
+e2e/run-tests.sh 2>&1 | tee -a "$results"
+
 step "docs build"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 

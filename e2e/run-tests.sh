@@ -32,4 +32,20 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-node --test --test-timeout=300000 --test-reporter=spec dashboard.test.mjs
+# The closing "N passed, N failed, N skipped" line is what test.sh totals (as for the SDKs).
+tap="$(mktemp)"
+trap 'rm -f "$tap"' EXIT
+set +e
+node --test --test-timeout=300000 \
+  --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=tap --test-reporter-destination="$tap" \
+  dashboard.test.mjs
+rc=$?
+set -e
+count() { grep -E "^# $1 [0-9]+$" "$tap" | tail -1 | awk '{print $3}'; }
+passed=$(count pass); failed=$(count fail); cancelled=$(count cancelled); skipped=$(count skipped)
+passed=${passed:-0}; failed=$(( ${failed:-0} + ${cancelled:-0} )); skipped=${skipped:-0}
+if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi  # the runner itself failed
+echo "[e2e] screenshots in $(cd .. && pwd)/test-artifacts/e2e" >&2
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$rc" -eq 0 ] && [ "$failed" -eq 0 ]

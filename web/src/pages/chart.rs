@@ -49,6 +49,7 @@ impl Unit {
                 }
             }
             Unit::Ms => super::layout::fmt_ms(v),
+            Unit::Percent if v < 0.1 && v > 0.0 => format!("{:.2}%", v * 100.0),
             Unit::Percent => format!("{:.1}%", v * 100.0),
         }
     }
