@@ -39,7 +39,7 @@ use warp::path::FullPath;
 use warp::reply::Response;
 use warp::Filter;
 
-pub use assets::{css_url, js_url, ASSET_BYTES_MAX};
+pub use assets::{asset_bytes, css_url, js_url, ASSET_BYTES_MAX};
 pub use error::{PageError, PageResult};
 pub use layout::CSP;
 
