@@ -108,6 +108,21 @@ test('the whole dashboard flow', async () => {
   assert.equal(await page.getAttribute('a[data-range="7d"]', 'aria-current'), 'true');
   await shot(page, '07-analytics-7d');
 
+  // Live refresh: more calls appear without a reload, and pausing stops it.
+  await page.evaluate(() => sessionStorage.setItem('mcpobs-live-interval-ms', '500'));
+  await page.reload();
+  execFileSync(PYTHON, [path.join(HERE, 'drive_snippet.py'), path.join(dir, 'snippet.py'), '3'],
+    { encoding: 'utf8', timeout: 60000 });
+  await page.waitForFunction((before) => {
+    const v = document.querySelector('.cards .stat:first-child .value');
+    return v && Number(v.textContent.replace(/,/g, '')) > before;
+  }, Number(calls.replace(/,/g, '')), { timeout: 30000 });
+  assert.equal(await page.textContent('[data-live-toggle]'), 'Pause live refresh');
+  await page.click('[data-live-toggle]');
+  assert.equal(await page.getAttribute('[data-live-toggle]', 'aria-pressed'), 'true');
+  assert.equal(await page.textContent('[data-live-toggle]'), 'Resume live refresh');
+  await page.click('[data-live-toggle]');
+
   // Drill down: tool -> span list -> trace.
   await Promise.all([page.waitForNavigation(), page.click('section:has(h2:text("Top tools")) a:text("add")')]);
   assert.match(page.url(), /\/spans\?.*tool=add/);

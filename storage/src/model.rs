@@ -120,6 +120,26 @@ pub struct McpFields {
     pub protocol_version: Option<String>,
 }
 
+impl McpFields {
+    /// Every field with its canonical name, in the order the API documents them.
+    pub fn named(&self) -> [(&'static str, &Option<String>); 12] {
+        [
+            ("method", &self.method),
+            ("tool", &self.tool),
+            ("prompt", &self.prompt),
+            ("resource_uri", &self.resource_uri),
+            ("request_id", &self.request_id),
+            ("session_id", &self.session_id),
+            ("user_id", &self.user_id),
+            ("client_name", &self.client_name),
+            ("client_version", &self.client_version),
+            ("error_type", &self.error_type),
+            ("transport", &self.transport),
+            ("protocol_version", &self.protocol_version),
+        ]
+    }
+}
+
 /// One normalized span, ready to store. Organization, server and env come from the API key, never
 /// from the payload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -39,18 +39,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const DAYS: u64 = 10;
 const BATCH: usize = 20_000;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let total = env_usize("BENCH_SPANS", 10_000_000);
+    let total = common::env_usize("BENCH_SPANS", 10_000_000);
     let dir: PathBuf = std::env::var("BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir().join("mcpobs-bench-export"));
@@ -249,7 +242,7 @@ fn read_chunked(conn: std::net::TcpStream) -> (usize, usize) {
 
 fn baseline(store: &SpanStore, total: usize) {
     // Baseline: the span list's path, page after page.
-    let cap = env_usize("BENCH_BASELINE_SPANS", 1_000_000).min(total);
+    let cap = common::env_usize("BENCH_BASELINE_SPANS", 1_000_000).min(total);
     let f = SpanFilter::default();
     let t = Instant::now();
     let (mut n, mut bytes) = (0usize, 0usize);

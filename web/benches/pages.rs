@@ -31,19 +31,12 @@ const BATCH: usize = 20_000;
 const TRACE_SPANS: usize = 200;
 const PASSWORD: &str = "bench-password-1";
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let total = env_usize("BENCH_SPANS", 10_000_000);
-    let runs = env_usize("BENCH_RUNS", 20);
+    let total = common::env_usize("BENCH_SPANS", 10_000_000);
+    let runs = common::env_usize("BENCH_RUNS", 20);
     let dir: PathBuf = std::env::var("BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir().join("mcpobs-bench-pages"));

@@ -16,6 +16,14 @@ pub const SERVERS: u32 = 20;
 pub const TOOLS: usize = 200;
 pub const USERS: usize = 2000;
 
+/// A benchmark setting from the environment, or `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 pub fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue {
         key: k.into(),

@@ -41,7 +41,7 @@ pub(crate) fn corrupt(what: impl Into<String>) -> StorageError {
 pub use columns::StrField;
 pub use compact::{is_finished, now_unix_nano};
 pub use decoded::ScanBlock;
-pub use partition::FORMAT_VERSION;
+pub use partition::{civil_from_days, days_from_civil, FORMAT_VERSION};
 pub use retention::{floor as retention_floor, RetentionPolicy, RetentionStats};
 pub use scan::{ScanSink, ScanStats, SCAN_LIVE_BLOCKS_MAX};
 

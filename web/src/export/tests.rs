@@ -263,21 +263,7 @@ fn check_csv(csv: &[u8], want: &[SpanRecord]) {
         assert_eq!(cell("status_code"), j["status"]["code"].as_str().unwrap());
         assert_eq!(cell("status_message"), guarded(&s.status_message));
         assert_eq!(cell("is_error"), s.is_error().to_string());
-        let m = &s.mcp;
-        let mcp = [
-            ("method", &m.method),
-            ("tool", &m.tool),
-            ("prompt", &m.prompt),
-            ("resource_uri", &m.resource_uri),
-            ("request_id", &m.request_id),
-            ("session_id", &m.session_id),
-            ("user_id", &m.user_id),
-            ("client_name", &m.client_name),
-            ("client_version", &m.client_version),
-            ("error_type", &m.error_type),
-            ("transport", &m.transport),
-            ("protocol_version", &m.protocol_version),
-        ];
+        let mcp = s.mcp.named();
         for (name, v) in mcp {
             assert_eq!(
                 cell(name),

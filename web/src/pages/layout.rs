@@ -190,7 +190,7 @@ pub fn fmt_pct(rate: f64) -> String {
 pub fn fmt_time(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
+    let (y, m, d) = mcp_obs_storage::spans::civil_from_days(days as i64);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
         rem / 3600,
@@ -202,19 +202,6 @@ pub fn fmt_time(ms: u64) -> String {
 /// A `<time>` element for unix milliseconds.
 pub fn time(ms: u64) -> Markup {
     html! { time datetime=(ms) { (fmt_time(ms)) } }
-}
-
-/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]

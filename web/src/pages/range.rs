@@ -114,14 +114,11 @@ fn day_ms(date: &str) -> Result<u64, ApiError> {
     if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return Err(bad());
     }
-    // Days from civil, Howard Hinnant's algorithm (inverse of layout::civil_from_days).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = mcp_obs_storage::spans::days_from_civil(y, m as u32, d as u32);
+    // 2025-02-31 is not a date (it would silently mean March 3).
+    if mcp_obs_storage::spans::civil_from_days(days) != (y, m as u32, d as u32) {
+        return Err(bad());
+    }
     Ok(days as u64 * DAY_MS)
 }
 
@@ -170,6 +167,8 @@ mod tests {
         assert_eq!(day_ms("1970-01-02").unwrap(), DAY_MS);
         assert_eq!(day_ms("2025-11-26").unwrap(), 1_764_115_200_000);
         assert!(day_ms("2025-13-01").is_err());
+        assert!(day_ms("2025-02-31").is_err());
+        assert!(day_ms("2024-02-29").is_ok());
         let p = RangeParams::parse("range=7d&env=test&tool=x").unwrap();
         assert_eq!(p.api_query(Some(3)), "range=7d&env=test&server=3");
         assert_eq!(p.link(&[("range", "30d")]), "env=test&range=30d");

@@ -106,21 +106,6 @@ fn kv_table(v: &serde_json::Value) -> Markup {
 }
 
 fn details(s: &SpanRecord, t0: u64) -> Markup {
-    let m = &s.mcp;
-    let fields: [(&str, &Option<String>); 12] = [
-        ("method", &m.method),
-        ("tool", &m.tool),
-        ("prompt", &m.prompt),
-        ("resource_uri", &m.resource_uri),
-        ("request_id", &m.request_id),
-        ("session_id", &m.session_id),
-        ("user_id", &m.user_id),
-        ("client_name", &m.client_name),
-        ("client_version", &m.client_version),
-        ("error_type", &m.error_type),
-        ("transport", &m.transport),
-        ("protocol_version", &m.protocol_version),
-    ];
     let id = hex::encode(s.span_id);
     html! {
         section.card.span-detail id={ "span-" (id) } {
@@ -133,7 +118,7 @@ fn details(s: &SpanRecord, t0: u64) -> Markup {
                 dt { "Start" } dd { (time(s.start_unix_nano / 1_000_000)) " (+" (fmt_ms((s.start_unix_nano - t0) as f64 / 1e6)) ")" }
                 dt { "Duration" } dd { (fmt_ms(s.duration_nanos() as f64 / 1e6)) }
                 dt { "Service" } dd { (s.service_name) }
-                @for (k, v) in fields { @if let Some(v) = v { dt { (k) } dd { (v) } } }
+                @for (k, v) in s.mcp.named() { @if let Some(v) = v { dt { (k) } dd { (v) } } }
             }
             h3 { "Attributes" } (kv_table(&attrs_to_json(&s.attributes)))
             h3 { "Events" }

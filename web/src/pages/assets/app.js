@@ -1,7 +1,9 @@
 // mcp-obs dashboard: the few things that need script. Every page works without it.
 (function () {
   "use strict";
-  var LIVE_INTERVAL_MS = 10000;
+  // How often open analytics and span-list pages re-fetch themselves; the session may ask for
+  // another period (the end-to-end test does, to not wait 10 s).
+  var LIVE_INTERVAL_MS = Number(sessionStorage.getItem("mcpobs-live-interval-ms")) || 10000;
 
   function copyText(text, button) {
     var done = function () {
@@ -79,6 +81,7 @@
     label();
     setInterval(function () {
       if (paused || document.hidden || document.querySelector("dialog[open]")) return;
+      regions.forEach(function (el) { el.setAttribute("aria-busy", "true"); });
       fetch(location.href, { credentials: "same-origin" }).then(function (r) {
         if (!r.ok) return null;
         return r.text();
@@ -90,7 +93,9 @@
         if (fresh.length !== now.length) return;
         now.forEach(function (el, i) { el.innerHTML = fresh[i].innerHTML; });
         document.documentElement.setAttribute("data-refreshed", String(Date.now()));
-      }).catch(function () { /* try again at the next tick */ });
+      }).catch(function () { /* try again at the next tick */ }).then(function () {
+        document.querySelectorAll("[data-live]").forEach(function (el) { el.removeAttribute("aria-busy"); });
+      });
     }, LIVE_INTERVAL_MS);
   }
 
