@@ -151,6 +151,14 @@ fn filter_form(
             }
             (text("session", "Session"))
             label { "Min duration (ms)" input type="number" min="0" step="any" name="min_duration_ms" value=(get(pairs, "min_duration_ms")); }
+            @let ms = |k: &str| get(pairs, k).parse::<u64>().ok();
+            @if ms("from").is_some() || ms("to").is_some() {
+                p.window.muted {
+                    "Started "
+                    @if let Some(f) = ms("from") { "from " (time(f)) " " }
+                    @if let Some(t) = ms("to") { "before " (time(t)) }
+                }
+            }
             @for k in ["from", "to", "trace_id"] {
                 @if !get(pairs, k).is_empty() { input type="hidden" name=(k) value=(get(pairs, k)); }
             }

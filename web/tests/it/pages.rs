@@ -264,6 +264,18 @@ async fn other_organizations_are_not_found_and_roles_are_checked() {
     let own = get(&h, "/orgs/evecorp", &eve).await;
     assert_eq!(own.status, 200);
     assert!(!own.text.contains("/orgs/default"));
+    // A user in two organizations gets the switcher with both.
+    let r = h
+        .post(
+            "/api/v1/orgs/evecorp/members",
+            &eve,
+            json!({ "username": "admin", "role": "member" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let both = get(&h, "/orgs/default", &admin).await;
+    assert!(both.text.contains(r#"<details class="switcher">"#));
+    assert!(both.text.contains(r#"href="/orgs/evecorp""#) && both.text.contains("(member)"));
 
     // A plain member may look but not change.
     let (_, bob) = h.user(&admin, "bob").await;
