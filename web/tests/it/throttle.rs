@@ -40,3 +40,26 @@ async fn failed_logins_slow_down_exponentially() {
     let (_, took) = timed_login(&h, "someone", "wrong", ip).await;
     assert_eq!(took.as_millis(), 5000, "capped at 5 s");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_sign_in_page_shares_the_throttle() {
+    let h = Harness::new();
+    let ip = "198.51.100.2:1000";
+    let mut delays = Vec::new();
+    for _ in 0..3 {
+        let req = h
+            .request("POST", "/login", &Client::anonymous())
+            .remote_addr(ip.parse().unwrap())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("username=admin&password=wrong&next=%2F");
+        let start = Instant::now();
+        let r = h.send_all(req).await;
+        assert_eq!(r.status, 401);
+        assert!(r.text.contains("invalid username or password"));
+        delays.push(start.elapsed().as_millis());
+    }
+    assert_eq!(delays, [0, 250, 500]);
+    // Failures on the page count for the JSON login too: one throttle per username and address.
+    let (status, took) = timed_login(&h, "admin", "wrong", ip).await;
+    assert_eq!((status, took.as_millis()), (401, 1000));
+}
