@@ -583,3 +583,86 @@ async fn html_snapshots() {
         check_snapshot(name, &text);
     }
 }
+
+#[tokio::test]
+async fn members_and_tokens_through_forms() {
+    let h = Harness::new();
+    let admin = h.admin().await;
+    let (bob_id, bob) = h.user(&admin, "bob").await;
+    let r = post(
+        &h,
+        "/orgs/default/members",
+        &admin,
+        &[("username", "nobody"), ("role", "member")],
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert!(
+        r.text.contains("user not found") && r.text.contains("Add a member"),
+        "shown on the page"
+    );
+    let r = post(
+        &h,
+        "/orgs/default/members",
+        &admin,
+        &[("username", "bob"), ("role", "member")],
+    )
+    .await;
+    assert_eq!((r.status, location(&r)), (303, "/orgs/default/members"));
+    let role = format!("/orgs/default/members/{bob_id}/role");
+    assert_eq!(
+        post(&h, &role, &bob, &[("role", "owner")]).await.status,
+        403,
+        "members cannot promote themselves"
+    );
+    assert_eq!(
+        post(&h, &role, &admin, &[("role", "admin")]).await.status,
+        303
+    );
+    assert_eq!(
+        h.state.meta.role(1, bob_id).unwrap(),
+        Some(mcp_obs_storage::meta::Role::Admin)
+    );
+    let r = post(
+        &h,
+        &format!("/orgs/default/members/{bob_id}/remove"),
+        &admin,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(h.state.meta.role(1, bob_id).unwrap(), None);
+
+    let r = post(&h, "/tokens", &bob, &[("name", "script")]).await;
+    assert_eq!(r.status, 200);
+    let start = r.text.find("mcpobs_pat_").expect("token shown once");
+    let token = r.text[start..].split('<').next().unwrap().to_string();
+    let listed = get(&h, "/tokens", &bob).await;
+    assert!(!listed.text.contains(&token), "never shown again");
+    assert_eq!(
+        h.get("/api/v1/session", &Client::token(&token))
+            .await
+            .status,
+        200
+    );
+    let id = h.state.meta.list_pats(bob_id).unwrap()[0].key_id.clone();
+    assert_eq!(
+        post(&h, &format!("/tokens/{id}/revoke"), &admin, &[])
+            .await
+            .status,
+        404,
+        "someone else's token"
+    );
+    assert_eq!(
+        post(&h, &format!("/tokens/{id}/revoke"), &bob, &[])
+            .await
+            .status,
+        303
+    );
+    assert_eq!(
+        h.get("/api/v1/session", &Client::token(&token))
+            .await
+            .status,
+        401
+    );
+}
