@@ -25,8 +25,13 @@ pub async fn page(ctx: &Ctx<'_>, slug: &str) -> PageResult {
     let body = html! {
         div.page-head {
             h1 { (org.name) }
-            @if admin {
-                a.button.primary href={ "/orgs/" (slug) "/servers/new" } { "New MCP server" }
+            div.actions {
+                @if !servers.is_empty() {
+                    button.live type="button" data-live-toggle hidden { "Pause live refresh" }
+                }
+                @if admin {
+                    a.button.primary href={ "/orgs/" (slug) "/servers/new" } { "New MCP server" }
+                }
             }
         }
         @if servers.is_empty() {
