@@ -38,6 +38,27 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0 // USER_HZ is 100 on Linux
 }
 
+/// CPU seconds per thread name (tokio workers and the like summed), from /proc/<pid>/task.
+fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in rd.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let name = stat[stat.find('(').unwrap() + 1..stat.rfind(')').unwrap()]
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+            .to_string();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+        *out.entry(name).or_insert(0.0) += ticks / 100.0;
+    }
+    out
+}
+
 fn status_kb(pid: u32, field: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     s.lines()
@@ -186,7 +207,11 @@ fn main() {
         h.join().unwrap();
     }
     let wall = t0.elapsed().as_secs_f64();
+    // Background work that follows the acknowledgements (the search indexer commits about once a
+    // second) is part of the cost: let it finish before reading the CPU counters.
+    std::thread::sleep(Duration::from_secs(3));
     let cpu = cpu_seconds(pid) - cpu0;
+    let threads = thread_cpu(pid);
     let spans = batches * BATCH;
     let rss_peak_mb = status_kb(pid, "VmHWM:") as f64 / 1024.0;
 
@@ -209,6 +234,12 @@ fn main() {
     );
     println!("  server CPU:              {cpu:.2} s");
     println!("  spans per server CPU-s:  {:.0}", spans as f64 / cpu);
+    let by_thread: Vec<String> = threads
+        .iter()
+        .filter(|(_, s)| **s >= 0.05)
+        .map(|(n, s)| format!("{n} {s:.2}"))
+        .collect();
+    println!("  CPU s by thread (since start): {}", by_thread.join(", "));
     println!("  peak RSS:                {rss_peak_mb:.1} MB");
     println!(
         "  disk bytes/span, every file: {:.1} allocated ({:.1} apparent length)",

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use mcp_obs_storage::search::analyzer::QUERY_TERMS_LIMIT;
+use mcp_obs_storage::search::indexer::IndexerOptions;
+use mcp_obs_storage::search::{SearchOptions, WRITER_BYTES_MIN};
 use mcp_obs_web::WebConfig;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +47,13 @@ CONFIG FILE (TOML, --config / MCPOBS_CONFIG). Every key is optional; shown with 
   compaction_interval_ms = 10000    # how often small recent blocks are merged
   retention_interval_ms = 600000    # how often retention runs (organizations' retention_days)
   disk_bytes_max = 0                # span store budget in bytes, oldest days dropped first; 0: none
+  search_query_bytes_max = 512      # longest search query `q` and suggestion prefix (400 above)
+  search_query_terms_max = 16       # most words in one search query (400 above)
+  search_suggest_limit_max = 100    # most values one /suggest request returns
+  search_writer_bytes_max = 16000000  # search index writer memory per open day (>= 15000000)
+  search_commit_interval_ms = 1000  # how often the search index commits (its lag, about 1-2x this)
+  search_queue_spans_max = 200000   # spans waiting for the indexer before it re-reads them from disk
+  search_candidates_per_day_max = 200000  # index hits of one day beyond which a search scans that day
 
 ENVIRONMENT
   MCPOBS_DATA, MCPOBS_LISTEN, MCPOBS_CONFIG, MCPOBS_LOG as the flags above;
@@ -92,15 +102,60 @@ pub struct StorageSettings {
     pub retention_interval_ms: u64,
     /// 0 = no budget.
     pub disk_bytes_max: u64,
+    pub search_query_bytes_max: usize,
+    pub search_query_terms_max: usize,
+    pub search_suggest_limit_max: usize,
+    pub search_writer_bytes_max: usize,
+    pub search_commit_interval_ms: u64,
+    pub search_queue_spans_max: usize,
+    pub search_candidates_per_day_max: usize,
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
+        let search = SearchOptions::default();
+        let indexer = IndexerOptions::default();
         StorageSettings {
             block_rows_max: 8192,
             compaction_interval_ms: 10_000,
             retention_interval_ms: 600_000,
             disk_bytes_max: 0,
+            search_query_bytes_max: search.query_bytes_max,
+            search_query_terms_max: search.query_terms_max,
+            search_suggest_limit_max: search.suggest_limit_max,
+            search_writer_bytes_max: search.writer_bytes_max,
+            search_commit_interval_ms: indexer.commit_interval_ms,
+            search_queue_spans_max: indexer.queue_spans_max,
+            search_candidates_per_day_max: search.candidates_per_day_max,
+        }
+    }
+}
+
+impl StorageSettings {
+    /// The store's search options; refuses values the index cannot work with.
+    pub fn search_options(&self) -> anyhow::Result<SearchOptions> {
+        if self.search_writer_bytes_max < WRITER_BYTES_MIN {
+            anyhow::bail!("[storage] search_writer_bytes_max must be at least {WRITER_BYTES_MIN}");
+        }
+        if self.search_query_terms_max == 0 || self.search_query_terms_max > QUERY_TERMS_LIMIT {
+            anyhow::bail!(
+                "[storage] search_query_terms_max must be between 1 and {QUERY_TERMS_LIMIT}"
+            );
+        }
+        Ok(SearchOptions {
+            query_bytes_max: self.search_query_bytes_max,
+            query_terms_max: self.search_query_terms_max,
+            suggest_limit_max: self.search_suggest_limit_max.max(1),
+            writer_bytes_max: self.search_writer_bytes_max,
+            candidates_per_day_max: self.search_candidates_per_day_max.max(1),
+        })
+    }
+
+    pub fn indexer_options(&self) -> IndexerOptions {
+        IndexerOptions {
+            commit_interval_ms: self.search_commit_interval_ms.max(10),
+            queue_spans_max: self.search_queue_spans_max,
+            ..IndexerOptions::default()
         }
     }
 }

@@ -63,17 +63,24 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let opts = SpanStoreOptions {
         block_rows_max: settings.storage.block_rows_max,
+        search: settings.storage.search_options()?,
         ..SpanStoreOptions::default()
     };
     let spans = Arc::new(
         SpanStore::open(&settings.data.join("spans"), opts).context("opening span store")?,
     );
+    // The search indexer starts by re-reading whatever the last run did not commit to its index.
+    let (feed, indexer) = mcp_obs_storage::search::indexer::start(
+        Arc::clone(&spans),
+        settings.storage.indexer_options(),
+    )?;
     let web = settings.web.clone();
     let (ingest, writer) = IngestQueue::start(
         Arc::clone(&spans),
         web.ingest_queue_requests_max,
         web.ingest_queue_spans_max,
         web.group_commit_spans_max,
+        Some(feed),
     )?;
     let state = Arc::new(AppState::new(
         Arc::clone(&meta),
@@ -110,6 +117,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let writer = tokio::task::spawn_blocking(move || writer.join());
     if writer.await.is_err() {
         anyhow::bail!("span writer thread panicked");
+    }
+    // The writer held the last feed handle: the indexer commits what it has and exits.
+    let indexer = tokio::task::spawn_blocking(move || indexer.join());
+    if !matches!(indexer.await, Ok(Ok(()))) {
+        tracing::warn!(
+            "search indexer thread panicked; the next start re-indexes from its watermark"
+        );
     }
     if let Err(e) = mcp_obs_web::auth::flush_key_usage(&state) {
         tracing::warn!(error = %e, "could not write API key usage at shutdown");

@@ -27,6 +27,12 @@ pub enum StorageError {
     /// Input rejected by a storage-level rule (length, charset, range).
     #[error("invalid: {0}")]
     Invalid(String),
+    /// The search index (tantivy) failed; it is derived data and is rebuilt from the spans.
+    #[error("search index error: {0}")]
+    Index(String),
+    /// A search query was refused (length, words).
+    #[error(transparent)]
+    Query(#[from] crate::search::QueryError),
 }
 
 macro_rules! from_redb {

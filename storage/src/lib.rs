@@ -1,5 +1,5 @@
 //! mcp-obs storage: the metadata store (`meta.redb`), the time-partitioned columnar span store, and
-//! (later) rollups and the search index. This crate knows nothing of HTTP, warp or maud.
+//! rollups and the text-search index. This crate knows nothing of HTTP, warp or maud.
 
 pub mod analytics;
 pub mod codec;
@@ -7,6 +7,7 @@ pub mod error;
 pub mod meta;
 pub mod model;
 pub mod rollup;
+pub mod search;
 pub mod spans;
 
 pub use error::{Result, StorageError};

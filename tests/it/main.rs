@@ -12,4 +12,5 @@ mod ingest;
 mod lifecycle;
 mod otlp_json;
 mod retention;
+mod search;
 mod tenancy;

@@ -157,9 +157,14 @@ fn over_http(dir: &Path, store: Arc<SpanStore>, total: usize) {
     assert_eq!(org.id, 1, "the bench store holds org 1's spans");
     let admin = meta.user_by_username("admin").unwrap().unwrap();
     let session = meta.create_session(admin.id, 3600).unwrap();
-    let (ingest, _writer) =
-        mcp_obs_web::ingest::queue::IngestQueue::start(Arc::clone(&store), 16, 10_000, 10_000)
-            .unwrap();
+    let (ingest, _writer) = mcp_obs_web::ingest::queue::IngestQueue::start(
+        Arc::clone(&store),
+        16,
+        10_000,
+        10_000,
+        None,
+    )
+    .unwrap();
     let state = Arc::new(AppState::new(
         Arc::new(meta),
         store,

@@ -4,6 +4,7 @@
 //! [`ApiError::into_json_response`] renders the JSON API body, and the ingest module renders the same
 //! error as a `google.rpc.Status` for OTLP clients.
 
+use mcp_obs_storage::search::QueryError;
 use mcp_obs_storage::StorageError;
 use thiserror::Error;
 use warp::http::{header, HeaderValue, StatusCode};
@@ -146,8 +147,16 @@ impl From<StorageError> for ApiError {
             StorageError::Conflict(what) => ApiError::Conflict(format!("{what} already exists")),
             StorageError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             StorageError::Invalid(why) => ApiError::BadRequest(why),
+            StorageError::Query(e) => e.into(),
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        // Every query error is the caller's: too long, too many words, nothing searchable.
+        ApiError::BadRequest(e.to_string())
     }
 }
 

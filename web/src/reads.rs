@@ -1,9 +1,11 @@
-//! The span read API: one trace by id, and the filtered, cursor-paginated span list.
+//! The span read API: one trace by id, the filtered, cursor-paginated span list (with text
+//! search when `q` is given), and value suggestions for the tool and user filters.
 
 use std::sync::Arc;
 
 use mcp_obs_storage::model::Env;
 use mcp_obs_storage::model::SpanRecord;
+use mcp_obs_storage::search::SuggestField;
 use mcp_obs_storage::spans::{SpanFilter, SpanPage, StatusFilter};
 use serde_json::json;
 use warp::filters::BoxedFilter;
@@ -20,6 +22,18 @@ use mcp_obs_storage::meta::{Org, Role};
 /// Most spans one page may hold.
 pub const PAGE_LIMIT_MAX: usize = 1000;
 const PAGE_LIMIT_DEFAULT: usize = 50;
+/// Suggestions returned when `limit` is not given.
+const SUGGEST_LIMIT_DEFAULT: usize = 20;
+
+/// The parsed query string of the span list.
+#[derive(Debug, Default)]
+pub struct ListParams {
+    pub filter: SpanFilter,
+    pub cursor: Option<String>,
+    pub limit: usize,
+    /// Text search (`q`), parsed by the store with its limits.
+    pub q: Option<String>,
+}
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let s1 = Arc::clone(&state);
@@ -30,15 +44,24 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
             let state = Arc::clone(&s1);
             async move { respond(get_trace(&state, &headers, &org, &trace_id).await) }
         });
+    let s2 = Arc::clone(&state);
     let spans = warp::path!("api" / "v1" / "orgs" / String / "spans")
         .and(warp::get())
         .and(warp::header::headers_cloned())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .then(move |org: String, headers: HeaderMap, query: String| {
-            let state = Arc::clone(&state);
+            let state = Arc::clone(&s2);
             async move { respond(list_spans(&state, &headers, &org, &query).await) }
         });
-    trace.or(spans).unify().boxed()
+    let suggest = warp::path!("api" / "v1" / "orgs" / String / "suggest")
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .then(move |org: String, headers: HeaderMap, query: String| {
+            let state = Arc::clone(&state);
+            async move { respond(suggest(&state, &headers, &org, &query).await) }
+        });
+    trace.or(spans).unify().or(suggest).unify().boxed()
 }
 
 fn respond(r: ApiResult) -> Response {
@@ -97,38 +120,45 @@ pub(crate) async fn trace_spans(
     Ok(spans)
 }
 
-/// One page of the span list of `org` (membership already checked), clamped to retention. The
-/// JSON API and the dashboard's span list both read through here.
+/// One page of the span list of `org` (membership already checked), clamped to retention, text
+/// searched when `q` is given. The JSON API and the dashboard's span list both read through here.
 pub(crate) async fn list_page(
     state: &AppState,
     org: &Org,
-    mut filter: SpanFilter,
-    cursor: Option<String>,
-    limit: usize,
+    mut p: ListParams,
 ) -> Result<SpanPage, ApiError> {
-    clamp_to_retention(&mut filter, org);
+    clamp_to_retention(&mut p.filter, org);
+    let text = match &p.q {
+        Some(q) => Some(state.spans.parse_query(q)?),
+        None => None,
+    };
     let store = Arc::clone(&state.spans);
     let org_id = org.id;
-    tokio::task::spawn_blocking(move || store.list(org_id, &filter, cursor.as_deref(), limit))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::from)
+    tokio::task::spawn_blocking(move || match &text {
+        Some(t) => store.search(org_id, &p.filter, t, p.cursor.as_deref(), p.limit),
+        None => store.list(org_id, &p.filter, p.cursor.as_deref(), p.limit),
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(ApiError::from)
 }
 
 /// Query parameters of the span list, parsed strictly: unknown names are rejected so a typo does
 /// not silently return unfiltered data.
-pub fn parse_filter(query: &str) -> Result<(SpanFilter, Option<String>, usize), ApiError> {
+pub fn parse_filter(query: &str) -> Result<ListParams, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|_| ApiError::BadRequest("malformed query string".into()))?;
     let mut f = SpanFilter::default();
     let mut cursor = None;
     let mut limit = PAGE_LIMIT_DEFAULT;
+    let mut q = None;
     for (k, v) in pairs {
         if filter_param(&mut f, &k, &v)? {
             continue;
         }
         match k.as_str() {
             "cursor" => cursor = (!v.is_empty()).then_some(v),
+            "q" => q = (!v.is_empty()).then_some(v),
             "limit" => {
                 limit = v.parse().map_err(|_| bad(&k, "a number"))?;
                 if limit == 0 || limit > PAGE_LIMIT_MAX {
@@ -142,7 +172,12 @@ pub fn parse_filter(query: &str) -> Result<(SpanFilter, Option<String>, usize), 
             }
         }
     }
-    Ok((f, cursor, limit))
+    Ok(ListParams {
+        filter: f,
+        cursor,
+        limit,
+        q,
+    })
 }
 
 /// The oldest start time `org` may see: data past its retention is never shown, also in the
@@ -222,10 +257,66 @@ async fn list_spans(
 ) -> ApiResult {
     let principal = authenticate(state, headers).await?;
     let org = require_org(state, &principal, org, Role::Member)?;
-    let (filter, cursor, limit) = parse_filter(query)?;
-    let page = list_page(state, &org, filter, cursor, limit).await?;
+    let page = list_page(state, &org, parse_filter(query)?).await?;
     let spans: Vec<_> = page.spans.iter().map(span_to_json).collect();
     Ok(json_response(
         &json!({ "spans": spans, "next_cursor": page.next_cursor }),
+    ))
+}
+
+/// `GET /api/v1/orgs/{org}/suggest?field=tool|user&prefix=&server=&limit=`: distinct values of
+/// the organization with that prefix (case-insensitive), sorted, from the search index.
+async fn suggest(state: &Arc<AppState>, headers: &HeaderMap, org: &str, query: &str) -> ApiResult {
+    let principal = authenticate(state, headers).await?;
+    let org = require_org(state, &principal, org, Role::Member)?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|_| ApiError::BadRequest("malformed query string".into()))?;
+    let opts = *state.spans.search_index().options();
+    let (mut field, mut prefix, mut server) = (None, String::new(), None);
+    let mut limit = SUGGEST_LIMIT_DEFAULT.min(opts.suggest_limit_max);
+    for (k, v) in pairs {
+        match k.as_str() {
+            "field" => {
+                field = Some(SuggestField::parse(&v).ok_or_else(|| bad(&k, "tool or user"))?)
+            }
+            "prefix" => {
+                if v.len() > opts.query_bytes_max {
+                    return Err(bad(&k, &format!("at most {} bytes", opts.query_bytes_max)));
+                }
+                prefix = v;
+            }
+            "server" | "server_id" if !v.is_empty() => {
+                server = Some(v.parse::<u32>().map_err(|_| bad(&k, "a server id"))?);
+            }
+            "server" | "server_id" => {}
+            "limit" => {
+                limit = v.parse().map_err(|_| bad(&k, "a number"))?;
+                if limit == 0 || limit > opts.suggest_limit_max {
+                    let range = format!("between 1 and {}", opts.suggest_limit_max);
+                    return Err(bad(&k, &range));
+                }
+            }
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter `{k}`"
+                )))
+            }
+        }
+    }
+    let field = field.ok_or_else(|| bad("field", "tool or user"))?;
+    // Days wholly past the organization's retention are not consulted.
+    let floor = visible_from(&org);
+    let store = Arc::clone(&state.spans);
+    let p = prefix.clone();
+    let values =
+        tokio::task::spawn_blocking(move || store.suggest(org.id, field, &p, server, floor, limit))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let name = match field {
+        SuggestField::Tool => "tool",
+        SuggestField::User => "user",
+    };
+    Ok(json_response(
+        &json!({ "field": name, "prefix": prefix, "values": values }),
     ))
 }

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use redb::Durability;
+use redb::{Durability, ReadableTable};
 
 use super::block::sort_rows;
 use super::cols::Cols;
-use super::partition::Pending;
+use super::partition::{decode_u64, Pending, KEY_NEXT_BLOCK, META};
 use super::registry::OpenPartition;
 use super::write::{merge_write, put_block, take_blocks};
 use super::{AppendStats, SpanStore};
@@ -48,7 +48,7 @@ impl SpanStore {
                     .parts
                     .get(day, true)?
                     .ok_or_else(|| StorageError::NotFound(format!("day {day}")))?;
-                if self.write_day(&p, &groups, &mut stats)? {
+                if self.write_day(day, &p, &groups, &mut stats)? {
                     break;
                 }
                 if attempt > 0 {
@@ -72,6 +72,7 @@ impl SpanStore {
     /// is settled whenever an append returns.
     fn write_day(
         &self,
+        day: u32,
         p: &OpenPartition,
         groups: &Groups<'_>,
         stats: &mut AppendStats,
@@ -131,7 +132,12 @@ impl SpanStore {
         bytes += deltas.write_deltas(&txn, seq)?;
         p.rollup_deltas
             .store(true, std::sync::atomic::Ordering::Release);
+        let next = match txn.open_table(META)?.get(KEY_NEXT_BLOCK)? {
+            Some(v) => decode_u64(v.value())?,
+            None => return Err(StorageError::Corrupt("meta lacks next_block_id".into())),
+        };
         txn.commit()?;
+        stats.watermarks.push((day, next));
         p.note_write(bytes);
         for (owner, list) in updates {
             if list.is_empty() {

@@ -20,11 +20,13 @@ use super::lazy::LazyBody;
 use super::materialize::Materialize;
 use super::partition::{header_key, BODIES, HEADERS};
 use super::registry::OpenPartition;
+use super::textscan::{self, in_intervals, intervals, overlap_fields};
 use super::{trace_index, SpanFilter, SpanPage, SpanStore, StatusFilter};
 use crate::codec::strdict::{self, StrVals};
 use crate::codec::Reader;
 use crate::error::Result;
 use crate::model::{day_of, OrgId, SpanRecord, STATUS_ERROR};
+use crate::search::{DayCandidates, Interval, Matcher, TextQuery};
 
 /// Most spans one page may hold, whatever the caller asks: bounds the memory of one query.
 pub const LIST_LIMIT_MAX: usize = 10_000;
@@ -42,6 +44,8 @@ struct Cand {
 /// (ties kept, since the ids that break them are read last) and the bodies they point into.
 struct Scan<'a> {
     org: OrgId,
+    /// Text search: the verifier every row must pass (same analyzer as the index).
+    text: Option<Matcher>,
     f: &'a SpanFilter,
     lo: u64,
     top: u64,
@@ -59,6 +63,20 @@ impl SpanStore {
         &self,
         org: OrgId,
         filter: &SpanFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<SpanPage> {
+        self.scan_text(org, filter, None, cursor, limit)
+    }
+
+    /// [`SpanStore::list`], restricted to spans matching `text` (see `search`) when given: per
+    /// day, the index names the buckets that may match; blocks below the index watermark are
+    /// read only inside those buckets, blocks at or above it (not yet indexed) entirely.
+    pub(super) fn scan_text(
+        &self,
+        org: OrgId,
+        filter: &SpanFilter,
+        text: Option<&TextQuery>,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<SpanPage> {
@@ -80,6 +98,7 @@ impl SpanStore {
         let need = limit + 1 + dups;
         let mut scan = Scan {
             org,
+            text: text.map(Matcher::new),
             f: filter,
             lo,
             top,
@@ -99,8 +118,18 @@ impl SpanStore {
             let Some(p) = self.parts.get(day, false)? else {
                 continue;
             };
+            let cands = text.map(|q| {
+                let servers = filter.server_ids.as_deref();
+                self.search
+                    .candidates(day, org, servers, filter.env, q, lo, scan.top)
+                    .unwrap_or_else(|e| {
+                        // The index is only a shortcut: without it, every block is verified.
+                        tracing::warn!(day, error = %e, "search index unusable, scanning the day");
+                        DayCandidates::default()
+                    })
+            });
             let txn = p.part.db.begin_read()?;
-            scan.partition(&p, &txn)?;
+            scan.partition(&p, &txn, cands.as_ref())?;
         }
         scan.finish(limit)
     }
@@ -112,7 +141,12 @@ impl Scan<'_> {
         self.cands.get(self.need - 1).map(|c| c.start)
     }
 
-    fn partition(&mut self, p: &OpenPartition, txn: &ReadTransaction) -> Result<()> {
+    fn partition(
+        &mut self,
+        p: &OpenPartition,
+        txn: &ReadTransaction,
+        cands: Option<&DayCandidates>,
+    ) -> Result<()> {
         let sums = p.summaries(txn)?;
         let org = self.org;
         let a = sums.partition_point(|s| s.org < org);
@@ -130,6 +164,9 @@ impl Scan<'_> {
                     .is_none_or(|ids| ids.contains(&s.server))
                     && traced.as_ref().is_none_or(|t| t.contains(&s.block))
                     && s.may_match(self.f, self.lo, self.top)
+                    && intervals(cands, s).is_none_or(|iv| {
+                        overlap_fields(iv, s.min_start.max(self.lo), s.max_start.min(self.top)) != 0
+                    })
             })
             .collect();
         if blocks.is_empty() {
@@ -154,13 +191,18 @@ impl Scan<'_> {
                 }
             }
             let body = LazyBody::open(bodies.clone(), s)?;
-            self.block(body, t)?;
+            self.block(body, t, intervals(cands, s))?;
         }
         Ok(())
     }
 
     /// Adds the rows of `body` that can still make the page, newest first.
-    fn block(&mut self, body: LazyBody, threshold: Option<u64>) -> Result<()> {
+    fn block(
+        &mut self,
+        body: LazyBody,
+        threshold: Option<u64>,
+        ivs: Option<&[Interval]>,
+    ) -> Result<()> {
         let starts = body.start_col()?;
         let from = self.lo.max(threshold.unwrap_or(0));
         let a = starts.partition_point(|&s| s < from);
@@ -168,9 +210,23 @@ impl Scan<'_> {
         if a >= b {
             return Ok(());
         }
-        let Some(mask) = filter_mask(&body, starts, self.f, a, b)? else {
+        let Some(mut mask) = filter_mask(&body, starts, self.f, a, b)? else {
             return Ok(());
         };
+        // Fields the index says can hold a term in these rows (all, for unindexed blocks).
+        let fields = ivs.map_or(u8::MAX, |iv| overlap_fields(iv, starts[a], starts[b - 1]));
+        if let Some(iv) = ivs {
+            let m = mask.get_or_insert_with(|| vec![true; b - a]);
+            for (k, x) in m.iter_mut().enumerate() {
+                *x = *x && in_intervals(iv, starts[a + k]);
+            }
+        }
+        if let Some(m) = self.text.as_mut() {
+            match textscan::text_mask(&body, m, a, b, mask, fields)? {
+                Some(t) => mask = Some(t),
+                None => return Ok(()),
+            }
+        }
         let b_idx = self.bodies.len();
         let mut taken: Vec<Cand> = Vec::new();
         for i in (a..b).rev() {

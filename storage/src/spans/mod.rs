@@ -20,6 +20,7 @@ mod registry;
 mod retention;
 mod rollups;
 mod scan;
+mod textscan;
 mod trace;
 mod trace_index;
 mod upgrade;
@@ -32,6 +33,7 @@ use std::path::Path;
 
 use crate::error::{Result, StorageError};
 use crate::model::{Env, ServerId, SpanRecord};
+use crate::search::{SearchIndex, SearchOptions};
 
 /// The error for bytes read back from disk that do not make sense.
 pub(crate) fn corrupt(what: impl Into<String>) -> StorageError {
@@ -44,6 +46,16 @@ pub use decoded::ScanBlock;
 pub use partition::{civil_from_days, days_from_civil, FORMAT_VERSION};
 pub use retention::{floor as retention_floor, RetentionPolicy, RetentionStats};
 pub use scan::{ScanSink, ScanStats, SCAN_LIVE_BLOCKS_MAX};
+
+/// `YYYY-MM-DD.redb`, the file name of a day partition.
+pub fn partition_file_name(day: u32) -> String {
+    partition::file_name(day)
+}
+
+/// The day of a `YYYY-MM-DD` name (canonical spelling only).
+pub fn parse_file_name_stem(stem: &str) -> Option<u32> {
+    partition::parse_file_name(&format!("{stem}.redb"))
+}
 
 /// The `meta` table of a partition file (format version and block counters), for format tests.
 #[doc(hidden)]
@@ -68,6 +80,8 @@ pub struct SpanStoreOptions {
     pub cache_bytes_current_partition: usize,
     /// Open partition files kept at most; idle ones beyond this are closed, least recently used first.
     pub open_partitions_max: usize,
+    /// Text search limits and index tuning.
+    pub search: SearchOptions,
 }
 
 impl Default for SpanStoreOptions {
@@ -79,6 +93,7 @@ impl Default for SpanStoreOptions {
             cache_bytes_per_partition: 1 << 20,
             cache_bytes_current_partition: 32 << 20,
             open_partitions_max: 100,
+            search: SearchOptions::default(),
         }
     }
 }
@@ -87,6 +102,8 @@ impl Default for SpanStoreOptions {
 pub struct SpanStore {
     opts: SpanStoreOptions,
     parts: Registry,
+    /// The per-day tantivy indexes beside the day files.
+    search: SearchIndex,
     /// One compaction at a time: its plan (read outside the write lock) stays valid because
     /// appends only add blocks and only compaction removes them.
     compact_lock: parking_lot::Mutex<()>,
@@ -130,6 +147,9 @@ pub struct AppendStats {
     pub partitions: usize,
     pub blocks: usize,
     pub bytes_written: usize,
+    /// `(day, next_block_id)` of every partition committed, as of its commit: every row of
+    /// this append is in a block below it (what the search indexer's watermark may advance to).
+    pub watermarks: Vec<(u32, u64)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -170,9 +190,12 @@ impl SpanStore {
             opts.cache_bytes_current_partition,
             opts.open_partitions_max.max(1),
         )?;
+        let days = parts.days_desc().into_iter().collect();
+        let search = SearchIndex::open(dir, opts.search, &days)?;
         Ok(SpanStore {
             opts,
             parts,
+            search,
             compact_lock: parking_lot::Mutex::new(()),
         })
     }
@@ -182,9 +205,27 @@ impl SpanStore {
         self.parts.infos()
     }
 
-    /// Deletes the partition file of `day` (no-op if absent). Waits for a running write on it;
-    /// readers holding it finish on the unlinked file.
+    /// Deletes the partition file of `day` and its search index (no-op if absent). Waits for a
+    /// running write on it; readers holding it finish on the unlinked file.
     pub fn drop_partition(&self, day: u32) -> Result<()> {
-        self.parts.drop_day(day)
+        self.parts.drop_day(day)?;
+        self.search.drop_day(day)
+    }
+
+    /// Whether `day` has a partition file.
+    pub fn has_day(&self, day: u32) -> bool {
+        self.parts.has_day(day)
+    }
+
+    /// Days with a partition file, oldest first.
+    pub fn days(&self) -> Vec<u32> {
+        let mut d = self.parts.days_desc();
+        d.reverse();
+        d
+    }
+
+    /// The search side of the store (the indexer commits through it).
+    pub fn search_index(&self) -> &SearchIndex {
+        &self.search
     }
 }

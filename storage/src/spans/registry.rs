@@ -149,6 +149,10 @@ impl Registry {
         self.inner.lock().days.range(lo..=hi).copied().collect()
     }
 
+    pub fn has_day(&self, day: u32) -> bool {
+        self.inner.lock().days.contains(&day)
+    }
+
     pub fn days_desc(&self) -> Vec<u32> {
         self.inner.lock().days.iter().rev().copied().collect()
     }

@@ -4,6 +4,7 @@
 mod gen;
 mod model_check;
 mod retention;
+mod search_check;
 
 use std::sync::Arc;
 

@@ -5,6 +5,9 @@
 //! `SpanStore::append` (one durable commit per touched partition) and only then acknowledges each
 //! job. Memory is bounded twice: by waiting requests and by waiting spans. A full queue answers at
 //! once (the handler turns it into 429 + Retry-After) instead of growing.
+//!
+//! After acknowledging, the writer hands the committed batch to the search indexer (moved, never
+//! waited on: `IndexFeed::send` drops it and flags a re-read when the indexer is behind).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use mcp_obs_storage::model::SpanRecord;
+use mcp_obs_storage::search::indexer::IndexFeed;
 use mcp_obs_storage::spans::SpanStore;
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
@@ -67,13 +71,16 @@ pub struct IngestQueue {
 
 impl IngestQueue {
     /// Starts the writer thread. Call [`IngestQueue::close`] and join the handle to drain on shutdown.
+    /// Committed batches go to `feed` (the search indexer), if any.
     pub fn start(
         store: Arc<SpanStore>,
         requests_max: usize,
         spans_max: usize,
         group_spans_max: usize,
+        feed: Option<IndexFeed>,
     ) -> std::io::Result<(IngestQueue, JoinHandle<()>)> {
-        let (queue, writer) = IngestQueue::new(requests_max, spans_max, group_spans_max);
+        let (queue, mut writer) = IngestQueue::new(requests_max, spans_max, group_spans_max);
+        writer.feed = feed;
         let handle = std::thread::Builder::new()
             .name("span-writer".into())
             .spawn(move || writer.run(&store))?;
@@ -97,6 +104,7 @@ impl IngestQueue {
         });
         let writer = Writer {
             shared: Arc::clone(&shared),
+            feed: None,
         };
         (IngestQueue { shared }, writer)
     }
@@ -147,15 +155,16 @@ impl IngestQueue {
 /// The consuming side of the queue; [`Writer::run`] returns once the queue is closed and empty.
 pub struct Writer {
     shared: Arc<Shared>,
+    feed: Option<IndexFeed>,
 }
 
 impl Writer {
     pub fn run(self, store: &SpanStore) {
-        writer_loop(&self.shared, store)
+        writer_loop(&self.shared, store, self.feed.as_ref())
     }
 }
 
-fn writer_loop(shared: &Shared, store: &SpanStore) {
+fn writer_loop(shared: &Shared, store: &SpanStore, feed: Option<&IndexFeed>) {
     let mut batch: Vec<SpanRecord> = Vec::new();
     let mut acks: Vec<oneshot::Sender<Ack>> = Vec::new();
     loop {
@@ -181,7 +190,7 @@ fn writer_loop(shared: &Shared, store: &SpanStore) {
             }
         }
         let started = Instant::now();
-        let result = store.append(&batch);
+        let mut result = store.append(&batch);
         let ack: Ack = match &result {
             Ok(_) => {
                 use std::sync::atomic::Ordering::Relaxed;
@@ -205,6 +214,15 @@ fn writer_loop(shared: &Shared, store: &SpanStore) {
         for tx in acks.drain(..) {
             // The requester may have gone away (client disconnect); the spans are stored anyway.
             let _ = tx.send(ack.clone());
+        }
+        match (feed, &mut result) {
+            (Some(f), Ok(stats)) => f.send(
+                std::mem::take(&mut batch),
+                std::mem::take(&mut stats.watermarks),
+            ),
+            // A failed append may have committed some days: the indexer re-reads from its marks.
+            (Some(f), Err(_)) => f.lost(),
+            (None, _) => {}
         }
         batch.clear();
     }

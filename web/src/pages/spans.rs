@@ -42,8 +42,9 @@ fn encode(pairs: &[(String, String)], skip: &[&str]) -> String {
 pub async fn page(ctx: &Ctx<'_>, slug: &str) -> PageResult {
     let org = ctx.org(slug, Role::Member)?;
     let pairs = cleaned(&ctx.query)?;
-    let (filter, cursor, _) = reads::parse_filter(&encode(&pairs, &[]))?;
-    let page = reads::list_page(ctx.state, &org, filter, cursor, PAGE_SPANS).await?;
+    let mut params = reads::parse_filter(&encode(&pairs, &[]))?;
+    params.limit = PAGE_SPANS;
+    let page = reads::list_page(ctx.state, &org, params).await?;
     let servers = ctx.state.meta.servers(org.id)?;
     let server_name = |id: u32| {
         servers
@@ -59,8 +60,14 @@ pub async fn page(ctx: &Ctx<'_>, slug: &str) -> PageResult {
             h1 { "Spans" }
             div.actions {
                 button.live type="button" data-live-toggle hidden { "Pause live refresh" }
-                a.button href={ (export) "&format=csv" } download { "Export CSV" }
-                a.button href={ (export) "&format=jsonl" } download { "Export JSON Lines" }
+                // Export streams every span of the filters; it has no text search, so it is not
+                // offered for a searched list rather than exporting something else than shown.
+                @if get(&pairs, "q").is_empty() {
+                    a.button href={ (export) "&format=csv" } download { "Export CSV" }
+                    a.button href={ (export) "&format=jsonl" } download { "Export JSON Lines" }
+                } @else {
+                    span.muted { "Export covers filters without text search" }
+                }
             }
         }
         (filter_form(&path, &pairs, &servers))
@@ -138,6 +145,10 @@ fn filter_form(
                     option value="live" selected[env == "live"] { "live" }
                     option value="test" selected[env == "test"] { "test" }
                 }
+            }
+            label.wide { "Search"
+                input type="search" name="q" value=(get(pairs, "q"))
+                    placeholder="tool, user, session, resource, error message…";
             }
             (text("tool", "Tool"))
             (text("user", "User"))

@@ -103,9 +103,14 @@ impl Harness {
             )
             .unwrap(),
         );
-        let (ingest, _writer) =
-            mcp_obs_web::ingest::queue::IngestQueue::start(Arc::clone(&spans), 16, 10_000, 10_000)
-                .unwrap();
+        let (ingest, _writer) = mcp_obs_web::ingest::queue::IngestQueue::start(
+            Arc::clone(&spans),
+            16,
+            10_000,
+            10_000,
+            None,
+        )
+        .unwrap();
         let state = Arc::new(AppState::new(Arc::new(meta), spans, ingest, config));
         let routes = mcp_obs_web::api::routes(Arc::clone(&state));
         let all_routes = mcp_obs_web::server::routes(Arc::clone(&state));

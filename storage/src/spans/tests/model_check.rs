@@ -9,7 +9,7 @@ use crate::model::*;
 use crate::spans::cursor::RowKey;
 use crate::spans::{ScanBlock, ScanSink, SpanFilter, SpanStore, StatusFilter};
 
-fn matches(s: &SpanRecord, f: &SpanFilter) -> bool {
+pub(super) fn matches(s: &SpanRecord, f: &SpanFilter) -> bool {
     let eq = |want: &Option<String>, have: &Option<String>| want.is_none() || want == have;
     f.server_ids
         .as_ref()
@@ -37,7 +37,7 @@ fn model_list(spans: &[SpanRecord], org: OrgId, f: &SpanFilter) -> Vec<SpanRecor
     v
 }
 
-fn filter(g: &mut Gen, bits: u32, t: [u64; 2]) -> SpanFilter {
+pub(super) fn filter(g: &mut Gen, bits: u32, t: [u64; 2]) -> SpanFilter {
     let on = |i: u32| bits & (1 << i) != 0;
     let day0 = u64::from(DAY0) * DAY_NANOS;
     SpanFilter {

@@ -1,0 +1,167 @@
+//! Index documents: the distinct searched values of the spans of one (org, server, env, time
+//! bucket), collected from `SpanRecord`s (the ingest path) or from stored blocks (catch-up).
+//! A batch of 50,000 spans with 8 tools and 37 users becomes a few documents, not 50,000.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::model::{day_of, OrgId, ServerId, SpanRecord};
+use crate::spans::StrField;
+
+/// Width of the time bucket a document covers (by span start). With one-minute buckets, 1M spans
+/// over 90 days made 1.2 spans per document and 58 index bytes per span (docs/benchmarks.md,
+/// "Search"); ten minutes keep sparse servers cheap, and [`DOC_SPANS_MAX`] bounds busy ones.
+pub const BUCKET_NANOS: u64 = 10 * 60 * 1_000_000_000;
+/// A bucket document is closed (and another started for the same bucket) after this many spans,
+/// so verifying one candidate document reads a bounded number of rows however busy the server.
+pub const DOC_SPANS_MAX: u64 = 4096;
+
+/// The string fields search covers, in this order. Tool and user also feed suggestions.
+pub const SEARCH_FIELDS: [StrField; 8] = [
+    StrField::Tool,
+    StrField::Prompt,
+    StrField::ResourceUri,
+    StrField::UserId,
+    StrField::SessionId,
+    StrField::Name,
+    StrField::StatusMessage,
+    StrField::ErrorType,
+];
+
+/// What one document is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BucketKey {
+    pub day: u32,
+    pub org: OrgId,
+    pub server: ServerId,
+    /// `Env as u8`.
+    pub env: u8,
+    /// `start / BUCKET_NANOS`.
+    pub bucket: u64,
+}
+
+/// The distinct values of one bucket and the start-time range of its spans.
+#[derive(Clone, Debug, Default)]
+pub struct BucketValues {
+    pub min_start: u64,
+    pub max_start: u64,
+    /// Distinct values per field, in [`SEARCH_FIELDS`] order.
+    pub values: [FxHashSet<Box<str>>; SEARCH_FIELDS.len()],
+    /// Spans added (bounded by [`DOC_SPANS_MAX`]).
+    pub spans: u64,
+}
+
+/// Position of `f` in [`SEARCH_FIELDS`].
+pub fn field_index(f: StrField) -> Option<usize> {
+    SEARCH_FIELDS.iter().position(|x| *x == f)
+}
+
+impl BucketValues {
+    fn new(start: u64) -> BucketValues {
+        BucketValues {
+            min_start: start,
+            max_start: start,
+            ..BucketValues::default()
+        }
+    }
+
+    fn add(&mut self, field: StrField, v: &str) {
+        if v.is_empty() {
+            return;
+        }
+        let Some(i) = field_index(field) else {
+            return;
+        };
+        let set = &mut self.values[i];
+        if !set.contains(v) {
+            set.insert(v.into());
+        }
+    }
+}
+
+/// Documents being collected, by bucket.
+#[derive(Default)]
+pub struct DocBuilder {
+    groups: FxHashMap<BucketKey, BucketValues>,
+    /// Documents closed at `DOC_SPANS_MAX` spans.
+    full: Vec<(BucketKey, BucketValues)>,
+}
+
+impl DocBuilder {
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty() && self.full.is_empty()
+    }
+
+    pub fn key(org: OrgId, server: ServerId, env: u8, start: u64) -> BucketKey {
+        BucketKey {
+            day: day_of(start),
+            org,
+            server,
+            env,
+            bucket: start / BUCKET_NANOS,
+        }
+    }
+
+    /// The bucket of a span starting at `start`, created if new.
+    pub fn bucket(&mut self, key: BucketKey, start: u64) -> &mut BucketValues {
+        if self
+            .groups
+            .get(&key)
+            .is_some_and(|b| b.spans >= DOC_SPANS_MAX)
+        {
+            if let Some(b) = self.groups.remove(&key) {
+                self.full.push((key, b));
+            }
+        }
+        let b = self
+            .groups
+            .entry(key)
+            .or_insert_with(|| BucketValues::new(start));
+        b.min_start = b.min_start.min(start);
+        b.max_start = b.max_start.max(start);
+        b.spans += 1;
+        b
+    }
+
+    pub fn add_span(&mut self, s: &SpanRecord) {
+        let key = Self::key(s.org_id, s.server_id, s.env as u8, s.start_unix_nano);
+        let b = self.bucket(key, s.start_unix_nano);
+        for (i, f) in SEARCH_FIELDS.iter().enumerate() {
+            if let Some(v) = f.get(s) {
+                if !v.is_empty() && !b.values[i].contains(v) {
+                    b.values[i].insert(v.into());
+                }
+            }
+        }
+    }
+
+    /// Adds value `v` of `field` to bucket `b` (for builders reading stored columns).
+    pub fn add_value(b: &mut BucketValues, field: StrField, v: &str) {
+        b.add(field, v);
+    }
+
+    /// Days with documents waiting.
+    pub fn days(&self) -> Vec<u32> {
+        let mut d: Vec<u32> = self
+            .groups
+            .keys()
+            .chain(self.full.iter().map(|f| &f.0))
+            .map(|k| k.day)
+            .collect();
+        d.sort_unstable();
+        d.dedup();
+        d
+    }
+
+    /// Takes the documents of `day`.
+    pub fn take_day(&mut self, day: u32) -> Vec<(BucketKey, BucketValues)> {
+        let keys: Vec<BucketKey> = self
+            .groups
+            .keys()
+            .filter(|k| k.day == day)
+            .copied()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| self.groups.remove(&k).map(|v| (k, v)))
+            .collect()
+    }
+}
