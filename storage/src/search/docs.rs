@@ -134,6 +134,51 @@ impl DocBuilder {
         }
     }
 
+    /// The documents of `spans` (what an ingest worker hands along with a request, so the writer
+    /// and the indexer never hold the spans themselves).
+    pub fn of_spans(spans: &[SpanRecord]) -> Vec<(BucketKey, BucketValues)> {
+        let mut b = DocBuilder::default();
+        for s in spans {
+            b.add_span(s);
+        }
+        b.into_parts()
+    }
+
+    /// Every document gathered, open and closed.
+    pub fn into_parts(self) -> Vec<(BucketKey, BucketValues)> {
+        let mut out = self.full;
+        out.extend(self.groups);
+        out
+    }
+
+    /// Adds a document built elsewhere (by [`DocBuilder::of_spans`]): its values join the open
+    /// document of the same bucket unless that would take it past [`DOC_SPANS_MAX`] spans, in which
+    /// case the open one is closed first.
+    pub fn merge(&mut self, key: BucketKey, part: BucketValues) {
+        match self.groups.get_mut(&key) {
+            Some(b) if b.spans + part.spans <= DOC_SPANS_MAX => {
+                b.min_start = b.min_start.min(part.min_start);
+                b.max_start = b.max_start.max(part.max_start);
+                b.spans += part.spans;
+                for (into, from) in b.values.iter_mut().zip(part.values) {
+                    if into.is_empty() {
+                        *into = from;
+                    } else {
+                        into.extend(from);
+                    }
+                }
+            }
+            Some(_) => {
+                if let Some(old) = self.groups.insert(key, part) {
+                    self.full.push((key, old));
+                }
+            }
+            None => {
+                self.groups.insert(key, part);
+            }
+        }
+    }
+
     /// Adds value `v` of `field` to bucket `b` (for builders reading stored columns).
     pub fn add_value(b: &mut BucketValues, field: StrField, v: &str) {
         b.add(field, v);

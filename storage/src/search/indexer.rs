@@ -19,9 +19,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::docs::DocBuilder;
+use super::docs::{BucketKey, BucketValues, DocBuilder};
 use crate::error::Result;
-use crate::model::SpanRecord;
 use crate::spans::SpanStore;
 
 /// Tuning of the indexer thread.
@@ -47,7 +46,10 @@ impl Default for IndexerOptions {
 }
 
 struct Batch {
-    spans: Vec<SpanRecord>,
+    /// The committed spans' documents ([`DocBuilder::of_spans`], built by the ingest workers).
+    docs: Vec<(BucketKey, BucketValues)>,
+    /// How many spans `docs` stand for (what `queue_spans_max` counts).
+    spans: usize,
     /// `(day, next_block_id)` of every partition the append committed, read in its transaction.
     marks: Vec<(u32, u64)>,
 }
@@ -67,17 +69,18 @@ pub struct IndexFeed {
 }
 
 impl IndexFeed {
-    /// Hands a committed batch to the indexer without blocking. `marks` are
-    /// `AppendStats::watermarks`.
-    pub fn send(&self, spans: Vec<SpanRecord>, marks: Vec<(u32, u64)>) {
-        let n = spans.len();
+    /// Hands the documents of a committed batch of `spans` spans to the indexer without blocking.
+    /// `marks` are `AppendStats::watermarks`. The writer sends documents, not the spans: the spans
+    /// are freed by the writer at once, and the indexer's queue holds only distinct values.
+    pub fn send(&self, docs: Vec<(BucketKey, BucketValues)>, spans: usize, marks: Vec<(u32, u64)>) {
+        let n = spans;
         let waiting = self.shared.spans_waiting.fetch_add(n, Ordering::AcqRel);
         if waiting > 0 && waiting + n > self.shared.queue_spans_max {
             self.shared.spans_waiting.fetch_sub(n, Ordering::AcqRel);
             self.lost();
             return;
         }
-        match self.tx.try_send(Batch { spans, marks }) {
+        match self.tx.try_send(Batch { docs, spans, marks }) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.shared.spans_waiting.fetch_sub(n, Ordering::AcqRel);
@@ -185,8 +188,8 @@ impl Indexer {
             }
         }
         let lost = self.shared.lost.load(Ordering::Acquire);
-        for s in &b.spans {
-            self.docs.add_span(s);
+        for (key, part) in b.docs {
+            self.docs.merge(key, part);
         }
         if !lost {
             for (day, next) in &b.marks {
@@ -196,7 +199,7 @@ impl Indexer {
         }
         self.shared
             .spans_waiting
-            .fetch_sub(b.spans.len(), Ordering::AcqRel);
+            .fetch_sub(b.spans, Ordering::AcqRel);
     }
 
     /// Commits every day with documents or a new watermark.

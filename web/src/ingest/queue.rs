@@ -6,8 +6,10 @@
 //! job. Memory is bounded twice: by waiting requests and by waiting spans. A full queue answers at
 //! once (the handler turns it into 429 + Retry-After) instead of growing.
 //!
-//! After acknowledging, the writer hands the committed batch to the search indexer (moved, never
-//! waited on: `IndexFeed::send` drops it and flags a re-read when the indexer is behind).
+//! After acknowledging, the writer hands the committed batch's search documents to the indexer
+//! (built by the pushing workers, moved, never waited on: `IndexFeed::send` drops them and flags a
+//! re-read when the indexer is behind). The spans themselves stay with the writer, which reuses
+//! its batch buffer, so indexing adds no second batch of spans to memory.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use mcp_obs_storage::model::SpanRecord;
+use mcp_obs_storage::search::docs::{BucketKey, BucketValues, DocBuilder};
 use mcp_obs_storage::search::indexer::IndexFeed;
 use mcp_obs_storage::spans::SpanStore;
 use parking_lot::{Condvar, Mutex};
@@ -34,6 +37,8 @@ pub type Ack = Result<(), String>;
 
 struct Job {
     spans: Vec<SpanRecord>,
+    /// The spans' search documents, built by the pushing worker when an indexer is attached.
+    docs: Vec<(BucketKey, BucketValues)>,
     ack: oneshot::Sender<Ack>,
 }
 
@@ -61,6 +66,8 @@ struct Shared {
     group_spans_max: usize,
     commits: std::sync::atomic::AtomicU64,
     spans_committed: std::sync::atomic::AtomicU64,
+    /// Whether pushers build search documents (set once, when a writer with a feed starts).
+    index_docs: std::sync::atomic::AtomicBool,
 }
 
 /// Handle to the queue; cheap to clone.
@@ -80,6 +87,10 @@ impl IngestQueue {
         feed: Option<IndexFeed>,
     ) -> std::io::Result<(IngestQueue, JoinHandle<()>)> {
         let (queue, mut writer) = IngestQueue::new(requests_max, spans_max, group_spans_max);
+        queue
+            .shared
+            .index_docs
+            .store(feed.is_some(), std::sync::atomic::Ordering::Release);
         writer.feed = feed;
         let handle = std::thread::Builder::new()
             .name("span-writer".into())
@@ -101,6 +112,7 @@ impl IngestQueue {
             group_spans_max: group_spans_max.max(1),
             commits: Default::default(),
             spans_committed: Default::default(),
+            index_docs: Default::default(),
         });
         let writer = Writer {
             shared: Arc::clone(&shared),
@@ -111,6 +123,16 @@ impl IngestQueue {
 
     /// Enqueues a request's spans; the receiver resolves once they are durable (or failed).
     pub fn push(&self, spans: Vec<SpanRecord>) -> Result<oneshot::Receiver<Ack>, PushError> {
+        // Built here, on the request's worker, so the single writer thread does not pay for it.
+        let docs = if self
+            .shared
+            .index_docs
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            DocBuilder::of_spans(&spans)
+        } else {
+            Vec::new()
+        };
         let (tx, rx) = oneshot::channel();
         let mut inner = self.shared.inner.lock();
         if inner.closed {
@@ -124,7 +146,11 @@ impl IngestQueue {
             return Err(PushError::Full);
         }
         inner.spans_waiting += spans.len();
-        inner.jobs.push_back(Job { spans, ack: tx });
+        inner.jobs.push_back(Job {
+            spans,
+            docs,
+            ack: tx,
+        });
         drop(inner);
         self.shared.wake.notify_one();
         Ok(rx)
@@ -166,6 +192,7 @@ impl Writer {
 
 fn writer_loop(shared: &Shared, store: &SpanStore, feed: Option<&IndexFeed>) {
     let mut batch: Vec<SpanRecord> = Vec::new();
+    let mut docs: Vec<(BucketKey, BucketValues)> = Vec::new();
     let mut acks: Vec<oneshot::Sender<Ack>> = Vec::new();
     loop {
         {
@@ -186,6 +213,7 @@ fn writer_loop(shared: &Shared, store: &SpanStore, feed: Option<&IndexFeed>) {
                 };
                 inner.spans_waiting -= job.spans.len();
                 batch.append(&mut job.spans);
+                docs.append(&mut job.docs);
                 acks.push(job.ack);
             }
         }
@@ -217,7 +245,8 @@ fn writer_loop(shared: &Shared, store: &SpanStore, feed: Option<&IndexFeed>) {
         }
         match (feed, &mut result) {
             (Some(f), Ok(stats)) => f.send(
-                std::mem::take(&mut batch),
+                std::mem::take(&mut docs),
+                batch.len(),
                 std::mem::take(&mut stats.watermarks),
             ),
             // A failed append may have committed some days: the indexer re-reads from its marks.
@@ -225,6 +254,7 @@ fn writer_loop(shared: &Shared, store: &SpanStore, feed: Option<&IndexFeed>) {
             (None, _) => {}
         }
         batch.clear();
+        docs.clear();
     }
 }
 

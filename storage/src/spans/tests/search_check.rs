@@ -423,7 +423,11 @@ fn indexer_thread_feed_loss_and_drop() {
             })
             .collect();
         let stats = store.append(&batch).unwrap();
-        feed.send(batch, stats.watermarks);
+        feed.send(
+            crate::search::docs::DocBuilder::of_spans(&batch),
+            batch.len(),
+            stats.watermarks,
+        );
         total += 100;
     }
     let next = store
@@ -470,4 +474,53 @@ fn indexer_thread_feed_loss_and_drop() {
     std::fs::create_dir_all(&idx).unwrap();
     let _store = SpanStore::open(dir.path(), super::opts(64)).unwrap();
     assert!(!idx.exists());
+}
+
+/// Documents built per request (by ingest workers) and merged by the indexer hold the same values
+/// per bucket as documents built from all spans at once, and no document exceeds DOC_SPANS_MAX.
+#[test]
+fn merged_request_documents_equal_one_builder() {
+    use crate::search::docs::{BucketKey, DocBuilder, DOC_SPANS_MAX};
+    use std::collections::BTreeMap;
+    let t0 = u64::from(super::gen::DAY0) * DAY_NANOS;
+    let mut rng = StdRng::seed_from_u64(7);
+    // Two busy buckets (so documents close at DOC_SPANS_MAX) and a few sparse ones.
+    let spans: Vec<SpanRecord> = (0..(3 * DOC_SPANS_MAX + 500))
+        .map(|i| {
+            let start = t0 + (i % 2) * 3_600_000_000_000 + rng.gen_range(0..1_000_000_000);
+            let tool = format!("tool_{}", rng.gen_range(0..50));
+            let user = format!("user_{}", rng.gen_range(0..500));
+            span_of(1, 1 + (i % 3) as u32, start, &tool, &user)
+        })
+        .collect();
+    type Union = BTreeMap<BucketKey, Vec<BTreeSet<String>>>;
+    fn union(docs: Vec<(BucketKey, crate::search::docs::BucketValues)>) -> (Union, u64) {
+        let mut out = Union::new();
+        let mut spans = 0;
+        for (k, v) in docs {
+            assert!(v.spans <= DOC_SPANS_MAX, "document of {} spans", v.spans);
+            spans += v.spans;
+            let e = out
+                .entry(k)
+                .or_insert_with(|| vec![BTreeSet::new(); v.values.len()]);
+            for (set, vals) in e.iter_mut().zip(v.values) {
+                set.extend(vals.into_iter().map(String::from));
+            }
+        }
+        (out, spans)
+    }
+    let whole = union(DocBuilder::of_spans(&spans));
+    let mut merged = DocBuilder::default();
+    let mut at = 0;
+    while at < spans.len() {
+        let n = rng.gen_range(1..700).min(spans.len() - at);
+        for (k, v) in DocBuilder::of_spans(&spans[at..at + n]) {
+            merged.merge(k, v);
+        }
+        at += n;
+    }
+    let merged = union(merged.into_parts());
+    assert_eq!(whole.1, spans.len() as u64);
+    assert_eq!(merged.1, spans.len() as u64);
+    assert_eq!(whole.0, merged.0);
 }
