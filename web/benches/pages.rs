@@ -69,9 +69,14 @@ fn main() {
         };
         meta.create_server(1, &new).unwrap();
     }
-    let (ingest, _writer) =
-        mcp_obs_web::ingest::queue::IngestQueue::start(Arc::clone(&spans), 16, 10_000, 10_000)
-            .unwrap();
+    let (ingest, _writer) = mcp_obs_web::ingest::queue::IngestQueue::start(
+        Arc::clone(&spans),
+        16,
+        10_000,
+        10_000,
+        None,
+    )
+    .unwrap();
     let state = Arc::new(AppState::new(
         Arc::new(meta),
         spans,

@@ -481,13 +481,20 @@ async fn ingested_calls_show_in_analytics_span_list_and_trace() {
     // Text search from the page's search box: the child span (id …02) by its name, the parent
     // (id …01) by its user; rows link to their span in the trace.
     for (q, expect, other) in [
-        ("upstream", "#span-0000000000000002", "#span-0000000000000001"),
+        (
+            "upstream",
+            "#span-0000000000000002",
+            "#span-0000000000000001",
+        ),
         ("ada", "#span-0000000000000001", "#span-0000000000000002"),
     ] {
         let found = get(&h, &format!("/orgs/default/spans?q={q}"), &admin).await;
         assert_eq!(found.status, 200, "{}", found.text);
         assert_eq!(found.text.matches(">Trace</a>").count(), 1, "q={q}");
-        assert!(found.text.contains(expect) && !found.text.contains(other), "q={q}");
+        assert!(
+            found.text.contains(expect) && !found.text.contains(other),
+            "q={q}"
+        );
         assert!(
             !found.text.contains("format=csv"),
             "no export offered for a searched list (export has no text search)"
