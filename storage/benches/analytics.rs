@@ -138,6 +138,19 @@ fn main() {
         f.user = Some("user-17@example.com".into());
         an::summary(&store, &f, &d30).unwrap();
     });
+    // The analytics page's users-cube tables (users, user x tool, clients, protocols) together.
+    measure(
+        "users + user x tool + clients in one pass, 30 days, one server",
+        || {
+            an::user_tables(&store, &one, &d30, 10).unwrap();
+        },
+    );
+    measure(
+        "users + user x tool + clients in one pass, 30 days, 20 servers",
+        || {
+            an::user_tables(&store, &all, &d30, 10).unwrap();
+        },
+    );
     measure("errors by type + clients, 30 days, one server", || {
         an::errors(&store, &one, &d30, 20).unwrap();
         an::clients(&store, &one, &d30, 20).unwrap();

@@ -5,6 +5,7 @@
 mod acc;
 #[cfg(test)]
 mod tests;
+mod users;
 
 use std::collections::HashMap;
 
@@ -13,13 +14,14 @@ use rustc_hash::FxBuildHasher;
 use crate::error::{Result, StorageError};
 use crate::model::{day_of, Env, OrgId, ServerId, DAY_NANOS};
 use crate::rollup::{
-    kmv, overview::Item, sketch::LatencySketch, BlobKey, Cube, DimFilter, Read, RowRef, ScanRange,
-    Side, D_CLIENT, D_CLIENT_VERSION, D_ERROR_TYPE, D_METHOD, D_PROTOCOL, D_TOOL, D_USER,
-    HOUR_NANOS, MINUTE_NANOS, NO_FILTER,
+    kmv, overview::Item, BlobKey, Cube, DimFilter, Read, RowRef, ScanRange, Side, D_CLIENT,
+    D_ERROR_TYPE, D_METHOD, D_TOOL, D_USER, HOUR_NANOS, MINUTE_NANOS, NO_FILTER,
 };
 use crate::spans::SpanStore;
 
 pub use acc::{Acc, Totals};
+pub use users::{user_tables, UserTables};
+use users::{Want, USER_TOOL_SKETCH_BYTES_MAX};
 
 /// Most points a time series gets; the bucket is the smallest "nice" width that stays under it.
 pub const SERIES_POINTS_MAX: u64 = 200;
@@ -360,57 +362,12 @@ pub fn top_users(
     window: &Window,
     limit: usize,
 ) -> Result<Vec<UserRow>> {
-    struct U {
-        calls: f64,
-        errors: f64,
-        last: u64,
-        tools: std::collections::HashSet<String, FxBuildHasher>,
-    }
-    let mut users: HashMap<String, U, FxBuildHasher> = HashMap::default();
-    q.scan_rows(store, window, Cube::Users, true, &mut |_, row| {
-        let Some(user) = row.dims.v[D_USER] else {
-            return Ok(());
-        };
-        if !users.contains_key(user) {
-            users.insert(
-                user.to_owned(),
-                U {
-                    calls: 0.0,
-                    errors: 0.0,
-                    last: 0,
-                    tools: Default::default(),
-                },
-            );
-        }
-        let u = users.get_mut(user).expect("inserted above");
-        u.calls += row.calls;
-        u.errors += row.errors;
-        u.last = u.last.max(row.last_unix_nano);
-        if let Some(t) = row.dims.v[D_TOOL] {
-            if !u.tools.contains(t) {
-                u.tools.insert(t.to_owned());
-            }
-        }
-        Ok(())
-    })?;
-    let mut rows: Vec<UserRow> = users
-        .into_iter()
-        .map(|(user, u)| UserRow {
-            user,
-            calls: u.calls,
-            errors: u.errors,
-            error_rate: rate(u.errors, u.calls),
-            tools: u.tools.len() as u64,
-            last_unix_nano: u.last,
-        })
-        .collect();
-    rows.sort_by(|a, b| {
-        b.calls
-            .total_cmp(&a.calls)
-            .then_with(|| a.user.cmp(&b.user))
-    });
-    rows.truncate(limit.min(ROWS_MAX));
-    Ok(rows)
+    let want = Want {
+        users: true,
+        user_tools: false,
+        clients: false,
+    };
+    Ok(users::pass(store, q, window, limit, want, 0)?.users)
 }
 
 /// One row of "per-user tool performance".
@@ -423,10 +380,6 @@ pub struct UserToolRow {
     pub error_rate: f64,
     pub p95_nanos: Option<u64>,
 }
-
-/// Most bytes of latency sketches `user_tools` keeps from its one pass over the rows (about
-/// 10 bytes per row); past it, it reads the rows a second time for the sketches of the top pairs.
-const USER_TOOL_SKETCH_BYTES_MAX: usize = 64 << 20;
 
 /// (user, tool) pairs by weighted calls, most first, at most `limit`. One pass counts every pair
 /// and keeps each row's encoded latency sketch (tagged with its pair) in an arena; only the
@@ -448,134 +401,12 @@ fn user_tools_capped(
     limit: usize,
     sketch_bytes_max: usize,
 ) -> Result<Vec<UserToolRow>> {
-    let limit = limit.min(ROWS_MAX);
-    // Users and tools get ids (a row allocates only when it brings a new user or tool); pairs are
-    // looked up by the two ids.
-    let mut users = Interner::default();
-    let mut tools = Interner::default();
-    let mut pairs: HashMap<(u32, u32), u32, FxBuildHasher> = HashMap::default();
-    // Per pair: (user id, tool id), (calls, errors).
-    let mut counts: Vec<((u32, u32), (f64, f64))> = Vec::new();
-    // Encoded sketches of the rows, and (pair, offset) of each; `None` once over the cap.
-    type Arena = (Vec<u8>, Vec<(u32, u32)>);
-    let mut arena: Option<Arena> = Some((Vec::new(), Vec::new()));
-    q.scan_rows(store, window, Cube::Users, true, &mut |_, row| {
-        let (Some(user), Some(tool)) = (row.dims.v[D_USER], row.dims.v[D_TOOL]) else {
-            return Ok(());
-        };
-        let key = (users.id(user)?, tools.id(tool)?);
-        let next = u32::try_from(counts.len())
-            .map_err(|_| StorageError::Invalid("too many user x tool pairs".into()))?;
-        let pair = *pairs.entry(key).or_insert(next);
-        if pair == next {
-            counts.push((key, (0.0, 0.0)));
-        }
-        let c = &mut counts[pair as usize].1;
-        c.0 += row.calls;
-        c.1 += row.errors;
-        if let Some((bytes, refs)) = arena.as_mut() {
-            if bytes.len() + row.latency.len() > sketch_bytes_max {
-                arena = None;
-            } else {
-                refs.push((pair, bytes.len() as u32));
-                bytes.extend_from_slice(row.latency);
-            }
-        }
-        Ok(())
-    })?;
-    let names: Vec<(&str, &str)> = counts
-        .iter()
-        .map(|&((u, t), _)| (users.get(u), tools.get(t)))
-        .collect();
-    let counts: Vec<(f64, f64)> = counts.into_iter().map(|(_, c)| c).collect();
-    let name = |i: u32| names[i as usize];
-    let mut top: Vec<u32> = (0..counts.len() as u32).collect();
-    let order = |a: &u32, b: &u32| {
-        counts[*b as usize]
-            .0
-            .total_cmp(&counts[*a as usize].0)
-            .then_with(|| name(*a).cmp(&name(*b)))
+    let want = Want {
+        users: false,
+        user_tools: true,
+        clients: false,
     };
-    // Only the first `limit` need sorting: select them first (pairs can be as many as rows).
-    if top.len() > limit && limit > 0 {
-        top.select_nth_unstable_by(limit - 1, order);
-    }
-    top.truncate(limit);
-    top.sort_by(order);
-    // Pair index -> its slot in `top`.
-    let slot: HashMap<u32, usize, FxBuildHasher> =
-        top.iter().enumerate().map(|(s, &p)| (p, s)).collect();
-    let mut sketches: Vec<LatencySketch> = vec![LatencySketch::default(); top.len()];
-    let merge = |s: &mut LatencySketch, mut bytes: &[u8]| -> Result<()> {
-        let other = LatencySketch::decode(&mut bytes)
-            .map_err(|e| StorageError::Corrupt(format!("latency sketch: {e}")))?;
-        s.merge(&other);
-        Ok(())
-    };
-    match arena {
-        _ if top.is_empty() => {}
-        Some((bytes, refs)) => {
-            for (pair, off) in refs {
-                if let Some(&s) = slot.get(&pair) {
-                    merge(&mut sketches[s], &bytes[off as usize..])?;
-                }
-            }
-        }
-        None => {
-            // Over the cap: read the rows again, for the top pairs only.
-            let by_name: HashMap<(&str, &str), usize, FxBuildHasher> =
-                top.iter().enumerate().map(|(s, &p)| (name(p), s)).collect();
-            q.scan_rows(store, window, Cube::Users, true, &mut |_, row| {
-                let (Some(user), Some(tool)) = (row.dims.v[D_USER], row.dims.v[D_TOOL]) else {
-                    return Ok(());
-                };
-                match by_name.get(&(user, tool)) {
-                    Some(&s) => merge(&mut sketches[s], row.latency),
-                    None => Ok(()),
-                }
-            })?;
-        }
-    }
-    Ok(top
-        .iter()
-        .zip(sketches)
-        .map(|(&p, sketch)| {
-            let (user, tool) = name(p);
-            let (calls, errors) = counts[p as usize];
-            UserToolRow {
-                user: user.to_owned(),
-                tool: tool.to_owned(),
-                calls,
-                errors,
-                error_rate: rate(errors, calls),
-                p95_nanos: sketch.quantile(0.95),
-            }
-        })
-        .collect())
-}
-
-/// Ids for strings, in order of first sight.
-#[derive(Default)]
-struct Interner {
-    ids: HashMap<Box<str>, u32, FxBuildHasher>,
-    strings: Vec<Box<str>>,
-}
-
-impl Interner {
-    fn id(&mut self, s: &str) -> Result<u32> {
-        if let Some(&i) = self.ids.get(s) {
-            return Ok(i);
-        }
-        let i = u32::try_from(self.strings.len())
-            .map_err(|_| StorageError::Invalid("too many distinct values".into()))?;
-        self.ids.insert(s.into(), i);
-        self.strings.push(s.into());
-        Ok(i)
-    }
-
-    fn get(&self, i: u32) -> &str {
-        &self.strings[i as usize]
-    }
+    Ok(users::pass(store, q, window, limit, want, sketch_bytes_max)?.user_tools)
 }
 
 /// One row of "clients": a client name and version.
@@ -604,62 +435,13 @@ pub fn clients(
     window: &Window,
     limit: usize,
 ) -> Result<(Vec<ClientRow>, Vec<ProtocolRow>)> {
-    type Key = (Option<String>, Option<String>);
-    let mut by_client: HashMap<Key, Acc, FxBuildHasher> = HashMap::default();
-    let mut by_proto: HashMap<Option<String>, (f64, u64), FxBuildHasher> = HashMap::default();
-    // The users cube knows each client's users; the number of clients is small.
-    let cube = Cube::Users;
-    q.scan_rows(store, window, cube, true, &mut |_, row| {
-        let key = (
-            row.dims.v[D_CLIENT].map(str::to_owned),
-            row.dims.v[D_CLIENT_VERSION].map(str::to_owned),
-        );
-        by_client
-            .entry(key)
-            .or_insert_with(|| Acc::new(true))
-            .add_row(row, cube)?;
-        let p = by_proto
-            .entry(row.dims.v[D_PROTOCOL].map(str::to_owned))
-            .or_insert((0.0, 0));
-        p.0 += row.calls;
-        p.1 = p.1.max(row.last_unix_nano);
-        Ok(())
-    })?;
-    let mut c: Vec<ClientRow> = by_client
-        .into_iter()
-        .map(|((name, version), a)| {
-            let t = a.totals();
-            ClientRow {
-                name,
-                version,
-                calls: t.calls,
-                errors: t.errors,
-                users: t.users.unwrap_or(0),
-                last_unix_nano: a.last_unix_nano,
-            }
-        })
-        .collect();
-    c.sort_by(|a, b| {
-        b.calls
-            .total_cmp(&a.calls)
-            .then_with(|| (&a.name, &a.version).cmp(&(&b.name, &b.version)))
-    });
-    c.truncate(limit.min(ROWS_MAX));
-    let mut p: Vec<ProtocolRow> = by_proto
-        .into_iter()
-        .map(|(version, (calls, last))| ProtocolRow {
-            version,
-            calls,
-            last_unix_nano: last,
-        })
-        .collect();
-    p.sort_by(|a, b| {
-        b.calls
-            .total_cmp(&a.calls)
-            .then_with(|| a.version.cmp(&b.version))
-    });
-    p.truncate(limit.min(ROWS_MAX));
-    Ok((c, p))
+    let want = Want {
+        users: false,
+        user_tools: false,
+        clients: true,
+    };
+    let t = users::pass(store, q, window, limit, want, 0)?;
+    Ok((t.clients, t.protocols))
 }
 
 /// One row of "errors by type".

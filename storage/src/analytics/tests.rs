@@ -407,6 +407,21 @@ fn check_all(store: &SpanStore, spans: &[SpanRecord], q: &Query, w: &Window, sta
         check_quantile(row.p95_nanos, sp, 0.95, &format!("{stage} user x tool"));
     }
 
+    // the users-cube tables in one pass: each equal to its own question
+    let t = user_tables(store, q, w, 5).unwrap();
+    assert_eq!(
+        t.users,
+        top_users(store, q, w, 5).unwrap(),
+        "{stage}: users, one pass"
+    );
+    assert_eq!(t.user_tools, ut, "{stage}: user x tool, one pass");
+    let (c5, p5) = clients(store, q, w, 5).unwrap();
+    assert_eq!(
+        (t.clients, t.protocols),
+        (c5, p5),
+        "{stage}: clients, one pass"
+    );
+
     // errors by type
     let errs = errors(store, q, w, 100).unwrap();
     let mut by_type: BTreeMap<String, Vec<&SpanRecord>> = BTreeMap::new();
@@ -452,6 +467,20 @@ fn check_all(store: &SpanStore, spans: &[SpanRecord], q: &Query, w: &Window, sta
             .collect();
         let calls: f64 = sp.iter().map(|s| weight(s)).sum();
         assert!(close(c.calls, calls), "{stage}: client {:?}", c.name);
+        let errors: f64 = sp.iter().filter(|s| s.is_error()).map(|s| weight(s)).sum();
+        assert!(
+            close(c.errors, errors),
+            "{stage}: client {:?} errors",
+            c.name
+        );
+        // Fewer than 1,024 users: the distinct count is exact.
+        let users: BTreeSet<&str> = sp.iter().filter_map(|s| s.mcp.user_id.as_deref()).collect();
+        assert_eq!(
+            c.users,
+            users.len() as u64,
+            "{stage}: client {:?} users",
+            c.name
+        );
     }
 
     // overview: per server

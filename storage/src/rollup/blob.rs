@@ -343,7 +343,16 @@ pub struct RowRef<'a> {
     pub sessions: &'a [u8],
     /// Encoded [`DistinctSketch`] of user hashes (totals only; else empty).
     pub users: &'a [u8],
+    /// Per dimension slot, the value's position in its blob's string table (1-based, 0 absent;
+    /// all 0 for totals). Cheaper to map to an id than the string itself, but comparable only
+    /// between rows with the same `blob`.
+    pub ids: [u32; DIMS],
+    /// A number unique to the blob this row was read from (for the life of the process).
+    pub blob: u64,
 }
+
+/// Source of [`RowRef::blob`]: each `for_each_row` call takes the next number.
+static BLOB_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Required values per dimension slot; a row is visited only if every `Some` slot equals.
 pub type DimFilter<'f> = [Option<&'f str>; DIMS];
@@ -403,6 +412,8 @@ pub(super) fn row_ref<'a>(
         latency: f.latency,
         sessions,
         users,
+        ids: [0; DIMS],
+        blob: 0,
     }
 }
 
@@ -515,15 +526,19 @@ pub fn for_each_row<'a>(
         }
     }
     let rows = r.count(1)?;
+    let blob = BLOB_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     for _ in 0..rows {
         let side = Side::from_u8(r.u8()?).ok_or_else(|| corrupt("side"))?;
         let mut v: [Option<&'a str>; DIMS] = [None; DIMS];
+        let mut ids = [0u32; DIMS];
         let mut matches = true;
         for (slot, out) in v.iter_mut().enumerate() {
             if !slot_stored(cube, slot) {
                 continue;
             }
             let i = r.varint()?;
+            // Indices past the table are refused below, so this fits once the row is accepted.
+            ids[slot] = i as u32;
             if want[slot] != 0 && i != want[slot] {
                 matches = false;
             }
@@ -542,7 +557,10 @@ pub fn for_each_row<'a>(
             Cube::Tools => EMPTY_SKETCH,
         };
         if matches {
-            f(row_ref(Dims { side, v }, fixed, sessions, EMPTY_SKETCH))?;
+            let mut row = row_ref(Dims { side, v }, fixed, sessions, EMPTY_SKETCH);
+            row.ids = ids;
+            row.blob = blob;
+            f(row)?;
         }
     }
     r.finish("rollup blob")?;

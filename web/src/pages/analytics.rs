@@ -52,16 +52,18 @@ pub struct Data {
     pub errors: Vec<an::ErrorRow>,
 }
 
+/// The users-cube tables (users, user x tool, clients, protocols) come from one pass over it:
+/// that cube is most of the page's cost at high user cardinality.
 pub fn read_all(store: &SpanStore, q: &Query, w: &Window) -> mcp_obs_storage::Result<Data> {
-    let (clients, protocols) = an::clients(store, q, w, TABLE_ROWS)?;
+    let u = an::user_tables(store, q, w, TABLE_ROWS)?;
     Ok(Data {
         summary: an::summary(store, q, w)?,
         series: an::series(store, q, w)?,
         tools: an::top_tools(store, q, w, TABLE_ROWS)?,
-        users: an::top_users(store, q, w, TABLE_ROWS)?,
-        user_tools: an::user_tools(store, q, w, TABLE_ROWS)?,
-        clients,
-        protocols,
+        users: u.users,
+        user_tools: u.user_tools,
+        clients: u.clients,
+        protocols: u.protocols,
         errors: an::errors(store, q, w, TABLE_ROWS)?,
     })
 }
