@@ -208,6 +208,8 @@ fn export_equals_the_span_list_and_stays_in_its_organization() {
         "method=tools/call&min_duration_ms=40.5".to_string(),
         format!("from={from_ms}&to={}", from_ms + 700),
         format!("trace_id={}", probe["trace_id"].as_str().unwrap()),
+        "error_type=tool_error".to_string(),
+        "client=claude-desktop&tool=get_weather".to_string(),
         "env=test".to_string(),
         format!("server={server_b}"),
     ];
@@ -228,6 +230,13 @@ fn export_equals_the_span_list_and_stays_in_its_organization() {
         check_csv(&header, &rows, &want);
     }
     assert!(list(&srv, &carol, "default", &filters[0]).len() == exp2.len());
+    // Every generated error carries `error.type` tool_error; every span the one client name.
+    assert_eq!(
+        list(&srv, &carol, "default", "error_type=tool_error"),
+        list(&srv, &carol, "default", "status=error")
+    );
+    assert!(list(&srv, &carol, "default", "error_type=timeout").is_empty());
+    assert!(list(&srv, &carol, "default", "client=cursor").is_empty());
     let (_, _, disp, _) = get_export(
         &srv,
         &carol,

@@ -196,7 +196,8 @@ pub fn clamp_to_retention(f: &mut SpanFilter, org: &Org) {
 }
 
 /// Applies one filter parameter of the span list (`server`, `env`, `from`, `to`, `method`,
-/// `tool`, `user`, `session`, `status`, `min_duration_ms`, `trace_id`) to `f`. `Ok(false)` when
+/// `tool`, `user`, `session`, `error_type`, `client`, `status`, `min_duration_ms`, `trace_id`) to
+/// `f`. `Ok(false)` when
 /// `k` is not one of them; shared by the list and export so a filter means the same in both.
 pub fn filter_param(f: &mut SpanFilter, k: &str, v: &str) -> Result<bool, ApiError> {
     let text = || {
@@ -218,6 +219,8 @@ pub fn filter_param(f: &mut SpanFilter, k: &str, v: &str) -> Result<bool, ApiErr
         "tool" => f.tool = text(),
         "user" => f.user_id = text(),
         "session" => f.session_id = text(),
+        "error_type" => f.error_type = text(),
+        "client" => f.client_name = text(),
         "trace_id" => f.trace_id = Some(parse_trace_id(v)?),
         "status" => {
             f.status = match v {

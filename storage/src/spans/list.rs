@@ -416,6 +416,10 @@ pub(super) fn filter_mask(
         (&f.tool, StrField::Tool),
         (&f.user_id, StrField::UserId),
         (&f.session_id, StrField::SessionId),
+        // Not summarized in the block headers' bitmaps (adding them would change the header
+        // format): these two are decided from the column alone.
+        (&f.error_type, StrField::ErrorType),
+        (&f.client_name, StrField::ClientName),
     ];
     for (want, field) in wanted {
         let Some(v) = want else { continue };

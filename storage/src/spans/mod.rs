@@ -129,6 +129,10 @@ pub struct SpanFilter {
     pub tool: Option<String>,
     pub user_id: Option<String>,
     pub session_id: Option<String>,
+    /// Exact `error.type` (canonical `error_type`).
+    pub error_type: Option<String>,
+    /// Exact client name (canonical `client_name`).
+    pub client_name: Option<String>,
     pub status: Option<StatusFilter>,
     pub min_duration_nanos: Option<u64>,
     pub trace_id: Option<[u8; 16]>,

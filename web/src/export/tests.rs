@@ -394,7 +394,7 @@ fn a_sink_that_stops_ends_the_export() {
 fn parameters_are_the_span_lists_plus_format() {
     use super::parse_export;
     let (f, format) =
-        parse_export("server=3&server=4&env=test&from=1000&to=2000&method=m&tool=t&user=u&session=s&status=error&min_duration_ms=1.5&trace_id=0102030405060708090a0b0c0d0e0f10&format=csv").unwrap();
+        parse_export("server=3&server=4&env=test&from=1000&to=2000&method=m&tool=t&user=u&session=s&error_type=timeout&client=cursor&status=error&min_duration_ms=1.5&trace_id=0102030405060708090a0b0c0d0e0f10&format=csv").unwrap();
     assert_eq!(format, Format::Csv);
     assert_eq!(f.server_ids, Some(vec![3, 4]));
     assert_eq!(f.env, Some(Env::Test));
@@ -403,6 +403,8 @@ fn parameters_are_the_span_lists_plus_format() {
         (Some(1_000_000_000), Some(2_000_000_000))
     );
     assert_eq!(f.min_duration_nanos, Some(1_500_000));
+    assert_eq!(f.error_type.as_deref(), Some("timeout"));
+    assert_eq!(f.client_name.as_deref(), Some("cursor"));
     assert_eq!(f.trace_id.unwrap()[15], 0x10);
     let (_, format) = parse_export("").unwrap();
     assert_eq!(format, Format::JsonLines);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use maud::{html, Markup};
 use mcp_obs_storage::analytics::{self as an, Query, Totals, Window};
 use mcp_obs_storage::meta::{Org, Role, Server};
+use mcp_obs_storage::rollup::ERROR_TYPE_UNSPECIFIED;
 use mcp_obs_storage::spans::SpanStore;
 
 use super::chart::{self, Line, Unit};
@@ -137,7 +138,7 @@ pub async fn page(ctx: &Ctx<'_>, slug: &str, server: Option<u32>) -> PageResult 
                     (users_table(&d.users, &links))
                     (user_tools_table(&d.user_tools, &links))
                     (errors_table(&d.errors, &links))
-                    (clients_table(&d.clients, &d.protocols))
+                    (clients_table(&d.clients, &d.protocols, &links))
                 }
             }
             p.muted.small {
@@ -370,7 +371,13 @@ fn errors_table(rows: &[an::ErrorRow], links: &Links<'_>) -> Markup {
                     @if rows.is_empty() { (none_row(4)) }
                     @for r in rows {
                         tr {
-                            td { a href=(links.spans(&[("status", "error")])) { (r.error_type) } }
+                            // `_OTHER` stands for "no error type", which the span filter cannot
+                            // name: its row lists every error.
+                            @let filter = match r.error_type.as_str() {
+                                ERROR_TYPE_UNSPECIFIED => links.spans(&[("status", "error")]),
+                                t => links.spans(&[("status", "error"), ("error_type", t)]),
+                            };
+                            td { a href=(filter) { (r.error_type) } }
                             td.num { (fmt_count(r.errors)) } td.num { (fmt_pct(r.share_of_calls)) }
                             td { @if let Some(e) = r.example {
                                 a href={ "/orgs/" (links.slug) "/traces/" (hex::encode(e.trace_id)) "#span-" (hex::encode(e.span_id)) } { "trace" }
@@ -384,7 +391,11 @@ fn errors_table(rows: &[an::ErrorRow], links: &Links<'_>) -> Markup {
     }
 }
 
-fn clients_table(clients: &[an::ClientRow], protocols: &[an::ProtocolRow]) -> Markup {
+fn clients_table(
+    clients: &[an::ClientRow],
+    protocols: &[an::ProtocolRow],
+    links: &Links<'_>,
+) -> Markup {
     let dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "–".into());
     html! {
         section.card {
@@ -394,7 +405,8 @@ fn clients_table(clients: &[an::ClientRow], protocols: &[an::ProtocolRow]) -> Ma
                 tbody {
                     @if clients.is_empty() { (none_row(4)) }
                     @for r in clients {
-                        tr { td { (dash(&r.name)) } td { (dash(&r.version)) } td.num { (fmt_count(r.calls)) } td.num { (r.users) } }
+                        tr { td { @if let Some(n) = &r.name { a href=(links.spans(&[("client", n)])) { (n) } } @else { "–" } }
+                            td { (dash(&r.version)) } td.num { (fmt_count(r.calls)) } td.num { (r.users) } }
                     }
                 }
             }

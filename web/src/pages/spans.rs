@@ -161,6 +161,8 @@ fn filter_form(
                 }
             }
             (text("session", "Session"))
+            (text("error_type", "Error type"))
+            (text("client", "Client"))
             label { "Min duration (ms)" input type="number" min="0" step="any" name="min_duration_ms" value=(get(pairs, "min_duration_ms")); }
             @let ms = |k: &str| get(pairs, k).parse::<u64>().ok();
             @if ms("from").is_some() || ms("to").is_some() {

@@ -433,7 +433,9 @@ async fn ingested_calls_show_in_analytics_span_list_and_trace() {
     };
     let attrs = json!([{ "key": "mcp.method.name", "value": { "stringValue": "tools/call" } },
                        { "key": "gen_ai.tool.name", "value": { "stringValue": "get_weather" } },
-                       { "key": "enduser.id", "value": { "stringValue": "ada@example.com" } }]);
+                       { "key": "enduser.id", "value": { "stringValue": "ada@example.com" } },
+                       { "key": "mcp.client.name", "value": { "stringValue": "cursor" } },
+                       { "key": "error.type", "value": { "stringValue": "timeout" } }]);
     let body = json!({ "resourceSpans": [{ "resource": { "attributes": [{ "key": "service.name", "value": { "stringValue": "weather" } }] },
         "scopeSpans": [{ "spans": [span(0, "", "tools/call get_weather", attrs), span(1, "0000000000000001", "fetch upstream", json!([]))] }] }] });
     let r = h
@@ -464,6 +466,32 @@ async fn ingested_calls_show_in_analytics_span_list_and_trace() {
             "/orgs/default/spans?server={id}&amp;env=live&amp;from="
         )),
         "rows link to the span list"
+    );
+    // Error-type and client rows link to the span list narrowed to them.
+    for want in [
+        "&amp;status=error&amp;error_type=timeout\"",
+        "&amp;client=cursor\"",
+    ] {
+        assert!(a.text.contains(want), "{want} in {}", a.text);
+    }
+    for (q, n) in [
+        ("error_type=timeout", 1),
+        ("error_type=tool_error", 0),
+        ("client=cursor", 1),
+        ("client=claude-desktop", 0),
+        (
+            "status=error&error_type=timeout&client=cursor&tool=get_weather",
+            1,
+        ),
+    ] {
+        let l = get(&h, &format!("/orgs/default/spans?{q}"), &admin).await;
+        assert_eq!(l.status, 200, "{q}");
+        assert_eq!(l.text.matches(">Trace</a>").count(), n, "{q}");
+    }
+    let l = get(&h, "/orgs/default/spans?error_type=timeout&client=", &admin).await;
+    assert!(
+        l.text.contains("name=\"error_type\" value=\"timeout\""),
+        "the form keeps the filter"
     );
     let list = get(
         &h,

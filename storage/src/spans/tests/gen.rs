@@ -63,7 +63,7 @@ impl Gen {
             self.rng.gen()
         };
         let error_type = if self.rng.gen_bool(0.15) {
-            Some("tool_error".to_string())
+            self.pick(&["tool_error", "timeout"]).map(String::from)
         } else {
             None
         };
@@ -74,6 +74,7 @@ impl Gen {
             session_id: self.pick(&["s1", "s2"]).map(String::from),
             request_id: Some(self.rng.gen_range(0..1000).to_string()),
             error_type,
+            client_name: self.pick(&["claude-desktop", "cursor"]).map(String::from),
             ..McpFields::default()
         };
         SpanRecord {

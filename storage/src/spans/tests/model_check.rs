@@ -21,6 +21,8 @@ pub(super) fn matches(s: &SpanRecord, f: &SpanFilter) -> bool {
         && eq(&f.tool, &s.mcp.tool)
         && eq(&f.user_id, &s.mcp.user_id)
         && eq(&f.session_id, &s.mcp.session_id)
+        && eq(&f.error_type, &s.mcp.error_type)
+        && eq(&f.client_name, &s.mcp.client_name)
         && f.status
             .is_none_or(|st| (st == StatusFilter::Error) == s.is_error())
         && f.min_duration_nanos.is_none_or(|d| s.duration_nanos() >= d)
@@ -49,6 +51,8 @@ pub(super) fn filter(g: &mut Gen, bits: u32, t: [u64; 2]) -> SpanFilter {
         tool: on(5).then(|| if on(13) { "ünïcode" } else { "search" }.into()),
         user_id: on(6).then(|| "alice".into()),
         session_id: on(7).then(|| "s2".into()),
+        error_type: on(15).then(|| if on(16) { "timeout" } else { "tool_error" }.into()),
+        client_name: on(17).then(|| "claude-desktop".into()),
         status: on(8).then_some(if on(14) {
             StatusFilter::Error
         } else {
