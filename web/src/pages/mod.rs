@@ -172,7 +172,7 @@ async fn handle(state: &AppState, page: Page, req: Request) -> PageResult {
             return assets::serve(name)
                 .ok_or_else(|| ApiError::NotFound("no such file".into()).into())
         }
-        (Page::Login, false) => return Ok(login::form(&req.query, None)),
+        (Page::Login, false) => return login::form(state, &req.query, None),
         (Page::Login, true) => return login::submit(state, req).await,
         _ => {}
     }

@@ -86,18 +86,52 @@ async fn signed_out_visits_go_to_sign_in_and_back() {
     assert_eq!(r.status, 200);
     assert!(r.text.contains(r#"name="next" value="/orgs/default""#));
 
-    let bad = page(
-        &h,
-        "POST",
-        "/login",
-        &anon,
-        &[
+    // Login CSRF: a sign-in POST must carry the token of a form this site rendered, as cookie and
+    // field alike; without it nothing is checked, and a fresh form comes back.
+    let token = h.login_token().await;
+    let other = h.login_token().await;
+    assert_ne!(token, other, "a new token per rendering");
+    let sign_in = |cookie: Option<&str>, field: Option<&str>, password: &str, next: &str| {
+        let mut fields = vec![
             ("username", "admin"),
-            ("password", "nope"),
-            ("next", "/orgs/default"),
-        ],
-    )
-    .await;
+            ("password", password),
+            ("next", next),
+        ];
+        if let Some(f) = field {
+            fields.push(("login_csrf", f));
+        }
+        let mut req = h
+            .request("POST", "/login", &anon)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&fields).unwrap());
+        if let Some(c) = cookie {
+            req = req.header("cookie", format!("mcpobs_login_csrf={c}"));
+        }
+        h.send_all(req)
+    };
+    for (cookie, field) in [
+        (None, None),
+        (None, Some(token.as_str())),
+        (Some(token.as_str()), None),
+        (Some(token.as_str()), Some(other.as_str())),
+        (Some(""), Some("")),
+    ] {
+        let r = sign_in(cookie, field, ADMIN_PASSWORD, "/orgs/default").await;
+        assert_eq!(r.status, 403, "{cookie:?} {field:?}");
+        assert!(r.text.contains("sign-in form has expired"), "{}", r.text);
+        assert!(r.text.contains(r#"name="next" value="/orgs/default""#));
+        let fresh = r.headers["set-cookie"].to_str().unwrap();
+        assert!(
+            fresh.starts_with("mcpobs_login_csrf=")
+                && fresh.contains("HttpOnly")
+                && fresh.contains("SameSite=Lax")
+                && fresh.contains("Path=/login"),
+            "{fresh}"
+        );
+        assert!(!fresh.contains(&token), "a fresh token with the fresh form");
+    }
+
+    let bad = sign_in(Some(&token), Some(&token), "nope", "/orgs/default").await;
     assert_eq!(bad.status, 401);
     assert!(
         bad.text.contains("invalid username or password"),
@@ -106,18 +140,7 @@ async fn signed_out_visits_go_to_sign_in_and_back() {
     );
     assert!(!bad.text.contains("nope"), "the password is never echoed");
 
-    let ok = page(
-        &h,
-        "POST",
-        "/login",
-        &anon,
-        &[
-            ("username", "admin"),
-            ("password", ADMIN_PASSWORD),
-            ("next", "//evil.example"),
-        ],
-    )
-    .await;
+    let ok = sign_in(Some(&token), Some(&token), ADMIN_PASSWORD, "//evil.example").await;
     assert_eq!(ok.status, 303);
     assert_eq!(location(&ok), "/", "an off-site next is ignored");
     let cookie = ok.headers["set-cookie"].to_str().unwrap();

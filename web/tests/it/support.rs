@@ -185,6 +185,25 @@ impl Harness {
         self.call("DELETE", path, client, None).await
     }
 
+    /// Renders the sign-in page as a browser would and returns its pre-session token: the value
+    /// of both the `mcpobs_login_csrf` cookie and the form's `login_csrf` field.
+    pub async fn login_token(&self) -> String {
+        let r = self
+            .send_all(self.request("GET", "/login", &Client::anonymous()))
+            .await;
+        assert_eq!(r.status, 200);
+        let cookie = r.headers["set-cookie"].to_str().unwrap();
+        let token = cookie
+            .strip_prefix("mcpobs_login_csrf=")
+            .and_then(|rest| rest.split(';').next())
+            .unwrap()
+            .to_string();
+        assert!(r
+            .text
+            .contains(&format!(r#"name="login_csrf" value="{token}""#)));
+        token
+    }
+
     /// Logs in and returns a session client (cookie + CSRF token).
     pub async fn login(&self, username: &str, password: &str) -> Client {
         let r = self

@@ -46,12 +46,16 @@ async fn the_sign_in_page_shares_the_throttle() {
     let h = Harness::new();
     let ip = "198.51.100.2:1000";
     let mut delays = Vec::new();
+    let token = h.login_token().await;
     for _ in 0..3 {
         let req = h
             .request("POST", "/login", &Client::anonymous())
             .remote_addr(ip.parse().unwrap())
+            .header("cookie", format!("mcpobs_login_csrf={token}"))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body("username=admin&password=wrong&next=%2F");
+            .body(format!(
+                "login_csrf={token}&username=admin&password=wrong&next=%2F"
+            ));
         let start = Instant::now();
         let r = h.send_all(req).await;
         assert_eq!(r.status, 401);
