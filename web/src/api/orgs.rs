@@ -1,7 +1,7 @@
 //! `/api/v1/orgs` and `/api/v1/users`: organizations the caller belongs to, creating them
 //! (the creator becomes owner), owner-only settings, and user creation by owners/admins.
 
-use mcp_obs_storage::meta::{OrgUpdate, Role};
+use mcp_obs_storage::meta::{OrgUpdate, Role, User};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -77,23 +77,43 @@ pub async fn update(state: &AppState, p: &Principal, slug: &str, req: Req) -> Ap
 /// Creates a user without any organization; owners add them to theirs. Allowed to callers who
 /// are owner or admin of at least one organization.
 pub async fn create_user(state: &AppState, p: &Principal, req: Req) -> ApiResult {
+    // Checked before the body is read, so a caller without the right learns nothing more.
+    require_user_creator(state, p)?;
+    let body: NewUser = req.json(state).await?;
+    let user = create_user_as(state, p, &body.username, body.email, body.password).await?;
+    Ok(views::created(json!({ "user": views::user(&user) })))
+}
+
+/// Whether `p` may create users: owner or admin of at least one organization.
+pub fn require_user_creator(state: &AppState, p: &Principal) -> Result<(), ApiError> {
     let may = state
         .meta
         .orgs_of_user(p.user_id)?
         .iter()
         .any(|(_, role)| *role >= Role::Admin);
-    if !may {
-        return Err(ApiError::Forbidden(
+    match may {
+        true => Ok(()),
+        false => Err(ApiError::Forbidden(
             "only owners and admins of an organization can create users".into(),
-        ));
+        )),
     }
-    let body: NewUser = req.json(state).await?;
+}
+
+/// Creates user `username` (lowercased) with `password`, for a caller allowed to create users
+/// (JSON API and dashboard). Storage validates the username, email and password.
+pub async fn create_user_as(
+    state: &AppState,
+    p: &Principal,
+    username: &str,
+    email: Option<String>,
+    password: String,
+) -> Result<User, ApiError> {
+    require_user_creator(state, p)?;
     // Usernames are case-insensitive: stored and looked up in lowercase.
-    let username = body.username.to_ascii_lowercase();
-    let email = body.email.filter(|e| !e.is_empty());
-    let user = blocking_hash(state, move |m| {
-        m.create_user(&username, email.as_deref(), &body.password)
+    let username = username.to_ascii_lowercase();
+    let email = email.filter(|e| !e.is_empty());
+    blocking_hash(state, move |m| {
+        m.create_user(&username, email.as_deref(), &password)
     })
-    .await?;
-    Ok(views::created(json!({ "user": views::user(&user) })))
+    .await
 }

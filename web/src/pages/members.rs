@@ -1,6 +1,7 @@
-//! Members of an organization (add with a role, change roles, remove; owners only) and the
-//! signed-in user's personal access tokens (create with show-once display, revoke). Changes go
-//! through `api::members` and `api::tokens`, like the JSON API's.
+//! Members of an organization (add with a role, creating the user if asked, change roles,
+//! remove; owners only) and the signed-in user's personal access tokens (create with show-once
+//! display, revoke). Changes go through `api::members`, `api::orgs` and `api::tokens`, like the
+//! JSON API's.
 
 use maud::{html, Markup};
 use mcp_obs_storage::meta::Role;
@@ -9,10 +10,24 @@ use warp::http::StatusCode;
 use super::form::Form;
 use super::layout::{csrf_field, redirect, time, Nav};
 use super::{Ctx, PageResult};
-use crate::api::{members as ops, tokens};
+use crate::api::{members as ops, orgs, tokens};
 use crate::error::ApiError;
 
 const ROLES: [Role; 3] = [Role::Member, Role::Admin, Role::Owner];
+
+/// Length of a generated initial password: 20 alphanumerics, about 119 bits.
+const INITIAL_PASSWORD_CHARS: usize = 20;
+
+/// What the members page shows besides the list: an error, the add form's values to keep, and a
+/// user just created (with the generated password, shown this once).
+#[derive(Default)]
+pub struct Shown<'a> {
+    pub error: Option<&'a str>,
+    pub username: &'a str,
+    pub create: bool,
+    pub email: &'a str,
+    pub created: Option<(&'a str, Option<&'a str>)>,
+}
 
 fn role_select(name: &str, id: &str, current: Role) -> Markup {
     html! {
@@ -28,12 +43,32 @@ fn parse_role(form: &Form) -> Result<Role, ApiError> {
 }
 
 pub fn page(ctx: &Ctx<'_>, slug: &str, error: Option<&str>) -> PageResult {
+    page_with(
+        ctx,
+        slug,
+        &Shown {
+            error,
+            ..Shown::default()
+        },
+    )
+}
+
+fn page_with(ctx: &Ctx<'_>, slug: &str, shown: &Shown<'_>) -> PageResult {
     let org = ctx.org(slug, Role::Member)?;
     let owner = ctx.role(slug) >= Role::Owner;
     let members = ctx.state.meta.members(org.id)?;
     let body = html! {
         div.page-head { h1 { "Members of " (org.name) } }
-        @if let Some(e) = error { p.alert role="alert" { (e) } }
+        @if let Some(e) = shown.error { p.alert role="alert" { (e) } }
+        @if let Some((name, password)) = shown.created {
+            section.card.secret role="region" aria-label="New user" {
+                p { "User " strong { (name) } " was created and added." }
+                @if let Some(pw) = password {
+                    p.warning role="alert" { strong { "Copy this initial password now." } " It is shown only this once; give it to " (name) " to sign in." }
+                    div.keybox { code #initial-password { (pw) } button.copy.primary type="button" data-copy="#initial-password" { "Copy password" } }
+                }
+            }
+        }
         section.card {
             table {
                 thead { tr { th scope="col" { "User" } th { "Email" } th { "Role" } th { span.visually-hidden { "Actions" } } } }
@@ -68,13 +103,18 @@ pub fn page(ctx: &Ctx<'_>, slug: &str, error: Option<&str>) -> PageResult {
         @if owner {
             section.card {
                 h2 { "Add a member" }
-                p.help { "The user must already exist (created with " code { "POST /api/v1/users" } ")." }
-                form.inline method="post" action={ "/orgs/" (slug) "/members" } {
+                p.help { "Add an existing user by username, or tick " em { "Create a new user" } " to create them: leave the password empty and one is generated and shown once." }
+                form.stack method="post" action={ "/orgs/" (slug) "/members" } {
                     (csrf_field(ctx.csrf()))
                     label for="new-member" { "Username" }
-                    input #new-member name="username" required autocomplete="off";
+                    input #new-member name="username" required autocomplete="off" value=(shown.username);
                     label for="new-role" { "Role" }
                     (role_select("role", "new-role", Role::Member))
+                    label.check { input type="checkbox" name="create" value="1" checked[shown.create]; " Create a new user" }
+                    label for="new-email" { "Email (new user, optional)" }
+                    input #new-email type="email" name="email" autocomplete="off" value=(shown.email);
+                    label for="new-password" { "Initial password (new user, optional: at least 8 characters)" }
+                    input #new-password type="password" name="password" autocomplete="new-password" minlength="8";
                     button.primary type="submit" { "Add" }
                 }
             }
@@ -98,12 +138,86 @@ fn members_error(ctx: &Ctx<'_>, slug: &str, e: ApiError) -> PageResult {
     Err(e.into())
 }
 
+/// Adds a member; with `create` ticked, creates the user first (the API's rules for creating
+/// users apply), with the owner's password or a generated one shown in this response only.
 pub async fn add(ctx: &Ctx<'_>, slug: &str, form: Form) -> PageResult {
+    // Owners only, before anything is created.
+    ctx.org(slug, Role::Owner)?;
     let role = parse_role(&form)?;
-    match ops::add_member(ctx.state, &ctx.p, slug, &form.text("username"), role).await {
-        Ok(_) => Ok(redirect(&format!("/orgs/{slug}/members"))),
-        Err(e) => members_error(ctx, slug, e),
+    let username = form.text("username");
+    let email = form.text("email");
+    let create = form.checked("create");
+    let kept = |error| Shown {
+        error,
+        username: &username,
+        create,
+        email: &email,
+        created: None,
+    };
+    let again = |e: ApiError, shown: Shown<'_>| -> PageResult {
+        match e {
+            ApiError::BadRequest(_) | ApiError::Conflict(_) | ApiError::NotFound(_) => {
+                let mut r = page_with(ctx, slug, &shown)?;
+                *r.status_mut() = e.status();
+                Ok(r)
+            }
+            e => Err(e.into()),
+        }
+    };
+    if !create {
+        return match ops::add_member(ctx.state, &ctx.p, slug, &username, role).await {
+            Ok(_) => Ok(redirect(&format!("/orgs/{slug}/members"))),
+            Err(ApiError::NotFound(_)) => {
+                let msg = format!(
+                    "There is no user named {username}. Tick \"Create a new user\" to create them."
+                );
+                let shown = Shown {
+                    create: true,
+                    ..kept(Some(&msg))
+                };
+                again(ApiError::NotFound(msg.clone()), shown)
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                again(e, kept(Some(&msg)))
+            }
+        };
     }
+    let given = form.get("password").filter(|p| !p.is_empty());
+    let password = given.map_or_else(initial_password, str::to_string);
+    let email = (!email.is_empty()).then(|| email.clone());
+    let user =
+        match orgs::create_user_as(ctx.state, &ctx.p, &username, email, password.clone()).await {
+            Ok(u) => u,
+            Err(e) => {
+                let msg = e.to_string();
+                return again(e, kept(Some(&msg)));
+            }
+        };
+    if let Err(e) = ops::add_member(ctx.state, &ctx.p, slug, &user.username, role).await {
+        return members_error(ctx, slug, e);
+    }
+    if given.is_some() {
+        // Nothing to show once: the owner chose the password.
+        return Ok(redirect(&format!("/orgs/{slug}/members")));
+    }
+    let shown = Shown {
+        created: Some((&user.username, Some(&password))),
+        ..Shown::default()
+    };
+    let mut r = page_with(ctx, slug, &shown)?;
+    *r.status_mut() = StatusCode::CREATED;
+    Ok(r)
+}
+
+/// A random initial password from the thread's CSPRNG.
+fn initial_password() -> String {
+    use rand::Rng;
+    rand::thread_rng()
+        .sample_iter(rand::distributions::Alphanumeric)
+        .take(INITIAL_PASSWORD_CHARS)
+        .map(char::from)
+        .collect()
 }
 
 pub async fn set_role(ctx: &Ctx<'_>, slug: &str, user: u32, form: Form) -> PageResult {

@@ -673,8 +673,13 @@ async fn members_and_tokens_through_forms() {
     .await;
     assert_eq!(r.status, 404);
     assert!(
-        r.text.contains("user not found") && r.text.contains("Add a member"),
+        r.text.contains("There is no user named nobody") && r.text.contains("Add a member"),
         "shown on the page"
+    );
+    assert!(
+        r.text.contains(r#"name="create" value="1" checked"#)
+            && r.text.contains(r#"value="nobody""#),
+        "the form comes back ready to create them"
     );
     let r = post(
         &h,
@@ -740,4 +745,114 @@ async fn members_and_tokens_through_forms() {
             .status,
         401
     );
+}
+
+#[tokio::test]
+async fn owners_create_users_on_the_members_page() {
+    let h = Harness::new();
+    let admin = h.admin().await;
+    let add = |fields: Vec<(&'static str, &'static str)>, c: Client| {
+        let h = &h;
+        async move {
+            let mut all = vec![("role", "member")];
+            all.extend(fields);
+            post(h, "/orgs/default/members", &c, &all).await
+        }
+    };
+
+    // A generated initial password, shown once in the POST response.
+    let r = add(
+        vec![
+            ("username", "Mia"),
+            ("create", "1"),
+            ("email", "mia@example.com"),
+        ],
+        admin.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r.text.contains("shown only this once"), "{}", r.text);
+    let start = r.text.find("id=\"initial-password\">").unwrap() + "id=\"initial-password\">".len();
+    let password = r.text[start..].split('<').next().unwrap().to_string();
+    assert_eq!(password.len(), 20);
+    let mia = h
+        .state
+        .meta
+        .user_by_username("mia")
+        .unwrap()
+        .expect("created, lowercased");
+    assert_eq!(mia.email.as_deref(), Some("mia@example.com"));
+    assert_eq!(
+        h.state.meta.role(1, mia.id).unwrap(),
+        Some(mcp_obs_storage::meta::Role::Member)
+    );
+    let mia_client = h.login("mia", &password).await;
+    let listed = get(&h, "/orgs/default/members", &admin).await;
+    assert!(
+        listed.text.contains("mia") && !listed.text.contains(&password),
+        "never shown again"
+    );
+
+    // A password the owner sets: nothing to show, back to the list.
+    let r = add(
+        vec![
+            ("username", "noa"),
+            ("create", "1"),
+            ("password", "owner-chose-this"),
+        ],
+        admin.clone(),
+    )
+    .await;
+    assert_eq!((r.status, location(&r)), (303, "/orgs/default/members"));
+    h.login("noa", "owner-chose-this").await;
+
+    // Mistakes come back on the form, and nothing is created.
+    for (fields, status, says) in [
+        (vec![("username", "mia"), ("create", "1")], 409, "already"),
+        (
+            vec![("username", "short"), ("create", "1"), ("password", "x")],
+            400,
+            "password",
+        ),
+        (
+            vec![("username", "-bad name"), ("create", "1")],
+            400,
+            "username",
+        ),
+    ] {
+        let r = add(fields.clone(), admin.clone()).await;
+        assert_eq!(r.status, status, "{fields:?}: {}", r.text);
+        assert!(
+            r.text.contains(says) && r.text.contains("Add a member"),
+            "{fields:?}: {}",
+            r.text
+        );
+    }
+    assert!(h.state.meta.user_by_username("short").unwrap().is_none());
+
+    // Only owners: a member (and an admin, who may create users through the API) cannot.
+    let (_, bob) = h.user(&admin, "bob").await;
+    assert_eq!(
+        add(vec![("username", "bob"), ("role", "admin")], admin.clone())
+            .await
+            .status,
+        303
+    );
+    let bob_id = h.state.meta.user_by_username("bob").unwrap().unwrap().id;
+    assert_eq!(
+        post(
+            &h,
+            &format!("/orgs/default/members/{bob_id}/role"),
+            &admin,
+            &[("role", "admin")]
+        )
+        .await
+        .status,
+        303
+    );
+    for c in [bob, mia_client] {
+        let r = add(vec![("username", "eve"), ("create", "1")], c).await;
+        assert_eq!(r.status, 403);
+        assert!(h.state.meta.user_by_username("eve").unwrap().is_none());
+    }
 }
