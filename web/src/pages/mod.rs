@@ -195,12 +195,49 @@ async fn handle(state: &AppState, page: Page, req: Request) -> PageResult {
         query: req.query.clone(),
         headers,
     };
-    if !post {
-        return get(&ctx, page).await;
+    let org = org_of(&page).map(str::to_string);
+    let result = match post {
+        false => get(&ctx, page).await,
+        true => match req.form().await {
+            Ok(form) => match form.check_csrf(&ctx.p) {
+                Ok(()) => post_form(&ctx, page, form).await,
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e.into()),
+        },
+    };
+    // From here on the user is known: failures are pages with the navigation header.
+    Ok(result.unwrap_or_else(|e| e.into_page(&ctx, org.as_deref())))
+}
+
+/// The organization a page's path names, if any.
+fn org_of(page: &Page) -> Option<&str> {
+    match page {
+        Page::Overview(o)
+        | Page::Servers(o)
+        | Page::OrgAnalytics(o)
+        | Page::Spans(o)
+        | Page::Trace(o, _)
+        | Page::Members(o)
+        | Page::MemberRole(o, _)
+        | Page::MemberRemove(o, _)
+        | Page::NewServer(o)
+        | Page::ServerAnalytics(o, _)
+        | Page::Guide(o, _)
+        | Page::Settings(o, _)
+        | Page::DeleteServer(o, _)
+        | Page::Keys(o, _)
+        | Page::NewKey(o, _)
+        | Page::RevokeKey(o, _, _)
+        | Page::Missing(Some(o)) => Some(o),
+        Page::Home
+        | Page::Login
+        | Page::Logout
+        | Page::Asset(_)
+        | Page::Tokens
+        | Page::TokenRevoke(_)
+        | Page::Missing(None) => None,
     }
-    let form = req.form().await?;
-    form.check_csrf(&ctx.p)?;
-    post_form(&ctx, page, form).await
 }
 
 async fn get(ctx: &Ctx<'_>, page: Page) -> PageResult {
@@ -221,6 +258,7 @@ async fn get(ctx: &Ctx<'_>, page: Page) -> PageResult {
         Page::RevokeKey(o, s, k) => servers::confirm_revoke(ctx, &o, s, &k),
         Page::Members(o) => members::page(ctx, &o, None),
         Page::Tokens => members::tokens(ctx, None),
+        Page::Missing(_) => Err(no_such_page()),
         _ => {
             Err(ApiError::MethodNotAllowed("this address only accepts forms (POST)".into()).into())
         }
@@ -240,8 +278,13 @@ async fn post_form(ctx: &Ctx<'_>, page: Page, form: Form) -> PageResult {
         Page::MemberRemove(o, u) => members::remove(ctx, &o, u).await,
         Page::Tokens => members::create_token(ctx, form).await,
         Page::TokenRevoke(k) => members::revoke_token(ctx, &k).await,
+        Page::Missing(_) => Err(no_such_page()),
         _ => Err(ApiError::MethodNotAllowed("this page cannot be posted to".into()).into()),
     }
+}
+
+fn no_such_page() -> PageError {
+    ApiError::NotFound("no such page".into()).into()
 }
 
 /// The canonical path of a page, for the sign-in redirect's `next`.
@@ -253,6 +296,8 @@ fn path_of(page: &Page) -> String {
         Page::Asset(n) => format!("/assets/{n}"),
         Page::Tokens => "/tokens".into(),
         Page::TokenRevoke(_) => "/tokens".into(),
+        Page::Missing(Some(o)) => format!("/orgs/{o}"),
+        Page::Missing(None) => "/".into(),
         Page::Overview(o) | Page::Servers(o) => format!("/orgs/{o}"),
         Page::OrgAnalytics(o) => format!("/orgs/{o}/analytics"),
         Page::Spans(o) => format!("/orgs/{o}/spans"),

@@ -1,5 +1,6 @@
-//! Maps dashboard paths to [`Page`]s. Pure string work, tested without HTTP; paths that are not
-//! pages yield `None` and fall through to the final 404.
+//! Maps dashboard paths to [`Page`]s. Pure string work, tested without HTTP; unknown paths under
+//! `/orgs/` and `/tokens/` are `Page::Missing` (an HTML 404), other paths that are not pages
+//! yield `None` and fall through to the final (JSON) 404.
 
 use mcp_obs_storage::model::{ServerId, UserId};
 
@@ -28,6 +29,9 @@ pub enum Page {
     Keys(String, ServerId),
     NewKey(String, ServerId),
     RevokeKey(String, ServerId, String),
+    /// A path under `/orgs/` or `/tokens/` that is no page (with the organization it names):
+    /// answered with a 404 page, in the layout for a signed-in user, instead of the API's JSON.
+    Missing(Option<String>),
 }
 
 /// Parses a request path (with its leading `/`). A trailing slash is tolerated.
@@ -41,9 +45,18 @@ pub fn parse(path: &str) -> Option<Page> {
     if seg.iter().any(|s| s.is_empty()) {
         return None;
     }
+    let page = known(&seg);
+    match seg.as_slice() {
+        ["orgs", o, ..] if page.is_none() => Some(Page::Missing(Some(o.to_string()))),
+        ["orgs"] | ["tokens", ..] if page.is_none() => Some(Page::Missing(None)),
+        _ => page,
+    }
+}
+
+fn known(seg: &[&str]) -> Option<Page> {
     let id = |s: &str| s.parse::<u32>().ok();
     let t = |s: &str| s.to_string();
-    Some(match seg.as_slice() {
+    Some(match seg {
         ["login"] => Page::Login,
         ["logout"] => Page::Logout,
         ["assets", name] => Page::Asset(t(name)),
@@ -92,10 +105,21 @@ mod tests {
             "/v1/traces",
             "/healthz",
             "/orgs//spans",
-            "/orgs/acme/servers/x",
-            "/orgs/acme/members/-1/role",
         ] {
             assert_eq!(parse(other), None, "{other}");
+        }
+        for (missing, org) in [
+            ("/orgs/acme/servers/x", Some("acme")),
+            ("/orgs/acme/members/-1/role", Some("acme")),
+            ("/orgs/acme/nothing", Some("acme")),
+            ("/orgs", None),
+            ("/tokens/a/b", None),
+        ] {
+            assert_eq!(
+                parse(missing),
+                Some(Page::Missing(org.map(String::from))),
+                "{missing}"
+            );
         }
     }
 }

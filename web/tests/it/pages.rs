@@ -856,3 +856,94 @@ async fn owners_create_users_on_the_members_page() {
         assert!(h.state.meta.user_by_username("eve").unwrap().is_none());
     }
 }
+
+#[tokio::test]
+async fn error_pages_keep_the_navigation_for_signed_in_users() {
+    let h = Harness::new();
+    let admin = h.admin().await;
+    let (_, bob) = h.user(&admin, "bob").await;
+    let r = post(
+        &h,
+        "/orgs/default/members",
+        &admin,
+        &[("username", "bob"), ("role", "member")],
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let in_layout = |r: &Resp, status: u16, org_nav: bool, what: &str| {
+        assert_eq!(r.status, status, "{what}: {}", r.text);
+        assert!(
+            r.text.contains(r#"aria-label="Main""#)
+                && r.text.contains(r#"action="/logout""#)
+                && r.text.contains(r#"href="/tokens""#),
+            "{what}: the navigation header"
+        );
+        assert_eq!(
+            r.text.contains(r#"href="/orgs/default/analytics""#),
+            org_nav,
+            "{what}: the organization's links"
+        );
+        assert!(r.text.contains(&format!("<h1>{status} ")), "{what}");
+        assert!(
+            !r.text.contains("panicked") && !r.text.contains("src/"),
+            "{what}"
+        );
+    };
+    let trace = "/orgs/default/traces/5b8efff798038103d269b633813fc60c";
+    in_layout(&get(&h, trace, &admin).await, 404, true, "missing trace");
+    in_layout(
+        &get(&h, "/orgs/default/nothing", &admin).await,
+        404,
+        true,
+        "no such page",
+    );
+    in_layout(
+        &get(&h, "/orgs/default/servers/x", &admin).await,
+        404,
+        true,
+        "bad id",
+    );
+    in_layout(
+        &get(&h, "/tokens/x/y", &admin).await,
+        404,
+        false,
+        "no such page",
+    );
+    in_layout(
+        &get(&h, "/orgs/default/servers/new", &bob).await,
+        403,
+        true,
+        "member",
+    );
+    in_layout(
+        &page(
+            &h,
+            "POST",
+            "/orgs/default/members",
+            &admin,
+            &[("username", "x")],
+        )
+        .await,
+        403,
+        true,
+        "no CSRF token",
+    );
+    // Another organization's 404 names nothing of it: the same page as a missing one.
+    h.post(
+        "/api/v1/orgs",
+        &admin,
+        json!({ "slug": "acme", "name": "Acme Inc" }),
+    )
+    .await;
+    let theirs = get(&h, "/orgs/acme/spans", &bob).await;
+    in_layout(&theirs, 404, false, "non-member");
+    assert!(!theirs.text.contains("Acme") && !theirs.text.contains("/orgs/acme/"));
+    let missing = get(&h, "/orgs/nope/spans", &bob).await;
+    assert_eq!(
+        theirs.text.replace("acme", "X"),
+        missing.text.replace("nope", "X")
+    );
+    // Signed out, an unknown page still asks to sign in first (it reveals nothing).
+    let anon = get(&h, "/orgs/default/nothing", &Client::anonymous()).await;
+    assert_eq!(anon.status, 303);
+}
