@@ -75,12 +75,19 @@ test('the whole dashboard flow', async () => {
   assert.match(await page.textContent('main'), /Connect your first MCP server/);
   await shot(page, '03-overview-empty');
 
-  // Create a server with telemetry: the key is shown once, with a working copy button.
-  await page.click('text=New MCP server');
-  await shot(page, '04-new-server');
-  await page.fill('#name', 'weather');
-  assert.ok(await page.isChecked('input[name=telemetry_enabled]'));
-  await Promise.all([page.waitForNavigation(), page.click('button:has-text("Create server")')]);
+  // Create a server with telemetry, in the overview's dialog (no page change); Cancel closes it.
+  await page.click('.page-head a:has-text("New MCP server")');
+  await page.waitForSelector('dialog#new-server[open]');
+  assert.equal(new URL(page.url()).pathname, '/orgs/default', 'a dialog, not another page');
+  await page.click('dialog[open] a:has-text("Cancel")');
+  assert.equal(await page.isVisible('dialog#new-server'), false);
+  await page.click('.empty a:has-text("New MCP server")');
+  await page.waitForSelector('dialog#new-server[open]');
+  await shot(page, '04-new-server-dialog');
+  // Then the key is shown once, with a working copy button.
+  await page.fill('#new-server-name', 'weather');
+  assert.ok(await page.isChecked('dialog[open] input[name=telemetry_enabled]'));
+  await Promise.all([page.waitForNavigation(), page.click('dialog[open] button:has-text("Create server")')]);
   const key = (await page.textContent('#new-key')).trim();
   assert.match(key, /^mcpobs_live_[A-Za-z0-9]{40}$/);
   await page.click('button:has-text("Copy key")');
@@ -189,5 +196,19 @@ test('a member of another organization is refused', async () => {
   assert.equal(res.status(), 404);
   assert.match(await page.textContent('[role=alert]'), /organization not found/);
   await shot(page, '23-other-org-refused');
+  await page.context().close();
+});
+
+test('without script, New MCP server is a page of its own', async () => {
+  const page = await newPage({ javaScriptEnabled: false });
+  await page.goto(`${app.base}/login`);
+  await signIn(page, 'admin', PASSWORD);
+  await page.goto(`${app.base}/orgs/default`);
+  await Promise.all([page.waitForNavigation(), page.click('.page-head a:has-text("New MCP server")')]);
+  assert.equal(new URL(page.url()).pathname, '/orgs/default/servers/new');
+  await shot(page, '24-new-server-no-script');
+  await page.fill('#name', 'offline');
+  await Promise.all([page.waitForNavigation(), page.click('main button:has-text("Create server")')]);
+  assert.match((await page.textContent('#new-key')).trim(), /^mcpobs_live_[A-Za-z0-9]{40}$/);
   await page.context().close();
 });

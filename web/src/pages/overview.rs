@@ -30,9 +30,13 @@ pub async fn page(ctx: &Ctx<'_>, slug: &str) -> PageResult {
                     button.live type="button" data-live-toggle hidden { "Pause live refresh" }
                 }
                 @if admin {
-                    a.button.primary href={ "/orgs/" (slug) "/servers/new" } { "New MCP server" }
+                    a.button.primary href={ "/orgs/" (slug) "/servers/new" } data-dialog="new-server" { "New MCP server" }
                 }
             }
+        }
+        // With script the links open this dialog; without, they go to the form's own page.
+        @if admin {
+            dialog #new-server aria-labelledby="new-server-title" { (super::servers::new_server_form(ctx, slug, true)) }
         }
         @if servers.is_empty() {
             (empty_org(slug, admin))
@@ -98,7 +102,7 @@ fn empty_org(slug: &str, admin: bool) -> Markup {
             h2 { "Connect your first MCP server" }
             p { "Create a server here, add two lines to your MCP server's code with the key you get, and its calls show up in a few seconds." }
             @if admin {
-                a.button.primary href={ "/orgs/" (slug) "/servers/new" } { "New MCP server" }
+                a.button.primary href={ "/orgs/" (slug) "/servers/new" } data-dialog="new-server" { "New MCP server" }
             } @else {
                 p.muted { "Ask an admin of this organization to create one." }
             }

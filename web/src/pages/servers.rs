@@ -40,27 +40,43 @@ pub fn new_form(ctx: &Ctx<'_>, slug: &str, error: Option<&str>) -> PageResult {
         section.card.narrow {
             h1 { "New MCP server" }
             (alert(error))
-            form.stack method="post" action={ "/orgs/" (slug) "/servers" } {
-                (csrf_field(ctx.csrf()))
-                label for="name" { "Name" }
-                input #name name="name" required maxlength="100" autofocus placeholder="e.g. weather";
-                label.check {
-                    input type="checkbox" name="telemetry_enabled" checked;
-                    " Enable OpenTelemetry"
-                }
-                p.help {
-                    "Collected for every request your server handles: the method, tool or prompt name, duration, status and error type, the user and session, and the client's name and version. "
-                    strong { "Not collected: tool arguments and results" } ", unless you turn on argument capture below or later in the settings. You get an API key for the SDK right away."
-                }
-                label.check {
-                    input type="checkbox" name="capture_arguments";
-                    " Also capture tool arguments and results (masked for keys such as password and token, at most 4 KiB each)"
-                }
-                button.primary type="submit" { "Create server" }
-            }
+            (new_server_form(ctx, slug, false))
         }
     };
     Ok(ctx.page(Some(slug), Nav::Overview, "New MCP server", body))
+}
+
+/// The create-server form: on its own page (the no-script path, and where errors are shown) and
+/// in the overview's dialog, which adds a title and a cancel button and keeps its ids apart.
+pub fn new_server_form(ctx: &Ctx<'_>, slug: &str, in_dialog: bool) -> Markup {
+    let id = |name: &str| match in_dialog {
+        true => format!("new-server-{name}"),
+        false => name.to_string(),
+    };
+    html! {
+        form.stack method="post" action={ "/orgs/" (slug) "/servers" } {
+            (csrf_field(ctx.csrf()))
+            @if in_dialog { h2 #new-server-title { "New MCP server" } }
+            label for=(id("name")) { "Name" }
+            input id=(id("name")) name="name" required maxlength="100" autofocus placeholder="e.g. weather";
+            label.check {
+                input type="checkbox" name="telemetry_enabled" checked;
+                " Enable OpenTelemetry"
+            }
+            p.help {
+                "Collected for every request your server handles: the method, tool or prompt name, duration, status and error type, the user and session, and the client's name and version. "
+                strong { "Not collected: tool arguments and results" } ", unless you turn on argument capture below or later in the settings. You get an API key for the SDK right away."
+            }
+            label.check {
+                input type="checkbox" name="capture_arguments";
+                " Also capture tool arguments and results (masked for keys such as password and token, at most 4 KiB each)"
+            }
+            div.buttons {
+                @if in_dialog { a.button href={ "/orgs/" (slug) } data-close { "Cancel" } }
+                button.primary type="submit" { "Create server" }
+            }
+        }
+    }
 }
 
 pub async fn create(ctx: &Ctx<'_>, slug: &str, form: Form) -> PageResult {

@@ -947,3 +947,38 @@ async fn error_pages_keep_the_navigation_for_signed_in_users() {
     let anon = get(&h, "/orgs/default/nothing", &Client::anonymous()).await;
     assert_eq!(anon.status, 303);
 }
+
+#[tokio::test]
+async fn create_server_is_a_dialog_on_the_overview_with_the_page_behind_it() {
+    let h = Harness::new();
+    let admin = h.admin().await;
+    let r = get(&h, "/orgs/default", &admin).await;
+    assert_eq!(r.status, 200);
+    // The link goes to the form's own page without script and opens the dialog with it.
+    assert!(r.text.contains(
+        r#"href="/orgs/default/servers/new" data-dialog="new-server">New MCP server</a>"#
+    ));
+    assert!(r
+        .text
+        .contains(r#"<dialog id="new-server" aria-labelledby="new-server-title">"#));
+    assert!(r
+        .text
+        .contains(r#"<form class="stack" method="post" action="/orgs/default/servers">"#));
+    assert!(r.text.contains(r#"id="new-server-name""#) && !r.text.contains(r#"id="name""#));
+    assert_eq!(
+        get(&h, "/orgs/default/servers/new", &admin).await.status,
+        200
+    );
+    // Members cannot create servers: neither link nor dialog.
+    let (_, bob) = h.user(&admin, "bob").await;
+    let r = post(
+        &h,
+        "/orgs/default/members",
+        &admin,
+        &[("username", "bob"), ("role", "member")],
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let r = get(&h, "/orgs/default", &bob).await;
+    assert!(!r.text.contains("<dialog") && !r.text.contains("/servers/new"));
+}
