@@ -32,6 +32,15 @@ async fn get(h: &Harness, path: &str, c: &Client) -> Resp {
     page(h, "GET", path, c, &[]).await
 }
 
+/// Creates user `name` and adds them to `default` as a member through the members form.
+async fn member_of_default(h: &Harness, admin: &Client, name: &str) -> Client {
+    let (_, c) = h.user(admin, name).await;
+    let fields = [("username", name), ("role", "member")];
+    let r = post(h, "/orgs/default/members", admin, &fields).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    c
+}
+
 /// POST with the session's CSRF token as the form field, as the pages' forms send it.
 async fn post(h: &Harness, path: &str, c: &Client, fields: &[(&str, &str)]) -> Resp {
     let csrf = c.csrf.clone().unwrap_or_default();
@@ -861,15 +870,7 @@ async fn owners_create_users_on_the_members_page() {
 async fn error_pages_keep_the_navigation_for_signed_in_users() {
     let h = Harness::new();
     let admin = h.admin().await;
-    let (_, bob) = h.user(&admin, "bob").await;
-    let r = post(
-        &h,
-        "/orgs/default/members",
-        &admin,
-        &[("username", "bob"), ("role", "member")],
-    )
-    .await;
-    assert_eq!(r.status, 303);
+    let bob = member_of_default(&h, &admin, "bob").await;
     let in_layout = |r: &Resp, status: u16, org_nav: bool, what: &str| {
         assert_eq!(r.status, status, "{what}: {}", r.text);
         assert!(
@@ -970,15 +971,7 @@ async fn create_server_is_a_dialog_on_the_overview_with_the_page_behind_it() {
         200
     );
     // Members cannot create servers: neither link nor dialog.
-    let (_, bob) = h.user(&admin, "bob").await;
-    let r = post(
-        &h,
-        "/orgs/default/members",
-        &admin,
-        &[("username", "bob"), ("role", "member")],
-    )
-    .await;
-    assert_eq!(r.status, 303);
+    let bob = member_of_default(&h, &admin, "bob").await;
     let r = get(&h, "/orgs/default", &bob).await;
     assert!(!r.text.contains("<dialog") && !r.text.contains("/servers/new"));
 }

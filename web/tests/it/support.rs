@@ -192,12 +192,7 @@ impl Harness {
             .send_all(self.request("GET", "/login", &Client::anonymous()))
             .await;
         assert_eq!(r.status, 200);
-        let cookie = r.headers["set-cookie"].to_str().unwrap();
-        let token = cookie
-            .strip_prefix("mcpobs_login_csrf=")
-            .and_then(|rest| rest.split(';').next())
-            .unwrap()
-            .to_string();
+        let token = cookie_set(&r, "mcpobs_login_csrf");
         assert!(r
             .text
             .contains(&format!(r#"name="login_csrf" value="{token}""#)));
@@ -214,14 +209,8 @@ impl Harness {
             )
             .await;
         assert_eq!(r.status, 200, "login {username}: {}", r.text);
-        let set_cookie = r.headers["set-cookie"].to_str().unwrap();
-        let token = set_cookie
-            .strip_prefix("mcpobs_session=")
-            .and_then(|rest| rest.split(';').next())
-            .unwrap()
-            .to_string();
         Client {
-            cookie: Some(token),
+            cookie: Some(cookie_set(&r, "mcpobs_session")),
             csrf: Some(r.json["csrf_token"].as_str().unwrap().to_string()),
             bearer: None,
         }
@@ -274,4 +263,15 @@ pub fn key_headers(key: &str) -> HeaderMap {
         HeaderValue::from_str(&format!("Bearer {key}")).unwrap(),
     );
     h
+}
+
+/// The value of cookie `name` in the response's `Set-Cookie`.
+pub fn cookie_set(r: &Resp, name: &str) -> String {
+    let set_cookie = r.headers["set-cookie"].to_str().unwrap();
+    set_cookie
+        .strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix('='))
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_string()
 }
