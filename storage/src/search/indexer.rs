@@ -1,8 +1,9 @@
-//! The background indexer: a thread that takes the batches the ingest writer has just committed,
-//! turns them into bucket documents, and commits each touched day's tantivy index every
-//! `commit_interval_ms` with the day file's `next_block_id` as the watermark.
+//! The background indexer: a thread that takes the bucket documents of the batches the ingest
+//! writer has just committed (built by the ingest workers with `DocBuilder::of_spans`), merges
+//! them, and commits each touched day's tantivy index every `commit_interval_ms` with the day
+//! file's `next_block_id` as the watermark.
 //!
-//! The writer never waits on it: [`IndexFeed::send`] hands over the batch (moved, not copied) or,
+//! The writer never waits on it: [`IndexFeed::send`] hands over the documents (moved) or,
 //! when more than `queue_spans_max` spans are already waiting, drops it and raises the `lost` flag.
 //! Whenever the flag is up (and at start), the indexer first catches up from the store: for every
 //! day whose file has blocks at or above the committed watermark it re-reads those blocks, which
@@ -73,17 +74,16 @@ impl IndexFeed {
     /// `marks` are `AppendStats::watermarks`. The writer sends documents, not the spans: the spans
     /// are freed by the writer at once, and the indexer's queue holds only distinct values.
     pub fn send(&self, docs: Vec<(BucketKey, BucketValues)>, spans: usize, marks: Vec<(u32, u64)>) {
-        let n = spans;
-        let waiting = self.shared.spans_waiting.fetch_add(n, Ordering::AcqRel);
-        if waiting > 0 && waiting + n > self.shared.queue_spans_max {
-            self.shared.spans_waiting.fetch_sub(n, Ordering::AcqRel);
+        let waiting = self.shared.spans_waiting.fetch_add(spans, Ordering::AcqRel);
+        if waiting > 0 && waiting + spans > self.shared.queue_spans_max {
+            self.shared.spans_waiting.fetch_sub(spans, Ordering::AcqRel);
             self.lost();
             return;
         }
         match self.tx.try_send(Batch { docs, spans, marks }) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.shared.spans_waiting.fetch_sub(n, Ordering::AcqRel);
+                self.shared.spans_waiting.fetch_sub(spans, Ordering::AcqRel);
                 self.lost();
             }
         }
