@@ -12,7 +12,6 @@ import { ROOT_CONTEXT, context as otelContext, trace as otelTrace, TraceFlags } 
 import { newSpanId, newTraceId } from './export.js';
 
 export const ADAPTER = Symbol.for('mcp-obs.adapter');
-export const RECORD = Symbol.for('mcp-obs.record');
 
 // ------------------------------------------------------------------ OpenTelemetry context
 // Spans the application creates inside a handler become children of the MCP span when the
@@ -29,16 +28,93 @@ export function probeContextManager() {
   }
 }
 
-/** Per-transport (= per MCP session) state: in-flight span records by JSON-RPC id. */
+// ------------------------------------------------------------------ in-flight records
+// Every record between its request and its response, in one list, so `recordException(error,
+// extra)` finds the record of a handler's `extra` without anything being written to `extra` (an
+// object of the MCP library) on the request path. Linking is a few field writes; the list is
+// bounded (the oldest entries fall out of it: they only stop being found by recordException).
+const INFLIGHT_MAX = 10000;
+let inflightHead = null; // oldest
+let inflightTail = null;
+let inflightCount = 0;
+
+function link(rec) {
+  if (inflightCount >= INFLIGHT_MAX) unlink(inflightHead);
+  rec.prev = inflightTail;
+  rec.next = null;
+  if (inflightTail === null) inflightHead = rec;
+  else inflightTail.next = rec;
+  inflightTail = rec;
+  rec.linked = true;
+  inflightCount++;
+}
+
+function unlink(rec) {
+  if (!rec.linked) return;
+  rec.linked = false;
+  const { prev, next } = rec;
+  if (prev === null) inflightHead = next;
+  else prev.next = next;
+  if (next === null) inflightTail = prev;
+  else next.prev = prev;
+  rec.prev = rec.next = null;
+  rec.extra = undefined;
+  inflightCount--;
+}
+
+/** Per-transport (= per MCP session) state: in-flight span records by JSON-RPC id. One request
+ * at a time (the common case) lives in a slot; more go to a Map. */
 class Session {
   constructor(observerRef, inner) {
     this.observerRef = observerRef; // { observer }: re-configuration swaps the observer
     this.inner = inner;
-    this.pending = new Map();
+    this.slotId = undefined;
+    this.slotRec = undefined;
+    this.more = null; // Map id -> record, for concurrent requests
+    this.size = 0;
     this.clientInfo = null;
     this.protocolVersion = null;
     this.viaProtocol = false; // true: hooked at the server's Protocol, false: a transport proxy
     this.shared = null; // the session-wide attributes, reused while they do not change
+  }
+
+  /** The in-flight record of request `id`, or undefined. */
+  get(id) {
+    if (this.size === 0) return undefined;
+    if (this.slotRec !== undefined && this.slotId === id) return this.slotRec;
+    return this.more === null ? undefined : this.more.get(id);
+  }
+
+  put(id, rec) {
+    if (this.slotRec === undefined) {
+      this.slotId = id;
+      this.slotRec = rec;
+    } else {
+      if (this.more === null) this.more = new Map();
+      this.more.set(id, rec);
+    }
+    this.size++;
+    link(rec);
+  }
+
+  /** Remove and return the in-flight record of request `id`, or undefined. */
+  take(id) {
+    if (this.size === 0) return undefined;
+    let rec;
+    if (this.slotRec !== undefined && this.slotId === id) {
+      rec = this.slotRec;
+      this.slotRec = undefined;
+      this.slotId = undefined;
+    } else if (this.more !== null) {
+      rec = this.more.get(id);
+      if (rec === undefined) return undefined;
+      this.more.delete(id);
+    } else {
+      return undefined;
+    }
+    this.size--;
+    unlink(rec);
+    return rec;
   }
 
   /** Attributes every span of the session carries; one object shared by their records. */
@@ -74,12 +150,16 @@ class Session {
       let transport = 'pipe';
       let headers;
       let sessionId;
-      // HTTP transports pass the request: 1.x `requestInfo` ({ headers }), 2.x `request` (a Request)
-      const requestInfo = extra === undefined ? undefined : extra.requestInfo || extra.request;
-      if (requestInfo) {
-        transport = 'tcp';
-        headers = requestInfo.headers;
-        sessionId = this.inner.sessionId || (headers && headerValue(headers, 'mcp-session-id'));
+      let authInfo;
+      if (extra !== undefined && extra !== null) {
+        authInfo = extra.authInfo;
+        // HTTP transports pass the request: 1.x `requestInfo` ({ headers }), 2.x `request` (a Request)
+        const requestInfo = extra.requestInfo || extra.request;
+        if (requestInfo) {
+          transport = 'tcp';
+          headers = requestInfo.headers;
+          sessionId = this.inner.sessionId || (headers && headerValue(headers, 'mcp-session-id'));
+        }
       }
       let pv = this.protocolVersion;
       if (pv === null && headers) pv = headerValue(headers, 'mcp-protocol-version') || null;
@@ -87,17 +167,13 @@ class Session {
       if (method === 'initialize' && params && params.clientInfo) {
         clientInfo = this.clientInfo = params.clientInfo;
       }
-      const rec = obs.begin(method, params, id, {
-        shared: this.sharedAttributes(transport, sessionId, pv, clientInfo),
-        sessionId,
-        authInfo: extra && extra.authInfo,
-        headers,
-        raw: msg,
-      });
+      const shared = this.sharedAttributes(transport, sessionId, pv, clientInfo);
+      const info = obs.identify === null ? null : { headers, sessionId, raw: msg };
+      const rec = obs.begin(method, params, id, shared, authInfo, info);
       if (rec === null) return null;
-      const prev = this.pending.get(id);
+      const prev = this.take(id);
       if (prev !== undefined) obs.cancelled(prev); // a client reusing an id in flight
-      this.pending.set(id, rec);
+      this.put(id, rec);
       return rec;
     } catch (e) {
       obs.hookError(e);
@@ -106,19 +182,18 @@ class Session {
   }
 
   outgoing(msg) {
-    if (this.pending.size === 0 || msg === null || typeof msg !== 'object') return;
+    if (this.size === 0 || msg === null || typeof msg !== 'object') return;
     const obs = this.observerRef.observer;
     try {
       if (msg.method !== undefined) return; // the server's own request or notification
-      const rec = this.pending.get(msg.id);
+      const rec = this.take(msg.id);
       if (rec === undefined) return;
-      this.pending.delete(msg.id);
       if (obs === null) return;
       const error = msg.error;
       if (error === undefined) {
         const result = msg.result;
         let pv;
-        if (rec.attributes['mcp.method.name'] === 'initialize' && result && typeof result.protocolVersion === 'string') {
+        if (rec.method === 'initialize' && result && typeof result.protocolVersion === 'string') {
           pv = this.protocolVersion = result.protocolVersion;
         }
         obs.ok(rec, result, pv);
@@ -131,20 +206,24 @@ class Session {
   }
 
   cancel(requestId) {
-    const rec = this.pending.get(requestId);
+    const rec = this.take(requestId);
     if (rec === undefined) return;
-    this.pending.delete(requestId);
     const obs = this.observerRef.observer;
     if (obs !== null) obs.cancelled(rec);
   }
 
   /** The transport closed: requests still in flight end as `cancelled`. */
   close() {
-    const pending = this.pending;
-    this.pending = new Map();
+    const recs = [];
+    if (this.slotRec !== undefined) recs.push(this.slotRec);
+    if (this.more !== null) recs.push(...this.more.values());
+    this.slotRec = this.slotId = undefined;
+    this.more = null;
+    this.size = 0;
+    for (const rec of recs) unlink(rec);
     const obs = this.observerRef.observer;
     if (obs === null) return;
-    for (const rec of pending.values()) {
+    for (const rec of recs) {
       try {
         obs.cancelled(rec);
       } catch {
@@ -219,6 +298,7 @@ export function wrapTransport(transport, observerRef) {
 function runInSpanContext(rec, handler, msg, extra, thisArg) {
   let ctx;
   try {
+    rec.resolveParent();
     if (rec.traceId === '') rec.traceId = newTraceId();
     rec.spanId = newSpanId();
     const sc = { traceId: rec.traceId, spanId: rec.spanId, traceFlags: TraceFlags.SAMPLED, isRemote: false };
@@ -245,7 +325,23 @@ export function isSupportedServer(server) {
 
 /** The span record of the request a handler is serving (its `extra` / `ctx`), if any. */
 export function recordOf(extra) {
-  return extra !== null && typeof extra === 'object' ? extra[RECORD] : undefined;
+  if (extra === null || typeof extra !== 'object') return undefined;
+  // newest first: a handler asks about its own, usually recent, request. A copy of the handler's
+  // `extra` / `ctx` (2.x copies it for request state) carries the request's own abort signal.
+  const signal = signalOf(extra);
+  for (let r = inflightTail; r !== null; r = r.prev) {
+    if (r.extra === extra || (signal !== undefined && r.extra !== undefined && signalOf(r.extra) === signal)) return r;
+  }
+  return undefined;
+}
+
+function signalOf(extra) {
+  try {
+    const s = extra.signal !== undefined ? extra.signal : extra.mcpReq ? extra.mcpReq.signal : undefined;
+    return s !== null && typeof s === 'object' ? s : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function requestIdOf(extra) {
@@ -361,11 +457,13 @@ export function installServer(server, observerRef) {
     const origExec = server.executeToolHandler;
     server.executeToolHandler = function executeToolHandler(tool, args, extra) {
       const p = origExec.call(this, tool, args, extra);
-      const rec = recordOf(extra);
-      if (rec !== undefined && p && typeof p.then === 'function') {
+      // the record is looked up only when the tool threw (it is still in flight then: this
+      // reaction runs before McpServer's own, which answers the request)
+      if (p && typeof p.then === 'function') {
         p.then(undefined, (err) => {
           try {
-            rec.recordException(err);
+            const rec = recordOf(extra);
+            if (rec !== undefined) rec.recordException(err);
           } catch {
             // nothing
           }
@@ -383,8 +481,8 @@ function observedHandler(proto, h) {
     try {
       const t = proto._transport;
       const session = t === undefined || t === null ? undefined : t[ADAPTER];
-      rec = session !== undefined ? session.pending.get(request.id !== undefined ? request.id : requestIdOf(extra)) : undefined;
-      if (rec !== undefined && extra && typeof extra === 'object') extra[RECORD] = rec;
+      rec = session !== undefined ? session.get(request.id !== undefined ? request.id : requestIdOf(extra)) : undefined;
+      if (rec !== undefined && extra && typeof extra === 'object') rec.extra = extra; // for recordOf(extra)
     } catch {
       rec = undefined;
     }

@@ -2,7 +2,7 @@
 
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { CircuitBreaker, Exporter } from './export.js';
-import { Recorder, SpanRecord, captureValue, errorType, parseTraceparent } from './record.js';
+import { Recorder, SpanRecord, TARGET_NONE, TARGET_PROMPT, TARGET_RESOURCE, TARGET_TOOL, captureValue, errorType } from './record.js';
 
 export const VERSION = '0.1.0';
 export const SDK_NAME = 'mcp-obs-server-typescript';
@@ -27,8 +27,6 @@ export function makeLogger(debug) {
   };
 }
 
-const RESOURCE_METHODS = new Set(['resources/read', 'resources/subscribe', 'resources/unsubscribe']);
-
 /** Turns MCP requests into span records. Hooks call `begin` then `ok` / `jsonrpcError` / ... */
 export class Observer {
   constructor(recorder, { captureArguments, redact, identify, skipMethods, captureMaxBytes, log }) {
@@ -52,75 +50,75 @@ export class Observer {
     this.log(`hook error: ${e && e.stack ? e.stack : e}`);
   }
 
-  /** Open a span record for one incoming request, or null (skipped, disabled, closed). */
-  begin(method, params, requestId, info) {
-    if (this.closed || !this.recorder.enabled || this.skipMethods.has(method)) return null;
-    const attrs = { 'mcp.method.name': method };
+  /** Open a span record for one incoming request, or null (skipped, disabled, closed).
+   * `shared`: the session's attributes (one object for all its spans). `info` (headers,
+   * sessionId, raw) is only read by `identify`. */
+  begin(method, params, requestId, shared, authInfo, info) {
+    if (this.closed || !this.recorder.enabled || (this.skipMethods.size !== 0 && this.skipMethods.has(method))) return null;
+    let kind = TARGET_NONE;
     let target;
     let meta;
     if (params !== undefined && params !== null && typeof params === 'object') {
       if (method === 'tools/call') {
+        kind = TARGET_TOOL;
         target = params.name;
-        attrs['gen_ai.operation.name'] = 'execute_tool';
-        if (typeof target === 'string') attrs['gen_ai.tool.name'] = target;
       } else if (method === 'prompts/get') {
+        kind = TARGET_PROMPT;
         target = params.name;
-        if (typeof target === 'string') attrs['gen_ai.prompt.name'] = target;
-      } else if (RESOURCE_METHODS.has(method)) {
+      } else if (method === 'resources/read' || method === 'resources/subscribe' || method === 'resources/unsubscribe') {
         // not in the span name: URIs are high-cardinality
-        if (typeof params.uri === 'string') attrs['mcp.resource.uri'] = params.uri;
+        kind = TARGET_RESOURCE;
+        target = params.uri;
       }
       meta = params._meta;
     }
-    if (requestId !== undefined && requestId !== null) attrs['jsonrpc.request.id'] = String(requestId);
-    const auth = info.authInfo;
-    if (auth) attributeUser(attrs, auth);
-    if (this.identify !== null) {
-      try {
-        const who = this.identify({
-          method,
-          params,
-          headers: info.headers,
-          authInfo: auth,
-          sessionId: info.sessionId,
-          raw: info.raw,
-        });
-        if (typeof who === 'string' && who) attrs['enduser.id'] = who;
-        else if (who && typeof who === 'object') {
-          if (who.id) attrs['enduser.id'] = String(who.id);
-          if (Array.isArray(who.scopes) && who.scopes.length) attrs['enduser.scope'] = who.scopes.join(' ');
-          for (const [k, v] of Object.entries(who)) {
-            if (k !== 'id' && k !== 'scopes' && ['string', 'number', 'boolean'].includes(typeof v)) {
-              attrs[`enduser.${k}`] = v;
-            }
-          }
-        }
-      } catch (e) {
-        this.hookErrors++;
-        this.log(`identify() raised ${e}`);
-      }
-    }
+    const rec = new SpanRecord(method, kind, target, requestId, shared || null, meta);
+    if (authInfo) attributeUser(rec, authInfo);
+    if (this.identify !== null) this.runIdentify(rec, method, params, authInfo, info);
     if (params && this.capturing && params.arguments !== undefined) {
       const s = captureValue(params.arguments, this.redact, this.captureMaxBytes);
-      if (s !== null) attrs[method === 'tools/call' ? 'gen_ai.tool.call.arguments' : 'mcp.request.arguments'] = s;
+      if (s !== null) rec.set(method === 'tools/call' ? 'gen_ai.tool.call.arguments' : 'mcp.request.arguments', s);
     }
-    const rec = new SpanRecord(typeof target === 'string' ? `${method} ${target}` : method, attrs, parseTraceparent(meta));
-    // session-wide attributes (transport, session, protocol version, client): one shared object
-    if (info.shared) rec.shared = info.shared;
     return rec;
+  }
+
+  runIdentify(rec, method, params, auth, info) {
+    try {
+      const who = this.identify({
+        method,
+        params,
+        headers: info ? info.headers : undefined,
+        authInfo: auth,
+        sessionId: info ? info.sessionId : undefined,
+        raw: info ? info.raw : undefined,
+      });
+      if (typeof who === 'string' && who) rec.set('enduser.id', who);
+      else if (who && typeof who === 'object') {
+        if (who.id) rec.set('enduser.id', String(who.id));
+        if (Array.isArray(who.scopes) && who.scopes.length) rec.set('enduser.scope', who.scopes.join(' '));
+        for (const [k, v] of Object.entries(who)) {
+          if (k !== 'id' && k !== 'scopes' && ['string', 'number', 'boolean'].includes(typeof v)) {
+            rec.set(`enduser.${k}`, v);
+          }
+        }
+      }
+    } catch (e) {
+      this.hookErrors++;
+      this.log(`identify() raised ${e}`);
+    }
   }
 
   ok(rec, result, protocolVersion) {
     try {
-      if (protocolVersion) rec.attributes['mcp.protocol.version'] = protocolVersion; // overrides the shared one
+      if (protocolVersion) rec.set('mcp.protocol.version', protocolVersion); // overrides the shared one
       if (result !== null && typeof result === 'object' && result.isError === true) {
-        if (rec.attributes['error.type'] === undefined) rec.attributes['error.type'] = 'tool_error';
+        if (rec.errorType === undefined) rec.setErrorType('tool_error');
         rec.error = true;
         rec.message = firstText(result);
       }
-      if (this.capturing && result !== undefined && rec.attributes['mcp.method.name'] === 'tools/call') {
+      if (result !== undefined && rec.method === 'tools/call' && this.capturing) {
         const s = captureValue(result, this.redact, this.captureMaxBytes);
-        if (s !== null) rec.attributes['gen_ai.tool.call.result'] = s;
+        if (s !== null) rec.set('gen_ai.tool.call.result', s);
       }
     } catch (e) {
       this.hookError(e);
@@ -130,8 +128,8 @@ export class Observer {
 
   jsonrpcError(rec, code, message) {
     // a handler exception noted by the hooks keeps its class name as error.type
-    if (rec.attributes['error.type'] === undefined) rec.attributes['error.type'] = String(code);
-    rec.attributes['rpc.response.status_code'] = String(code);
+    if (rec.errorType === undefined) rec.setErrorType(String(code));
+    rec.set('rpc.response.status_code', String(code));
     rec.error = true;
     rec.message = String(message || '').slice(0, 1024);
     this.recorder.finish(rec);
@@ -140,7 +138,7 @@ export class Observer {
   /** A handler threw something that is not a JSON-RPC error: class name + `exception` event. */
   noteException(rec, err) {
     try {
-      rec.attributes['error.type'] = errorType(err);
+      rec.setErrorType(errorType(err));
       rec.error = true;
       rec.message = String(err && err.message !== undefined ? err.message : err).slice(0, 1024);
       rec.recordException(err);
@@ -150,7 +148,7 @@ export class Observer {
   }
 
   cancelled(rec) {
-    rec.attributes['error.type'] = 'cancelled';
+    rec.setErrorType('cancelled');
     rec.error = true;
     rec.message = 'request cancelled';
     this.recorder.finish(rec);
@@ -158,13 +156,13 @@ export class Observer {
 }
 
 /** enduser.id (the token's subject, else its client id), enduser.scope, mcp.auth.client_id. */
-function attributeUser(attrs, auth) {
+function attributeUser(rec, auth) {
   const extra = auth.extra && typeof auth.extra === 'object' ? auth.extra : null;
   const subject = extra ? extra.sub || extra.subject : undefined;
   const user = subject || auth.clientId;
-  if (user) attrs['enduser.id'] = String(user);
-  if (auth.clientId) attrs['mcp.auth.client_id'] = String(auth.clientId);
-  if (Array.isArray(auth.scopes) && auth.scopes.length) attrs['enduser.scope'] = auth.scopes.join(' ');
+  if (user) rec.set('enduser.id', String(user));
+  if (auth.clientId) rec.set('mcp.auth.client_id', String(auth.clientId));
+  if (Array.isArray(auth.scopes) && auth.scopes.length) rec.set('enduser.scope', auth.scopes.join(' '));
 }
 
 function firstText(result) {

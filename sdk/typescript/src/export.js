@@ -164,6 +164,7 @@ const SAMPLED_REMOTE = TraceFlags.SAMPLED;
 
 /** An SDK `ReadableSpan` for one record (the shape the OTLP transformer reads). */
 export function toReadableSpan(r, resource, scope) {
+  r.resolveParent();
   if (r.traceId === '') r.traceId = newTraceId();
   if (r.spanId === '') r.spanId = newSpanId();
   const traceState = r.traceState ? safeTraceState(r.traceState) : undefined;
@@ -171,18 +172,18 @@ export function toReadableSpan(r, resource, scope) {
   const parent = r.parentSpanId
     ? { traceId: r.traceId, spanId: r.parentSpanId, traceFlags: SAMPLED_REMOTE, isRemote: true, traceState }
     : undefined;
-  const start = hrTime(r.start);
-  const end = hrTime(r.end);
+  const startMs = r.startMs;
+  const endMs = r.endMs;
   return {
-    name: r.name,
+    name: r.spanName(),
     kind: SpanKind.SERVER,
     spanContext: () => ctx,
     parentSpanContext: parent,
-    startTime: start,
-    endTime: end,
+    startTime: hrTime(startMs),
+    endTime: hrTime(endMs),
     duration: hrTime(r.end - r.start),
     status: r.error ? { code: SpanStatusCode.ERROR, message: r.message || undefined } : { code: SpanStatusCode.UNSET },
-    attributes: r.shared === null ? r.attributes : Object.assign({}, r.shared, r.attributes),
+    attributes: r.attributesOut(),
     links: [],
     events: r.events ? r.events.map((e) => ({ name: e.name, time: hrTime(e.time), attributes: e.attributes })) : [],
     ended: true,

@@ -1,9 +1,12 @@
 // The request-path half: a tiny span record, sampling, and the bounded queue.
 //
 // Everything here runs on the MCP server's request path (the event loop that also answers the
-// client), so it does as little as possible: read the clock, build one attribute object, decide
-// sampling, push to an array. Ids are drawn, and the OpenTelemetry span objects built, later, on
-// the export path (export.js).
+// client), so it does as little as possible: read the clock, fill one fixed-shape record with the
+// raw fields (method, tool/prompt name, resource URI, request id, the session's shared attributes,
+// the raw traceparent), decide sampling, push to an array. No attribute object is built and no
+// object of the MCP library is written to. The span name, the attribute object, the parent
+// context and the ids are built later, on the export path (`SpanRecord.attributesOut`,
+// export.js).
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 const ZERO_TRACE = '00000000000000000000000000000000';
@@ -16,25 +19,108 @@ export function nowMs() {
   return TIME_ORIGIN_MS + performance.now();
 }
 
+// what kind of target the method names (decided once per record from the method string)
+export const TARGET_NONE = 0;
+export const TARGET_TOOL = 1;
+export const TARGET_PROMPT = 2;
+export const TARGET_RESOURCE = 3;
+
 /** Everything needed to build one OTLP span later, on the export path. */
 export class SpanRecord {
-  constructor(name, attributes, parent) {
-    this.name = name;
-    this.attributes = attributes;
-    this.shared = null; // attributes shared by the spans of a session (merged at export)
-    // parent: [traceId, parentSpanId, tracestate] from `_meta.traceparent`, or null
-    this.traceId = parent === null ? '' : parent[0];
-    this.parentSpanId = parent === null ? '' : parent[1];
-    this.traceState = parent === null ? '' : parent[2];
+  constructor(method, kind, target, requestId, shared, meta) {
+    this.method = method;
+    this.kind = kind; // TARGET_*
+    this.target = target; // tool / prompt name, resource URI (a string), or undefined
+    this.requestId = requestId; // JSON-RPC id (string or number), or undefined
+    this.shared = shared; // attributes shared by the spans of a session (merged at export), or null
+    this.attrs = null; // further attributes (user, captured values, errors), in the order set
+    // `_meta.traceparent` / `tracestate` as sent; parsed on the export path (or when the span
+    // becomes the active OpenTelemetry context)
+    let tp;
+    let ts;
+    if (meta !== undefined && meta !== null && typeof meta === 'object') {
+      tp = meta.traceparent;
+      ts = meta.tracestate;
+    }
+    this.rawTraceparent = typeof tp === 'string' ? tp : null;
+    this.rawTracestate = typeof ts === 'string' ? ts : '';
+    this.traceId = '';
+    this.parentSpanId = '';
+    this.traceState = '';
     this.spanId = ''; // drawn lazily (export, or when the span becomes the active OTel context)
-    this.start = nowMs();
+    this.start = performance.now(); // ms since TIME_ORIGIN_MS (see startMs / endMs)
     this.end = 0;
     this.error = false;
+    this.errorType = undefined; // error.type, once set (kept in attrs too, for the order)
     this.message = '';
     this.events = null;
+    this.probability = 1.0;
+    this.extra = undefined; // the handler's `extra` / `ctx`, for recordException(error, extra)
+    this.prev = null; // in-flight list (adapter.js), for recordException
+    this.next = null;
+    this.linked = false;
   }
 
-  /** An `exception` event with the OpenTelemetry exception attributes. */
+  get startMs() {
+    return TIME_ORIGIN_MS + this.start;
+  }
+
+  get endMs() {
+    return TIME_ORIGIN_MS + this.end;
+  }
+
+  /** Set one further attribute (after the standard ones, in the order set). */
+  set(key, value) {
+    if (this.attrs === null) this.attrs = {};
+    this.attrs[key] = value;
+  }
+
+  setErrorType(value) {
+    this.errorType = value;
+    this.set('error.type', value);
+  }
+
+  /** Parse the raw traceparent once: the parent's trace id / span id / tracestate, if valid. */
+  resolveParent() {
+    const tp = this.rawTraceparent;
+    if (tp === null) return;
+    this.rawTraceparent = null;
+    const parent = parseTraceparent({ traceparent: tp, tracestate: this.rawTracestate });
+    if (parent === null) return;
+    if (this.traceId === '') this.traceId = parent[0];
+    this.parentSpanId = parent[1];
+    this.traceState = parent[2];
+  }
+
+  /** The span name: `{method} {tool|prompt}` (resource URIs stay out of it). */
+  spanName() {
+    const k = this.kind;
+    return (k === TARGET_TOOL || k === TARGET_PROMPT) && typeof this.target === 'string'
+      ? `${this.method} ${this.target}`
+      : this.method;
+  }
+
+  /** The span's attributes: the session's, the request's, the further ones, the probability. */
+  attributesOut() {
+    const out = this.shared === null ? {} : Object.assign({}, this.shared);
+    out['mcp.method.name'] = this.method;
+    const k = this.kind;
+    const target = this.target;
+    if (k === TARGET_TOOL) {
+      out['gen_ai.operation.name'] = 'execute_tool';
+      if (typeof target === 'string') out['gen_ai.tool.name'] = target;
+    } else if (k === TARGET_PROMPT) {
+      if (typeof target === 'string') out['gen_ai.prompt.name'] = target;
+    } else if (k === TARGET_RESOURCE) {
+      if (typeof target === 'string') out['mcp.resource.uri'] = target;
+    }
+    if (this.requestId !== undefined && this.requestId !== null) out['jsonrpc.request.id'] = String(this.requestId);
+    if (this.attrs !== null) Object.assign(out, this.attrs);
+    out['mcpobs.sample.probability'] = this.probability;
+    return out;
+  }
+
+/** An `exception` event with the OpenTelemetry exception attributes. */
   recordException(err) {
     const e = err instanceof Error ? err : null;
     const attrs = {
@@ -125,7 +211,7 @@ export class Recorder {
   }
 
   finish(rec) {
-    const end = (rec.end = nowMs());
+    const end = (rec.end = performance.now());
     let p = 1.0;
     if (!rec.error && end - rec.start < this.slowThresholdMs) {
       p = this.sampling;
@@ -134,7 +220,7 @@ export class Recorder {
         return;
       }
     }
-    rec.attributes['mcpobs.sample.probability'] = p;
+    rec.probability = p;
     const q = this.queue;
     if (q.length >= this.queueMax) {
       this.droppedQueueFull++;
