@@ -54,6 +54,9 @@ CONFIG FILE (TOML, --config / MCPOBS_CONFIG). Every key is optional; shown with 
   search_commit_interval_ms = 1000  # how often the search index commits (its lag, about 1-2x this)
   search_queue_spans_max = 200000   # spans waiting for the indexer before it re-reads them from disk
   search_candidates_per_day_max = 200000  # index hits of one day beyond which a search scans that day
+  allocator_purge_delay_ms = 10     # how long freed memory stays with the allocator before it goes
+                                    # back to the OS: 0 saves ~20 MB RSS more for ~15% ingest CPU;
+                                    # mimalloc's own default, 1000, keeps ~50 MB more resident
 
 ENVIRONMENT
   MCPOBS_DATA, MCPOBS_LISTEN, MCPOBS_CONFIG, MCPOBS_LOG as the flags above;
@@ -109,6 +112,7 @@ pub struct StorageSettings {
     pub search_commit_interval_ms: u64,
     pub search_queue_spans_max: usize,
     pub search_candidates_per_day_max: usize,
+    pub allocator_purge_delay_ms: u32,
 }
 
 impl Default for StorageSettings {
@@ -127,6 +131,7 @@ impl Default for StorageSettings {
             search_commit_interval_ms: indexer.commit_interval_ms,
             search_queue_spans_max: indexer.queue_spans_max,
             search_candidates_per_day_max: search.candidates_per_day_max,
+            allocator_purge_delay_ms: 10,
         }
     }
 }

@@ -32,6 +32,9 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_env_filter(EnvFilter::try_new(&settings.log).context("invalid --log filter")?)
         .init();
+    mcp_obs_storage::memory::set_allocator_purge_delay_ms(
+        settings.storage.allocator_purge_delay_ms,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("mcp-obs-worker")

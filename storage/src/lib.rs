@@ -4,6 +4,7 @@
 pub mod analytics;
 pub mod codec;
 pub mod error;
+pub mod memory;
 pub mod meta;
 pub mod model;
 pub mod rollup;
