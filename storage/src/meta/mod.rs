@@ -37,7 +37,7 @@ pub use secret::{parse_key, token_digest, verify_secret, HashCost, KeyKind, Pars
 pub use tables::FORMAT_VERSION;
 pub use types::{
     ApiKeyInfo, ApiKeyRecord, Bootstrap, KeyUsage, Member, NewServer, NewSession, Org, OrgUpdate,
-    PatInfo, PatRecord, Role, Server, ServerUpdate, Session, User,
+    PasswordChange, PatInfo, PatRecord, Role, Server, ServerUpdate, Session, User,
 };
 
 /// File name of the metadata store inside the data directory.

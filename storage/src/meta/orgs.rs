@@ -4,8 +4,8 @@
 use redb::{ReadableTable, WriteTransaction};
 
 use super::tables::{self, MEMBERS, ORGS, ORG_BY_SLUG, USERS, USER_ORGS};
-use super::types::{Member, Org, OrgUpdate, Role};
-use super::users::UserRow;
+use super::types::{Member, Org, OrgUpdate, Role, User};
+use super::users::{insert_user, UserRow};
 use super::{now_ms, validate, MetaStore};
 use crate::error::{Result, StorageError};
 use crate::model::{OrgId, UserId};
@@ -206,6 +206,36 @@ impl MetaStore {
                 return Err(StorageError::Conflict("membership".into()));
             }
             put_membership(txn, org, user, role)
+        })
+    }
+
+    /// Creates user `username` (lowercase already) and makes them a member of `org` with `role`,
+    /// in one write transaction: if anything fails (a taken username or email, a missing
+    /// organization) neither the user nor the membership exists afterwards. Hashes the password
+    /// with argon2id before the transaction: blocking, slow.
+    pub fn create_member(
+        &self,
+        org: OrgId,
+        username: &str,
+        email: Option<&str>,
+        password: &str,
+        role: Role,
+    ) -> Result<User> {
+        validate::username(username)?;
+        if let Some(e) = email {
+            validate::email(e)?;
+        }
+        validate::password(password)?;
+        let hash = self.hash(password)?;
+        self.write(|txn| {
+            let user = insert_user(txn, username, email, hash)?;
+            // Checked after the insert on purpose: a failure here drops the transaction with the
+            // user in it, which is what the tests of this atomicity rely on.
+            if txn.open_table(ORGS)?.get(org)?.is_none() {
+                return Err(StorageError::NotFound("organization".into()));
+            }
+            put_membership(txn, org, user.id, role)?;
+            Ok(user)
         })
     }
 

@@ -81,6 +81,32 @@ impl MetaStore {
     }
 }
 
+/// Ends every session of `user` except the one with digest `keep`; returns how many ended. Scans
+/// the session table (there is no per-user index): a password change is rare, and the table holds
+/// live sessions only, as logins purge expired ones.
+pub(super) fn end_sessions_of(
+    txn: &redb::WriteTransaction,
+    user: UserId,
+    keep: Option<&[u8; 32]>,
+) -> Result<usize> {
+    let mut sessions = txn.open_table(SESSIONS)?;
+    let mut doomed: Vec<(u64, Vec<u8>)> = Vec::new();
+    for entry in sessions.range::<&[u8]>(..)? {
+        let (digest, value) = entry?;
+        let session: Session = tables::decode(value.value(), "session")?;
+        let digest = digest.value();
+        if session.user_id == user && keep.is_none_or(|k| k.as_slice() != digest) {
+            doomed.push((session.expires_at_ms, digest.to_vec()));
+        }
+    }
+    let mut expiry = txn.open_table(SESSION_EXPIRY)?;
+    for (at, digest) in &doomed {
+        sessions.remove(digest.as_slice())?;
+        expiry.remove((*at, digest.as_slice()))?;
+    }
+    Ok(doomed.len())
+}
+
 /// Removes up to `max` sessions with `expires_at_ms <= now`, oldest expiry first.
 fn purge_expired(txn: &redb::WriteTransaction, now: u64, max: usize) -> Result<usize> {
     let mut expiry = txn.open_table(SESSION_EXPIRY)?;

@@ -83,6 +83,15 @@ pub struct Session {
     pub expires_at_ms: u64,
 }
 
+/// The outcome of `MetaStore::change_password`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasswordChange {
+    /// Stored; this many other sessions of the user were ended.
+    Changed { sessions_ended: usize },
+    /// The current password given was not the user's: nothing changed.
+    WrongCurrentPassword,
+}
+
 /// What `create_session` hands out once: the bearer token goes into the cookie.
 #[derive(Clone)]
 pub struct NewSession {

@@ -1,10 +1,12 @@
-//! Users: creation with argon2id password hashes, lookups, and login verification.
+//! Users: creation with argon2id password hashes, lookups, login verification, and password
+//! changes (which end the user's other sessions in the same transaction).
 
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::sessions::end_sessions_of;
 use super::tables::{self, USERS, USER_BY_EMAIL, USER_BY_NAME};
-use super::types::User;
+use super::types::{PasswordChange, User};
 use super::{now_ms, secret, validate, MetaStore};
 use crate::error::{Result, StorageError};
 use crate::model::UserId;
@@ -126,6 +128,50 @@ impl MetaStore {
                 Ok(None)
             }
         }
+    }
+}
+
+impl MetaStore {
+    /// Changes `user`'s password after checking `current` (argon2id, blocking and slow), and ends
+    /// every session of the user except the one whose token is `keep_session` (the caller's), in
+    /// the same write transaction: whoever learned the old password and signed in with it is
+    /// signed out the moment the change is stored. Personal access tokens are left alone; they
+    /// are revoked one by one.
+    ///
+    /// `new` follows the same rule as at creation. Both hashes are computed before the write
+    /// transaction starts; if the stored hash changed in between (a concurrent change), the
+    /// `current` that was checked is stale and the answer is `WrongCurrentPassword`.
+    pub fn change_password(
+        &self,
+        user: UserId,
+        current: &str,
+        new: &str,
+        keep_session: Option<&str>,
+    ) -> Result<PasswordChange> {
+        validate::password(new)?;
+        let row: UserRow = self
+            .read(|txn| tables::get_json(&txn.open_table(USERS)?, user, "user"))?
+            .ok_or_else(|| StorageError::NotFound("user".into()))?;
+        if current.len() > validate::PASSWORD_LEN_MAX
+            || !secret::verify_secret(&row.password_hash, current)
+        {
+            return Ok(PasswordChange::WrongCurrentPassword);
+        }
+        let hash = self.hash(new)?;
+        let keep = keep_session.map(secret::token_digest);
+        self.write(|txn| {
+            let mut users = txn.open_table(USERS)?;
+            let mut now: UserRow = tables::get_json(&users, user, "user")?
+                .ok_or_else(|| StorageError::NotFound("user".into()))?;
+            if now.password_hash != row.password_hash {
+                return Ok(PasswordChange::WrongCurrentPassword);
+            }
+            now.password_hash = hash;
+            users.insert(user, tables::encode(&now)?.as_slice())?;
+            drop(users);
+            let sessions_ended = end_sessions_of(txn, user, keep.as_ref())?;
+            Ok(PasswordChange::Changed { sessions_ended })
+        })
     }
 }
 

@@ -26,6 +26,7 @@ use crate::codec::strdict::{self, StrVals};
 use crate::codec::Reader;
 use crate::error::Result;
 use crate::model::{day_of, OrgId, SpanRecord, STATUS_ERROR};
+use crate::rollup::ERROR_TYPE_UNSPECIFIED;
 use crate::search::{DayCandidates, Interval, Matcher, TextQuery};
 
 /// Most spans one page may hold, whatever the caller asks: bounds the memory of one query.
@@ -411,6 +412,24 @@ pub(super) fn filter_mask(
             return Ok(None);
         }
     }
+    // `_OTHER` is the error type analytics groups an error without `error.type` under (and a
+    // literal `_OTHER`), so the filter names exactly what that row counts.
+    let error_type = match f.error_type.as_deref() {
+        Some(ERROR_TYPE_UNSPECIFIED) => {
+            let status = body.bytes(C_STATUS)?;
+            let raw = body.column(StrField::ErrorType.column())?;
+            let named = fast::str_match(&raw, body.rows(), ERROR_TYPE_UNSPECIFIED)?;
+            let err_type = decode_strs(&raw, body.rows())?;
+            let ok = and(&mut mask, a, b, |i| {
+                named.matches(i) || (status[i] == STATUS_ERROR && !err_type.present(i))
+            });
+            if !ok {
+                return Ok(None);
+            }
+            &None
+        }
+        _ => &f.error_type,
+    };
     let wanted = [
         (&f.method, StrField::Method),
         (&f.tool, StrField::Tool),
@@ -418,7 +437,7 @@ pub(super) fn filter_mask(
         (&f.session_id, StrField::SessionId),
         // Not summarized in the block headers' bitmaps (adding them would change the header
         // format): these two are decided from the column alone.
-        (&f.error_type, StrField::ErrorType),
+        (error_type, StrField::ErrorType),
         (&f.client_name, StrField::ClientName),
     ];
     for (want, field) in wanted {

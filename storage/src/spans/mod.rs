@@ -129,7 +129,8 @@ pub struct SpanFilter {
     pub tool: Option<String>,
     pub user_id: Option<String>,
     pub session_id: Option<String>,
-    /// Exact `error.type` (canonical `error_type`).
+    /// Exact `error.type` (canonical `error_type`); [`crate::rollup::ERROR_TYPE_UNSPECIFIED`]
+    /// (`_OTHER`) also matches error spans without one, as analytics groups them.
     pub error_type: Option<String>,
     /// Exact client name (canonical `client_name`).
     pub client_name: Option<String>,

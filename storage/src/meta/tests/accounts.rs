@@ -176,3 +176,124 @@ fn orgs_and_membership_rules() {
     )));
     assert_eq!(meta.org(acme.id).unwrap(), Some(updated));
 }
+
+#[test]
+fn create_member_is_one_transaction() {
+    let dir = TempDir::new();
+    let (meta, admin, default) = bootstrapped(&dir);
+    let carol = meta
+        .create_member(
+            default.id,
+            "carol",
+            Some("c@example.com"),
+            "password1",
+            Role::Admin,
+        )
+        .unwrap();
+    assert_eq!(meta.role(default.id, carol.id).unwrap(), Some(Role::Admin));
+    assert_eq!(
+        meta.check_login("carol", "password1").unwrap(),
+        Some(carol.clone())
+    );
+    // A taken username or email, or a missing organization (checked after the user row is
+    // written): nothing of the attempt remains.
+    assert!(is_conflict(meta.create_member(
+        default.id,
+        "admin",
+        None,
+        "password1",
+        Role::Member
+    )));
+    assert!(is_conflict(meta.create_member(
+        default.id,
+        "dave",
+        Some("C@example.com"),
+        "password1",
+        Role::Member
+    )));
+    assert!(is_not_found(meta.create_member(
+        999,
+        "dave",
+        None,
+        "password1",
+        Role::Member
+    )));
+    assert!(is_invalid(meta.create_member(
+        default.id,
+        "dave",
+        None,
+        "short",
+        Role::Member
+    )));
+    assert_eq!(meta.user_by_username("dave").unwrap(), None);
+    assert!(meta.check_login("dave", "password1").unwrap().is_none());
+    let names: Vec<String> = meta
+        .members(default.id)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.user.username)
+        .collect();
+    assert_eq!(names, ["admin", "carol"]);
+    assert_eq!(meta.role(default.id, admin.id).unwrap(), Some(Role::Owner));
+    // The id the failed attempts would have used was not consumed either.
+    let erin = meta.create_user("erin", None, "password1").unwrap();
+    assert_eq!(erin.id, carol.id + 1);
+}
+
+#[test]
+fn password_change_checks_the_current_one_and_ends_other_sessions() {
+    let dir = TempDir::new();
+    let (meta, admin, _) = bootstrapped(&dir);
+    let bob = meta.create_user("bob", None, "password1").unwrap();
+    let mine = meta.create_session(admin.id, 3600).unwrap();
+    let other = meta.create_session(admin.id, 3600).unwrap();
+    let bobs = meta.create_session(bob.id, 3600).unwrap();
+
+    let wrong = meta.change_password(admin.id, "not-it", "new-password", Some(&mine.token));
+    assert_eq!(wrong.unwrap(), PasswordChange::WrongCurrentPassword);
+    assert!(is_invalid(meta.change_password(
+        admin.id,
+        "admin-password",
+        "short",
+        None
+    )));
+    assert!(meta.session(&other.token).unwrap().is_some());
+    assert!(meta
+        .check_login("admin", "admin-password")
+        .unwrap()
+        .is_some());
+
+    let done = meta
+        .change_password(
+            admin.id,
+            "admin-password",
+            "new-password",
+            Some(&mine.token),
+        )
+        .unwrap();
+    assert_eq!(done, PasswordChange::Changed { sessions_ended: 1 });
+    assert!(meta.session(&mine.token).unwrap().is_some());
+    assert!(meta.session(&other.token).unwrap().is_none());
+    assert!(meta.session(&bobs.token).unwrap().is_some());
+    assert!(meta
+        .check_login("admin", "admin-password")
+        .unwrap()
+        .is_none());
+    assert!(meta.check_login("admin", "new-password").unwrap().is_some());
+    // Expiry index entries went with the sessions: a purge finds only the live ones' entries.
+    assert_eq!(meta.purge_expired_sessions(u64::MAX).unwrap(), 2);
+
+    // Without a session to keep (a token caller) every session ends.
+    let s = meta.create_session(bob.id, 3600).unwrap();
+    let done = meta
+        .change_password(bob.id, "password1", "password2", None)
+        .unwrap();
+    assert_eq!(done, PasswordChange::Changed { sessions_ended: 1 });
+    assert!(meta.session(&s.token).unwrap().is_none());
+    assert!(is_not_found(meta.change_password(
+        999,
+        "x",
+        "password2",
+        None
+    )));
+}

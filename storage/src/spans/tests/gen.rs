@@ -63,7 +63,9 @@ impl Gen {
             self.rng.gen()
         };
         let error_type = if self.rng.gen_bool(0.15) {
-            self.pick(&["tool_error", "timeout"]).map(String::from)
+            // `_OTHER` literally, as well as errors without a type, land in analytics' `_OTHER`.
+            self.pick(&["tool_error", "timeout", "_OTHER"])
+                .map(String::from)
         } else {
             None
         };

@@ -21,7 +21,14 @@ pub(super) fn matches(s: &SpanRecord, f: &SpanFilter) -> bool {
         && eq(&f.tool, &s.mcp.tool)
         && eq(&f.user_id, &s.mcp.user_id)
         && eq(&f.session_id, &s.mcp.session_id)
-        && eq(&f.error_type, &s.mcp.error_type)
+        && f.error_type.as_ref().is_none_or(|want| {
+            // The error type analytics groups the span under: errors without one are `_OTHER`.
+            let grouped = match &s.mcp.error_type {
+                Some(t) => Some(t.as_str()),
+                None => s.is_error().then_some("_OTHER"),
+            };
+            grouped == Some(want.as_str())
+        })
         && eq(&f.client_name, &s.mcp.client_name)
         && f.status
             .is_none_or(|st| (st == StatusFilter::Error) == s.is_error())
@@ -51,7 +58,14 @@ pub(super) fn filter(g: &mut Gen, bits: u32, t: [u64; 2]) -> SpanFilter {
         tool: on(5).then(|| if on(13) { "ünïcode" } else { "search" }.into()),
         user_id: on(6).then(|| "alice".into()),
         session_id: on(7).then(|| "s2".into()),
-        error_type: on(15).then(|| if on(16) { "timeout" } else { "tool_error" }.into()),
+        error_type: on(15).then(|| {
+            match (on(16), on(18)) {
+                (_, true) => "_OTHER",
+                (true, false) => "timeout",
+                (false, false) => "tool_error",
+            }
+            .into()
+        }),
         client_name: on(17).then(|| "claude-desktop".into()),
         status: on(8).then_some(if on(14) {
             StatusFilter::Error
