@@ -1,8 +1,8 @@
 // The dashboard end to end in Debian's headless Chromium (playwright-core, no bundled browser):
 // sign in, create a server with telemetry, copy the shown key, run the shown Python snippet
 // against the appliance, see the calls in analytics, switch the range, drill down tool -> span
-// list -> trace, generate and revoke keys through the confirmation dialogs, and a member of
-// another organization refused. Screenshots of every page go to test-artifacts/e2e/.
+// list -> trace, generate and revoke keys through the confirmation dialogs, a member of another
+// organization refused, and a user changing their password (their other session signed out). Screenshots of every page go to test-artifacts/e2e/.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -211,4 +211,49 @@ test('without script, New MCP server is a page of its own', async () => {
   await Promise.all([page.waitForNavigation(), page.click('main button:has-text("Create server")')]);
   assert.match((await page.textContent('#new-key')).trim(), /^mcpobs_live_[A-Za-z0-9]{40}$/);
   await page.context().close();
+});
+
+test('a user changes their own password and their other sessions end', async () => {
+  const elsewhere = await newPage();
+  await elsewhere.goto(`${app.base}/login`);
+  await signIn(elsewhere, 'eve', 'eve-password-1');
+  const page = await newPage();
+  await page.goto(`${app.base}/login`);
+  await signIn(page, 'eve', 'eve-password-1');
+  // From the user's name in the header.
+  await Promise.all([page.waitForNavigation(), page.click('header a.account')]);
+  assert.equal(new URL(page.url()).pathname, '/account');
+  await page.fill('#current-password', 'not-my-password');
+  await page.fill('#new-password', 'eve-password-2');
+  await page.fill('#confirm-password', 'eve-password-2');
+  await Promise.all([page.waitForNavigation(), page.click('main button:has-text("Change password")')]);
+  assert.match(await page.textContent('[role=alert]'), /current password is not correct/);
+  await shot(page, '25-change-password-error');
+  await page.fill('#current-password', 'eve-password-1');
+  await page.fill('#new-password', 'eve-password-2');
+  await page.fill('#confirm-password', 'eve-password-2');
+  await Promise.all([page.waitForNavigation(), page.click('main button:has-text("Change password")')]);
+  assert.match(page.url(), /\/account\?password=changed$/);
+  assert.match(await page.textContent('[role=status]'), /password was changed/);
+  await shot(page, '26-password-changed');
+  // This session stays; the other one is signed out.
+  await page.goto(`${app.base}/tokens`);
+  assert.equal(new URL(page.url()).pathname, '/tokens');
+  await elsewhere.goto(`${app.base}/tokens`);
+  assert.equal(new URL(elsewhere.url()).pathname, '/login');
+  await signIn(elsewhere, 'eve', 'eve-password-2');
+  assert.equal(new URL(elsewhere.url()).pathname, '/tokens');
+  await page.context().close();
+  await elsewhere.context().close();
+
+  // The add-member form on a phone, for the record.
+  const phone = await newPage({ viewport: { width: 390, height: 844 } });
+  await phone.goto(`${app.base}/login`);
+  await signIn(phone, 'admin', PASSWORD);
+  await phone.goto(`${app.base}/orgs/default/members`);
+  const form = await phone.locator('form.compact').boundingBox();
+  assert.ok(form.width <= 390, `the form fits the phone: ${form.width}`);
+  await shot(phone, '27-members-phone');
+  await phone.context().close();
+  assert.deepEqual(cspErrors, [], 'no Content-Security-Policy violations');
 });

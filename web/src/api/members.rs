@@ -1,13 +1,14 @@
-//! `/api/v1/orgs/{org}/members`: listing (members), adding, changing roles and removing
-//! (owners). The storage layer refuses to drop an organization's last owner.
+//! `/api/v1/orgs/{org}/members`: listing (members), adding (an existing user, or a new one created
+//! together with the membership in one transaction), changing roles and removing (owners). The
+//! storage layer refuses to drop an organization's last owner.
 
-use mcp_obs_storage::meta::{Member, Role};
+use mcp_obs_storage::meta::{Member, Role, User};
 use mcp_obs_storage::model::UserId;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{views, Req};
-use crate::auth::{blocking, require_org, Principal};
+use crate::auth::{blocking, blocking_hash, require_org, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -16,6 +17,9 @@ use crate::state::AppState;
 struct NewMember {
     username: String,
     role: Role,
+    /// Present: create the user with this password (and `email`) and add them, atomically.
+    password: Option<String>,
+    email: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -42,7 +46,30 @@ pub async fn list(state: &AppState, p: &Principal, slug: &str) -> ApiResult {
 pub async fn add(state: &AppState, p: &Principal, slug: &str, req: Req) -> ApiResult {
     require_org(state, p, slug, Role::Owner)?;
     let body: NewMember = req.json(state).await?;
-    let member = add_member(state, p, slug, &body.username, body.role).await?;
+    let member = match body.password {
+        Some(password) => {
+            let user = create_member(
+                state,
+                p,
+                slug,
+                &body.username,
+                body.email,
+                password,
+                body.role,
+            )
+            .await?;
+            Member {
+                user,
+                role: body.role,
+            }
+        }
+        None if body.email.is_some() => {
+            return Err(ApiError::BadRequest(
+                "`email` is only for a new user, created when `password` is given".into(),
+            ))
+        }
+        None => add_member(state, p, slug, &body.username, body.role).await?,
+    };
     Ok(views::created(json!({ "member": views::member(&member) })))
 }
 
@@ -62,6 +89,28 @@ pub async fn add_member(
     let (org_id, user_id) = (org.id, user.id);
     blocking(&state.meta, move |m| m.add_member(org_id, user_id, role)).await?;
     Ok(Member { user, role })
+}
+
+/// Creates user `username` (lowercased; the rules of `POST /api/v1/users`) and adds them to `slug`
+/// with `role`, in one storage transaction, for an owner of `slug` (JSON API and dashboard). An
+/// owner of an organization may create users (see `orgs::require_user_creator`).
+pub async fn create_member(
+    state: &AppState,
+    p: &Principal,
+    slug: &str,
+    username: &str,
+    email: Option<String>,
+    password: String,
+    role: Role,
+) -> Result<User, ApiError> {
+    let org = require_org(state, p, slug, Role::Owner)?;
+    let username = username.to_ascii_lowercase();
+    let email = email.filter(|e| !e.is_empty());
+    let org_id = org.id;
+    blocking_hash(state, move |m| {
+        m.create_member(org_id, &username, email.as_deref(), &password, role)
+    })
+    .await
 }
 
 pub async fn update(

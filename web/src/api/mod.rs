@@ -133,6 +133,10 @@ async fn dispatch(state: &AppState, route: Route, req: Req) -> ApiResult {
             "DELETE" => session::logout(state, &p, &req.headers).await,
             _ => not_allowed(&method, "GET, POST, DELETE"),
         },
+        Route::Password => match m {
+            "POST" => session::change_password(state, &p, req).await,
+            _ => not_allowed(&method, "POST"),
+        },
         Route::Tokens => match m {
             "GET" => tokens::list(state, &p).await,
             "POST" => tokens::create(state, &p, req).await,

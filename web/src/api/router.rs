@@ -8,6 +8,8 @@ use mcp_obs_storage::model::{ServerId, UserId};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
     Session,
+    /// `session/password`: the signed-in user's password.
+    Password,
     Tokens,
     Token(String),
     Users,
@@ -32,6 +34,7 @@ pub fn parse(tail: &str) -> Option<Route> {
     let text = |s: &str| s.to_string();
     Some(match seg.as_slice() {
         ["session"] => Route::Session,
+        ["session", "password"] => Route::Password,
         ["tokens"] => Route::Tokens,
         ["tokens", t] => Route::Token(text(t)),
         ["users"] => Route::Users,
@@ -54,6 +57,7 @@ mod tests {
     #[test]
     fn routes() {
         assert_eq!(parse("session"), Some(Route::Session));
+        assert_eq!(parse("session/password"), Some(Route::Password));
         assert_eq!(parse("orgs/"), Some(Route::Orgs));
         assert_eq!(parse("orgs/acme"), Some(Route::Org("acme".into())));
         assert_eq!(

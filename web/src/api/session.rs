@@ -1,9 +1,9 @@
 //! `POST|GET|DELETE /api/v1/session`: login (sets the session cookie, returns the CSRF token),
-//! who-am-I, logout.
+//! who-am-I, logout; `POST /api/v1/session/password`: the signed-in user changes their password.
 
 use std::net::IpAddr;
 
-use mcp_obs_storage::meta::{NewSession, User};
+use mcp_obs_storage::meta::{NewSession, PasswordChange, User};
 use serde::Deserialize;
 use serde_json::json;
 use warp::http::{header, HeaderMap, HeaderValue};
@@ -19,6 +19,13 @@ struct LoginBody {
     username: Option<String>,
     email: Option<String>,
     password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    current_password: String,
+    new_password: String,
 }
 
 fn session_cookie(token: &str, max_age_secs: u64, secure: bool) -> Result<HeaderValue, ApiError> {
@@ -132,4 +139,62 @@ pub async fn logout(state: &AppState, p: &Principal, headers: &HeaderMap) -> Api
     let mut resp = views::no_content();
     resp.headers_mut().insert(header::SET_COOKIE, clear);
     Ok(resp)
+}
+
+pub async fn change_password(state: &AppState, p: &Principal, req: Req) -> ApiResult {
+    let ip = req.remote.map(|a| a.ip());
+    let headers = req.headers.clone();
+    let body: PasswordBody = req.json(state).await?;
+    let ended = change_password_as(
+        state,
+        p,
+        &headers,
+        ip,
+        body.current_password,
+        body.new_password,
+    )
+    .await?;
+    Ok(views::ok(json!({ "sessions_ended": ended })))
+}
+
+/// Changes the caller's password (JSON API and dashboard): `current` must be their password
+/// (checked with argon2id, after the login throttle's delay, and a wrong one counts as a failed
+/// login, so a stolen session cannot be used to guess the password at full speed); `new` follows
+/// the rules of `POST /api/v1/users`. Every other session of the user ends; the caller's own
+/// session (the request's cookie, when that is how it authenticated) stays signed in. Returns
+/// how many sessions ended.
+pub async fn change_password_as(
+    state: &AppState,
+    p: &Principal,
+    headers: &HeaderMap,
+    ip: Option<IpAddr>,
+    current: String,
+    new: String,
+) -> Result<usize, ApiError> {
+    let delay = state.login_throttle.delay_for(&p.username, ip);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let keep = match p.via_session {
+        true => auth::cookie(headers, SESSION_COOKIE).map(str::to_string),
+        false => None,
+    };
+    let user = p.user_id;
+    let outcome = blocking_hash(state, move |m| {
+        m.change_password(user, &current, &new, keep.as_deref())
+    })
+    .await?;
+    match outcome {
+        PasswordChange::Changed { sessions_ended } => {
+            state.login_throttle.record_success(&p.username, ip);
+            tracing::info!(user = p.user_id, sessions_ended, "password changed");
+            Ok(sessions_ended)
+        }
+        PasswordChange::WrongCurrentPassword => {
+            state.login_throttle.record_failure(&p.username, ip);
+            Err(ApiError::BadRequest(
+                "the current password is not correct".into(),
+            ))
+        }
+    }
 }

@@ -2,10 +2,11 @@
 //! docs/api.md), written with the `csv` crate. Text cells carry telemetry (untrusted), so they get
 //! the analytics CSV's injection guard; each distinct string of a block is guarded once per block.
 
+use mcp_obs_storage::model::SpanRecord;
 use mcp_obs_storage::spans::{ScanBlock, StrField};
 use mcp_obs_storage::Result;
 
-use super::json::{push_hex, ExtraCache};
+use super::json::{push_attrs, push_hex, ExtraCache};
 use super::RowFormat;
 use crate::analytics::text;
 use crate::span_json::{kind_name, status_name};
@@ -176,6 +177,48 @@ impl RowFormat for Csv {
         }
         into_out(w, out)
     }
+}
+
+/// Appends the header row to `out` (the searched export, which writes records, not blocks).
+pub fn header(out: &mut Vec<u8>) -> Result<()> {
+    Csv::default().header(out)
+}
+
+/// Appends one row per span of `spans` to `out`: the same cells as [`Csv`] writes from a block
+/// (the searched export hands out records the search already materialized).
+pub fn record_rows(spans: &[SpanRecord], out: &mut Vec<u8>) -> Result<()> {
+    let mut w = writer(out);
+    let mut scratch = Vec::new();
+    for s in spans {
+        w.write_field(hex::encode(s.trace_id)).map_err(io)?;
+        w.write_field(hex::encode(s.span_id)).map_err(io)?;
+        match s.parent_span_id == [0; 8] {
+            true => w.write_field("").map_err(io)?,
+            false => w.write_field(hex::encode(s.parent_span_id)).map_err(io)?,
+        }
+        w.write_field(s.server_id.to_string()).map_err(io)?;
+        w.write_field(s.env.as_str()).map_err(io)?;
+        w.write_field(text(&s.name)).map_err(io)?;
+        w.write_field(kind_name(s.kind)).map_err(io)?;
+        w.write_field(s.start_unix_nano.to_string()).map_err(io)?;
+        w.write_field(s.end_unix_nano.to_string()).map_err(io)?;
+        w.write_field(num(s.duration_nanos() as f64 / 1e6))
+            .map_err(io)?;
+        w.write_field(status_name(s.status_code)).map_err(io)?;
+        w.write_field(text(&s.status_message)).map_err(io)?;
+        w.write_field(if s.is_error() { "true" } else { "false" })
+            .map_err(io)?;
+        for f in TEXT_FIELDS {
+            w.write_field(f.get(s).map(text).unwrap_or_default())
+                .map_err(io)?;
+        }
+        w.write_field(num(s.sample_probability)).map_err(io)?;
+        scratch.clear();
+        push_attrs(&mut scratch, &s.attributes);
+        w.write_field(&scratch).map_err(io)?;
+        w.write_record(None::<&[u8]>).map_err(io)?;
+    }
+    into_out(w, out)
 }
 
 /// Integers to decimal without allocating.

@@ -1,6 +1,7 @@
-//! `GET /api/v1/orgs/{org}/spans/export`: every span matching the span list's filters, streamed as
-//! JSON Lines (`json.rs`, the span list's objects) or CSV (`csv.rs`). A blocking task runs
-//! `SpanStore::scan` and hands chunks of about [`EXPORT_CHUNK_BYTES`] through a channel of
+//! `GET /api/v1/orgs/{org}/spans/export`: every span matching the span list's filters (and its text
+//! search `q`), streamed as JSON Lines (`json.rs`, the span list's objects) or CSV (`csv.rs`). A
+//! blocking task runs `SpanStore::scan` (or, with `q`, the paged search of `search.rs`) and hands
+//! chunks of about [`EXPORT_CHUNK_BYTES`] through a channel of
 //! [`EXPORT_CHANNEL_CHUNKS`] to the response body, so an export holds a bounded amount of memory
 //! whatever its size, a slow client slows the scan down (the producer waits on the channel), a
 //! client that goes away stops it (the channel closes), and a shutdown ends the response early
@@ -8,6 +9,7 @@
 
 pub mod csv;
 pub mod json;
+pub mod search;
 
 #[cfg(test)]
 mod tests;
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use mcp_obs_storage::meta::Role;
 use mcp_obs_storage::model::OrgId;
+use mcp_obs_storage::search::TextQuery;
 use mcp_obs_storage::spans::{ScanBlock, ScanSink, ScanStats, SpanFilter, SpanStore};
 use mcp_obs_storage::StorageError;
 use tokio::sync::mpsc;
@@ -177,18 +180,28 @@ pub fn export_to(
     }
 }
 
-/// The export's parameters: the span list's filters (same names, same meaning) and `format`.
-/// No cursor or limit; unknown names are rejected.
-pub fn parse_export(query: &str) -> Result<(SpanFilter, Format), ApiError> {
+/// The export's parameters: the span list's filters (same names, same meaning), its text search
+/// `q`, and `format`. No cursor or limit; unknown names are rejected.
+#[derive(Debug)]
+pub struct ExportParams {
+    pub filter: SpanFilter,
+    pub format: Format,
+    /// Text search, parsed later by the store with its limits (as the list does).
+    pub q: Option<String>,
+}
+
+pub fn parse_export(query: &str) -> Result<ExportParams, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|_| ApiError::BadRequest("malformed query string".into()))?;
     let mut f = SpanFilter::default();
     let mut format = Format::JsonLines;
+    let mut q = None;
     for (k, v) in pairs {
         if filter_param(&mut f, &k, &v)? {
             continue;
         }
         match k.as_str() {
+            "q" => q = (!v.is_empty()).then_some(v),
             "format" => {
                 format = match v.as_str() {
                     "jsonl" => Format::JsonLines,
@@ -207,7 +220,11 @@ pub fn parse_export(query: &str) -> Result<(SpanFilter, Format), ApiError> {
             }
         }
     }
-    Ok((f, format))
+    Ok(ExportParams {
+        filter: f,
+        format,
+        q,
+    })
 }
 
 /// `spans-<org>-<from>-<to>.<ext>`, the bounds in unix milliseconds (`earliest` / `latest` when
@@ -253,7 +270,13 @@ type Chunk = Result<Bytes, StorageError>;
 async fn export(state: &Arc<AppState>, headers: &HeaderMap, org: &str, query: &str) -> ApiResult {
     let principal = authenticate(state, headers).await?;
     let org = require_org(state, &principal, org, Role::Member)?;
-    let (mut filter, format) = parse_export(query)?;
+    let ExportParams {
+        mut filter,
+        format,
+        q,
+    } = parse_export(query)?;
+    // A query the store refuses is a 400 before anything is streamed.
+    let text: Option<TextQuery> = q.map(|q| state.spans.parse_query(&q)).transpose()?;
     // Named after what was asked for; nothing past the organization's retention is sent, as in
     // the span list.
     let name = file_name(&org.slug, &filter, format);
@@ -270,13 +293,23 @@ async fn export(state: &Arc<AppState>, headers: &HeaderMap, org: &str, query: &s
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let started = std::time::Instant::now();
-        let r = export_to(&store, org_id, &filter, format, EXPORT_CHUNK_BYTES, |c| {
-            match tx.blocking_send(Ok(Bytes::from(c))) {
-                Ok(()) => ControlFlow::Continue(()),
-                // The response body was dropped: the client went away.
-                Err(_) => ControlFlow::Break(()),
-            }
-        });
+        let emit = |c: Vec<u8>| match tx.blocking_send(Ok(Bytes::from(c))) {
+            Ok(()) => ControlFlow::Continue(()),
+            // The response body was dropped: the client went away.
+            Err(_) => ControlFlow::Break(()),
+        };
+        let r = match &text {
+            Some(q) => search::export_search_to(
+                &store,
+                org_id,
+                &filter,
+                q,
+                format,
+                EXPORT_CHUNK_BYTES,
+                emit,
+            ),
+            None => export_to(&store, org_id, &filter, format, EXPORT_CHUNK_BYTES, emit),
+        };
         let secs = started.elapsed().as_secs_f64();
         match r {
             Ok(s) if s.stopped => tracing::info!(

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use maud::{html, Markup};
 use mcp_obs_storage::analytics::{self as an, Query, Totals, Window};
 use mcp_obs_storage::meta::{Org, Role, Server};
-use mcp_obs_storage::rollup::ERROR_TYPE_UNSPECIFIED;
 use mcp_obs_storage::spans::SpanStore;
 
 use super::chart::{self, Line, Unit};
@@ -371,12 +370,9 @@ fn errors_table(rows: &[an::ErrorRow], links: &Links<'_>) -> Markup {
                     @if rows.is_empty() { (none_row(4)) }
                     @for r in rows {
                         tr {
-                            // `_OTHER` stands for "no error type", which the span filter cannot
-                            // name: its row lists every error.
-                            @let filter = match r.error_type.as_str() {
-                                ERROR_TYPE_UNSPECIFIED => links.spans(&[("status", "error")]),
-                                t => links.spans(&[("status", "error"), ("error_type", t)]),
-                            };
+                            // `error_type=_OTHER` matches what the `_OTHER` row counts: errors
+                            // without an error type (and the literal type `_OTHER`).
+                            @let filter = links.spans(&[("status", "error"), ("error_type", &r.error_type)]);
                             td { a href=(filter) { (r.error_type) } }
                             td.num { (fmt_count(r.errors)) } td.num { (fmt_pct(r.share_of_calls)) }
                             td { @if let Some(e) = r.example {

@@ -20,6 +20,7 @@ pub enum Nav {
     Spans,
     Members,
     Tokens,
+    Account,
     None,
 }
 
@@ -73,7 +74,11 @@ pub fn page(chrome: &Chrome<'_>, title: &str, body: Markup) -> Response {
             }
             form.signout method="post" action="/logout" {
                 input type="hidden" name="csrf" value=(chrome.csrf);
-                span.muted { (chrome.username) }
+                @if chrome.nav == Nav::Account {
+                    a.account href="/account" aria-current="page" title="Account and password" { (chrome.username) }
+                } @else {
+                    a.account href="/account" title="Account and password" { (chrome.username) }
+                }
                 button.link type="submit" { "Sign out" }
             }
         }

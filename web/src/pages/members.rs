@@ -10,7 +10,7 @@ use warp::http::StatusCode;
 use super::form::Form;
 use super::layout::{csrf_field, redirect, time, Nav};
 use super::{Ctx, PageResult};
-use crate::api::{members as ops, orgs, tokens};
+use crate::api::{members as ops, tokens};
 use crate::error::ApiError;
 
 const ROLES: [Role; 3] = [Role::Member, Role::Admin, Role::Owner];
@@ -103,18 +103,26 @@ fn page_with(ctx: &Ctx<'_>, slug: &str, shown: &Shown<'_>) -> PageResult {
         @if owner {
             section.card {
                 h2 { "Add a member" }
-                p.help { "Add an existing user by username, or tick " em { "Create a new user" } " to create them: leave the password empty and one is generated and shown once." }
-                form.stack method="post" action={ "/orgs/" (slug) "/members" } {
+                p.help { "Add an existing user by username, or tick " em { "Create a new user" } " to create them: leave the password empty and one is generated and shown once. They can change it under " em { "Account" } " after signing in." }
+                form.stack.compact method="post" action={ "/orgs/" (slug) "/members" } {
                     (csrf_field(ctx.csrf()))
-                    label for="new-member" { "Username" }
-                    input #new-member name="username" required autocomplete="off" value=(shown.username);
-                    label for="new-role" { "Role" }
-                    (role_select("role", "new-role", Role::Member))
-                    label.check { input type="checkbox" name="create" value="1" checked[shown.create]; " Create a new user" }
-                    label for="new-email" { "Email (new user, optional)" }
-                    input #new-email type="email" name="email" autocomplete="off" value=(shown.email);
-                    label for="new-password" { "Initial password (new user, optional: at least 8 characters)" }
-                    input #new-password type="password" name="password" autocomplete="new-password" minlength="8";
+                    div.row {
+                        div.field {
+                            label for="new-member" { "Username" }
+                            input #new-member name="username" required autocomplete="off" value=(shown.username);
+                        }
+                        div.field {
+                            label for="new-role" { "Role" }
+                            (role_select("role", "new-role", Role::Member))
+                        }
+                    }
+                    fieldset {
+                        legend { label.check { input type="checkbox" name="create" value="1" checked[shown.create]; " Create a new user" } }
+                        label for="new-email" { "Email (optional)" }
+                        input #new-email type="email" name="email" autocomplete="off" value=(shown.email);
+                        label for="new-password" { "Initial password (optional, at least 8 characters)" }
+                        input #new-password type="password" name="password" autocomplete="new-password" minlength="8";
+                    }
                     button.primary type="submit" { "Add" }
                 }
             }
@@ -186,17 +194,23 @@ pub async fn add(ctx: &Ctx<'_>, slug: &str, form: Form) -> PageResult {
     let given = form.get("password").filter(|p| !p.is_empty());
     let password = given.map_or_else(initial_password, str::to_string);
     let email = (!email.is_empty()).then(|| email.clone());
-    let user =
-        match orgs::create_user_as(ctx.state, &ctx.p, &username, email, password.clone()).await {
-            Ok(u) => u,
-            Err(e) => {
-                let msg = e.to_string();
-                return again(e, kept(Some(&msg)));
-            }
-        };
-    if let Err(e) = ops::add_member(ctx.state, &ctx.p, slug, &user.username, role).await {
-        return members_error(ctx, slug, e);
-    }
+    // One transaction: a user is never left created without the membership.
+    let created = ops::create_member(
+        ctx.state,
+        &ctx.p,
+        slug,
+        &username,
+        email,
+        password.clone(),
+        role,
+    );
+    let user = match created.await {
+        Ok(u) => u,
+        Err(e) => {
+            let msg = e.to_string();
+            return again(e, kept(Some(&msg)));
+        }
+    };
     if given.is_some() {
         // Nothing to show once: the owner chose the password.
         return Ok(redirect(&format!("/orgs/{slug}/members")));

@@ -13,6 +13,7 @@
 // (boxing it) belongs in `storage/src/error.rs`.
 #![allow(clippy::result_large_err)]
 
+mod account;
 mod analytics;
 mod assets;
 mod chart;
@@ -110,6 +111,7 @@ pub(crate) struct Ctx<'a> {
     pub orgs: Vec<(Org, Role)>,
     pub query: String,
     pub headers: HeaderMap,
+    pub remote: Option<SocketAddr>,
 }
 
 impl Ctx<'_> {
@@ -194,6 +196,7 @@ async fn handle(state: &AppState, page: Page, req: Request) -> PageResult {
         orgs,
         query: req.query.clone(),
         headers,
+        remote: req.remote,
     };
     let org = org_of(&page).map(str::to_string);
     let result = match post {
@@ -236,6 +239,7 @@ fn org_of(page: &Page) -> Option<&str> {
         | Page::Asset(_)
         | Page::Tokens
         | Page::TokenRevoke(_)
+        | Page::Account
         | Page::Missing(None) => None,
     }
 }
@@ -258,6 +262,7 @@ async fn get(ctx: &Ctx<'_>, page: Page) -> PageResult {
         Page::RevokeKey(o, s, k) => servers::confirm_revoke(ctx, &o, s, &k),
         Page::Members(o) => members::page(ctx, &o, None),
         Page::Tokens => members::tokens(ctx, None),
+        Page::Account => account::page(ctx, None),
         Page::Missing(_) => Err(no_such_page()),
         _ => {
             Err(ApiError::MethodNotAllowed("this address only accepts forms (POST)".into()).into())
@@ -278,6 +283,7 @@ async fn post_form(ctx: &Ctx<'_>, page: Page, form: Form) -> PageResult {
         Page::MemberRemove(o, u) => members::remove(ctx, &o, u).await,
         Page::Tokens => members::create_token(ctx, form).await,
         Page::TokenRevoke(k) => members::revoke_token(ctx, &k).await,
+        Page::Account => account::change_password(ctx, form).await,
         Page::Missing(_) => Err(no_such_page()),
         _ => Err(ApiError::MethodNotAllowed("this page cannot be posted to".into()).into()),
     }
@@ -296,6 +302,7 @@ fn path_of(page: &Page) -> String {
         Page::Asset(n) => format!("/assets/{n}"),
         Page::Tokens => "/tokens".into(),
         Page::TokenRevoke(_) => "/tokens".into(),
+        Page::Account => "/account".into(),
         Page::Missing(Some(o)) => format!("/orgs/{o}"),
         Page::Missing(None) => "/".into(),
         Page::Overview(o) | Page::Servers(o) => format!("/orgs/{o}"),

@@ -1,5 +1,5 @@
 //! Maps dashboard paths to [`Page`]s. Pure string work, tested without HTTP; unknown paths under
-//! `/orgs/` and `/tokens/` are `Page::Missing` (an HTML 404), other paths that are not pages
+//! `/orgs/`, `/tokens/` and `/account/` are `Page::Missing` (an HTML 404), other paths that are not pages
 //! yield `None` and fall through to the final (JSON) 404.
 
 use mcp_obs_storage::model::{ServerId, UserId};
@@ -13,6 +13,8 @@ pub enum Page {
     Asset(String),
     Tokens,
     TokenRevoke(String),
+    /// The signed-in user's account: the change-password form.
+    Account,
     Overview(String),
     OrgAnalytics(String),
     Spans(String),
@@ -48,7 +50,7 @@ pub fn parse(path: &str) -> Option<Page> {
     let page = known(&seg);
     match seg.as_slice() {
         ["orgs", o, ..] if page.is_none() => Some(Page::Missing(Some(o.to_string()))),
-        ["orgs"] | ["tokens", ..] if page.is_none() => Some(Page::Missing(None)),
+        ["orgs"] | ["tokens", ..] | ["account", ..] if page.is_none() => Some(Page::Missing(None)),
         _ => page,
     }
 }
@@ -61,6 +63,7 @@ fn known(seg: &[&str]) -> Option<Page> {
         ["logout"] => Page::Logout,
         ["assets", name] => Page::Asset(t(name)),
         ["tokens"] => Page::Tokens,
+        ["account"] => Page::Account,
         ["tokens", k, "revoke"] => Page::TokenRevoke(t(k)),
         ["orgs", o] => Page::Overview(t(o)),
         ["orgs", o, "analytics"] => Page::OrgAnalytics(t(o)),
@@ -90,6 +93,7 @@ mod tests {
     fn pages() {
         assert_eq!(parse("/"), Some(Page::Home));
         assert_eq!(parse("/login"), Some(Page::Login));
+        assert_eq!(parse("/account/"), Some(Page::Account));
         assert_eq!(parse("/orgs/acme/"), Some(Page::Overview("acme".into())));
         assert_eq!(
             parse("/orgs/acme/servers/new"),
@@ -114,6 +118,7 @@ mod tests {
             ("/orgs/acme/nothing", Some("acme")),
             ("/orgs", None),
             ("/tokens/a/b", None),
+            ("/account/password", None),
         ] {
             assert_eq!(
                 parse(missing),

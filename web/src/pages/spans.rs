@@ -1,5 +1,6 @@
 //! The span list: the filters as a GET form kept in the URL (parsed by the span API's own
-//! `parse_filter`), cursor pagination, and export links to the API's CSV and JSON Lines export.
+//! `parse_filter`), cursor pagination, and export links to the API's CSV and JSON Lines export
+//! (with the same filters and text search).
 
 use maud::{html, Markup};
 use mcp_obs_storage::meta::Role;
@@ -60,14 +61,9 @@ pub async fn page(ctx: &Ctx<'_>, slug: &str) -> PageResult {
             h1 { "Spans" }
             div.actions {
                 button.live type="button" data-live-toggle hidden { "Pause live refresh" }
-                // Export streams every span of the filters; it has no text search, so it is not
-                // offered for a searched list rather than exporting something else than shown.
-                @if get(&pairs, "q").is_empty() {
-                    a.button href={ (export) "&format=csv" } download { "Export CSV" }
-                    a.button href={ (export) "&format=jsonl" } download { "Export JSON Lines" }
-                } @else {
-                    span.muted { "Export covers filters without text search" }
-                }
+                // Export takes the same filters and search: it is this list, paged to its end.
+                a.button href={ (export) "&format=csv" } download { "Export CSV" }
+                a.button href={ (export) "&format=jsonl" } download { "Export JSON Lines" }
             }
         }
         (filter_form(&path, &pairs, &servers))

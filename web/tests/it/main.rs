@@ -4,8 +4,11 @@
 mod accounts;
 mod bodies;
 mod keys;
+mod members;
 mod pages;
+mod password;
 mod roles;
+mod searched;
 mod support;
 mod tenancy;
 mod throttle;

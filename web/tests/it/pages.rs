@@ -9,7 +9,13 @@ use serde_json::json;
 use crate::support::{Client, Harness, Resp, ADMIN_PASSWORD};
 
 /// A browser-like request: the session cookie, and for POST a form body with `fields`.
-async fn page(h: &Harness, method: &str, path: &str, c: &Client, fields: &[(&str, &str)]) -> Resp {
+pub(crate) async fn page(
+    h: &Harness,
+    method: &str,
+    path: &str,
+    c: &Client,
+    fields: &[(&str, &str)],
+) -> Resp {
     let mut req = h
         .request(
             method,
@@ -28,7 +34,7 @@ async fn page(h: &Harness, method: &str, path: &str, c: &Client, fields: &[(&str
     h.send_all(req).await
 }
 
-async fn get(h: &Harness, path: &str, c: &Client) -> Resp {
+pub(crate) async fn get(h: &Harness, path: &str, c: &Client) -> Resp {
     page(h, "GET", path, c, &[]).await
 }
 
@@ -42,14 +48,14 @@ async fn member_of_default(h: &Harness, admin: &Client, name: &str) -> Client {
 }
 
 /// POST with the session's CSRF token as the form field, as the pages' forms send it.
-async fn post(h: &Harness, path: &str, c: &Client, fields: &[(&str, &str)]) -> Resp {
+pub(crate) async fn post(h: &Harness, path: &str, c: &Client, fields: &[(&str, &str)]) -> Resp {
     let csrf = c.csrf.clone().unwrap_or_default();
     let mut all = vec![("csrf", csrf.as_str())];
     all.extend_from_slice(fields);
     page(h, "POST", path, c, &all).await
 }
 
-fn location(r: &Resp) -> &str {
+pub(crate) fn location(r: &Resp) -> &str {
     r.headers
         .get("location")
         .map_or("", |v| v.to_str().unwrap())
@@ -556,8 +562,10 @@ async fn ingested_calls_show_in_analytics_span_list_and_trace() {
             "q={q}"
         );
         assert!(
-            !found.text.contains("format=csv"),
-            "no export offered for a searched list (export has no text search)"
+            found
+                .text
+                .contains(&format!("/spans/export?q={q}&amp;format=csv")),
+            "the export of a searched list carries its search"
         );
     }
     let none = get(&h, "/orgs/default/spans?q=nosuchword", &admin).await;
@@ -661,6 +669,7 @@ async fn html_snapshots() {
         ("spans-empty", "/orgs/default/spans".into()),
         ("members", "/orgs/default/members".into()),
         ("tokens", "/tokens".into()),
+        ("account", "/account".into()),
         ("not-found", "/orgs/nope".into()),
     ] {
         let text = get(&h, &path, &admin).await.text.replace(&key_id, "KEYID");
