@@ -1,21 +1,22 @@
 // The background half: OTLP/HTTP protobuf export with retries, a circuit breaker, remote config.
 //
-// The official `OTLPTraceExporter` (@opentelemetry/exporter-trace-otlp-proto) encodes each batch
-// (protobuf) and handles the answer; its HTTP leg is ours (one attempt, gzip, `Authorization:
-// Bearer`, the status kept). Around it, as the Python SDK does around its exporter: one batch in
-// flight at a time drained from the recorder's bounded queue on an unref'd timer, retries only of
-// what OTLP allows (429/502/503/504 and network errors) honouring `Retry-After`, and a circuit
-// breaker with exponential backoff and jitter. Nothing here runs on the MCP request path, and no
-// timer here keeps the process alive.
+// Each batch of span records is written as OTLP protobuf directly (otlp.js: the bytes the
+// official serializer would write for the same spans, without building OpenTelemetry span
+// objects), compressed (gzip level 1; small bodies go uncompressed) and POSTed once (with
+// `Authorization: Bearer`, the status kept). Around it, as the Python SDK does around its
+// exporter: one batch in flight at a time drained from the recorder's bounded queue on an unref'd
+// timer, retries only of what OTLP allows (429/502/503/504 and network errors) honouring
+// `Retry-After`, and a circuit breaker with exponential backoff and jitter. Nothing here runs on
+// the MCP request path, and no timer here keeps the process alive.
 
 import http from 'node:http';
 import https from 'node:https';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import { ExportResultCode, TraceState } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { TraceState } from '@opentelemetry/core';
 import { RandomIdGenerator } from '@opentelemetry/sdk-trace-base';
 import { SpanKind, SpanStatusCode, TraceFlags } from '@opentelemetry/api';
+import { OtlpEncoder } from './otlp.js';
 import { applyConfig, fetchConfig } from './remote.js';
 
 const ids = new RandomIdGenerator();
@@ -79,10 +80,14 @@ export function parseRetryAfter(value) {
 
 const RETRYABLE = new Set([429, 502, 503, 504]);
 const gzip = promisify(zlib.gzip);
+// gzip level 1 (not the default 6): a third of the CPU for spans, whose bodies compress about as
+// well either way (~10:1); bodies smaller than this go uncompressed (gzip is optional in OTLP)
+const GZIP_OPTIONS = { level: 1 };
+const GZIP_MIN_BYTES = 1024;
 
-/** The HTTP leg of the official exporter, replaced: one POST, no retry loop of its own (ours
- * sees every failure), the whole gzip body with a Content-Length (an appliance that refuses the
- * key before reading the body then still gets its answer read), and the exact status kept. */
+/** The HTTP leg: one POST, no retry loop of its own (ours sees every failure), the whole body
+ * with a Content-Length (an appliance that refuses the key before reading the body then still
+ * gets its answer read), and the exact status kept. */
 class AnsweringTransport {
   constructor(url, headers, timeoutMs) {
     this.url = new URL(url);
@@ -93,16 +98,24 @@ class AnsweringTransport {
     this.last = null;
   }
 
+  /** POST one protobuf body (a view of the encoder's buffer, not kept past this call). */
   async send(data, timeoutMillis) {
     this.last = null;
     let body;
-    try {
-      body = await gzip(data);
-    } catch (error) {
-      return (this.last = { status: 'failure', error });
+    let encoding = null;
+    if (data.length >= GZIP_MIN_BYTES) {
+      try {
+        body = await gzip(data, GZIP_OPTIONS);
+        encoding = 'gzip';
+      } catch (error) {
+        return (this.last = { status: 'failure', error });
+      }
+    } else {
+      body = Buffer.from(data); // a copy: the socket may still hold it when the answer came first
     }
     const res = await new Promise((resolve) => {
-      const headers = { ...this.headers, 'Content-Encoding': 'gzip', 'Content-Length': body.length };
+      const headers = { ...this.headers, 'Content-Length': body.length };
+      if (encoding !== null) headers['Content-Encoding'] = encoding;
       const req = this.mod.request(this.url, { method: 'POST', headers, agent: this.agent }, (r) => {
         const chunks = [];
         r.on('data', (c) => chunks.push(c));
@@ -136,25 +149,6 @@ function httpError(code, data) {
   return e;
 }
 
-/** The official exporter (serializer, response handling) with our HTTP leg (see above). When a
- * future version changes its internal shape, the exporter is used as it is: its own retries,
- * failures classified by their error. */
-function buildOtlpExporter(url, apiKey, timeoutMs, userAgent) {
-  const headers = { Authorization: `Bearer ${apiKey}`, 'User-Agent': userAgent, 'Content-Type': 'application/x-protobuf' };
-  const exporter = new OTLPTraceExporter({ url, headers, compression: 'gzip', timeoutMillis: timeoutMs, concurrencyLimit: 2 });
-  let observer = null;
-  try {
-    const delegate = exporter._delegate; // OTLPExporterBase -> OTLPExportDelegate
-    if (delegate && delegate._transport && typeof delegate._transport.send === 'function' && delegate._serializer) {
-      observer = new AnsweringTransport(url, headers, timeoutMs);
-      delegate._transport = observer;
-    }
-  } catch {
-    observer = null;
-  }
-  return { exporter, observer };
-}
-
 function hrTime(ms) {
   const sec = Math.floor(ms / 1000);
   return [sec, Math.round((ms - sec * 1000) * 1e6)];
@@ -162,7 +156,9 @@ function hrTime(ms) {
 
 const SAMPLED_REMOTE = TraceFlags.SAMPLED;
 
-/** An SDK `ReadableSpan` for one record (the shape the OTLP transformer reads). */
+/** An SDK `ReadableSpan` for one record (the shape the official OTLP serializer reads): not used
+ * by the export any more, kept as the reference `OtlpEncoder` is tested against (the bytes of
+ * the official serializer for these spans). */
 export function toReadableSpan(r, resource, scope) {
   r.resolveParent();
   if (r.traceId === '') r.traceId = newTraceId();
@@ -232,12 +228,14 @@ export class Exporter {
     this.timer = null;
     this.configTimer = null;
     this.immediate = null;
-    this.otlp = null;
-    this.observer = null;
+    this.encoder = null;
+    this.transport = null;
+    this.pendingBody = null; // the pending batch's protobuf (a view of the encoder's buffer)
     if (this.apiKey) {
-      const built = buildOtlpExporter(`${this.endpoint}/v1/traces`, this.apiKey, this.timeoutMs, this.userAgent);
-      this.otlp = built.exporter;
-      this.observer = built.observer;
+      const url = `${this.endpoint}/v1/traces`;
+      const headers = { Authorization: `Bearer ${this.apiKey}`, 'User-Agent': this.userAgent, 'Content-Type': 'application/x-protobuf' };
+      this.encoder = new OtlpEncoder(this.resource, this.scope);
+      this.transport = new AnsweringTransport(url, headers, this.timeoutMs);
     }
     recorder.onBatchReady = () => this.wake();
   }
@@ -285,36 +283,38 @@ export class Exporter {
 
   /** Send one batch. Resolves true when the batch is done (sent or given up), false to retry. */
   async send(batch) {
-    if (!this.recorder.enabled || this.otlp === null) {
+    if (!this.recorder.enabled || this.transport === null) {
       this.droppedExport += batch.length;
-      this.pending = null;
+      this.done();
       return true;
     }
-    let spans;
-    try {
-      spans = batch.map((r) => toReadableSpan(r, this.resource, this.scope));
-    } catch (e) {
-      this.log(`encode failed, dropping ${batch.length} spans: ${e && e.message}`);
-      this.droppedExport += batch.length;
-      this.pending = null;
-      return true;
-    }
-    const result = await new Promise((resolve) => {
+    // encoded once per batch (a retry sends the same bytes); the encoder's buffer is reused
+    // for the next batch only after this one is done
+    if (this.pendingBody === null) {
       try {
-        this.otlp.export(spans, resolve);
+        this.pendingBody = this.encoder.encode(batch);
       } catch (e) {
-        resolve({ code: ExportResultCode.FAILED, error: e });
+        this.log(`encode failed, dropping ${batch.length} spans: ${e && e.message}`);
+        this.droppedExport += batch.length;
+        this.done();
+        return true;
       }
-    });
-    if (result.code === ExportResultCode.SUCCESS) {
+    }
+    let result;
+    try {
+      result = await this.transport.send(this.pendingBody, this.timeoutMs);
+    } catch (error) {
+      result = { status: 'failure', error };
+    }
+    if (result.status === 'success') {
       this.log(`exported ${batch.length} spans`);
       this.exported += batch.length;
       this.breaker.success();
-      this.pending = null;
+      this.done();
       return true;
     }
     this.failedExports++;
-    const { retryable, status, retryAfterMs } = this.classify(result);
+    const { retryable, status, retryAfterMs } = classify(result);
     if (retryable) {
       this.breaker.failure(Date.now(), retryAfterMs);
       this.pendingAttempts++;
@@ -324,7 +324,7 @@ export class Exporter {
       );
       if (this.pendingAttempts > this.maxRetries) {
         this.droppedExport += batch.length;
-        this.pending = null;
+        this.done();
       } else {
         this.retries++;
       }
@@ -335,25 +335,15 @@ export class Exporter {
     this.log(`export rejected with ${status}; dropping ${batch.length} spans`);
     this.breaker.success();
     this.droppedExport += batch.length;
-    this.pending = null;
+    this.done();
     if (status === 403) this.recorder.enabled = false; // telemetry disabled; config refresh re-enables
     return true;
   }
 
-  classify(result) {
-    const last = this.observer !== null ? this.observer.last : null;
-    if (last !== null) {
-      if (last.status === 'retryable') {
-        const what = last.code || (last.error && (last.error.code || last.error.message));
-        return { retryable: true, status: what, retryAfterMs: last.retryInMillis };
-      }
-      if (last.code >= 400) return { retryable: false, status: last.code };
-    }
-    // the exporter used as it is, or a failure before sending: classify by the error
-    const err = result.error;
-    const code = err && typeof err.code === 'number' ? err.code : 0;
-    if (code >= 400 && !RETRYABLE.has(code)) return { retryable: false, status: code };
-    return { retryable: true, status: code || (err && err.message) };
+  /** The pending batch is finished with (sent or given up). */
+  done() {
+    this.pending = null;
+    this.pendingBody = null;
   }
 
   /** Send everything queued now; resolves true when the queue was fully exported in time. */
@@ -382,7 +372,7 @@ export class Exporter {
     clearTimeout(this.configTimer);
     if (this.immediate !== null) clearImmediate(this.immediate);
     this.immediate = null;
-    if (this.otlp !== null) this.otlp.shutdown().catch(() => {});
+    if (this.transport !== null) this.transport.shutdown();
     return ok;
   }
 
@@ -394,6 +384,20 @@ export class Exporter {
     applyConfig(this.recorder, cfg);
     this.remoteConfig = cfg;
   }
+}
+
+/** Retryable or not, from the transport's answer: what OTLP allows to retry (429/502/503/504,
+ * network errors, a failure before sending), not other HTTP errors (400, 401, 403, 413, ...). */
+function classify(res) {
+  if (res.status === 'retryable') {
+    const what = res.code || (res.error && (res.error.code || res.error.message));
+    return { retryable: true, status: what, retryAfterMs: res.retryInMillis };
+  }
+  if (res.code >= 400) return { retryable: false, status: res.code };
+  const err = res.error;
+  const code = err && typeof err.code === 'number' ? err.code : 0;
+  if (code >= 400 && !RETRYABLE.has(code)) return { retryable: false, status: code };
+  return { retryable: true, status: code || (err && err.message) };
 }
 
 /** Wait for `p` (or nothing), at most `ms`. The timer is cleared as soon as `p` settles, and it
