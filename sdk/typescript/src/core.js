@@ -304,6 +304,7 @@ export function build(options, defaultServiceName) {
     scope: { name: SCOPE_NAME, version: VERSION },
     exportIntervalMs: Math.max(1, envNumber('MCPOBS_EXPORT_INTERVAL_MS', 1000)),
     timeoutMs: envNumber('MCPOBS_EXPORT_TIMEOUT_MS', 5000),
+    compression: process.env.MCPOBS_COMPRESSION === 'none' ? 'none' : 'gzip',
     maxRetries: envNumber('MCPOBS_MAX_RETRIES', 3),
     breaker: new CircuitBreaker({
       threshold: envNumber('MCPOBS_BREAKER_THRESHOLD', 3),

@@ -89,8 +89,9 @@ const GZIP_MIN_BYTES = 1024;
  * with a Content-Length (an appliance that refuses the key before reading the body then still
  * gets its answer read), and the exact status kept. */
 class AnsweringTransport {
-  constructor(url, headers, timeoutMs) {
+  constructor(url, headers, timeoutMs, gzipBodies = true) {
     this.url = new URL(url);
+    this.gzipBodies = gzipBodies;
     this.headers = headers;
     this.timeoutMs = timeoutMs;
     this.mod = this.url.protocol === 'https:' ? https : http;
@@ -103,7 +104,7 @@ class AnsweringTransport {
     this.last = null;
     let body;
     let encoding = null;
-    if (data.length >= GZIP_MIN_BYTES) {
+    if (this.gzipBodies && data.length >= GZIP_MIN_BYTES) {
       try {
         body = await gzip(data, GZIP_OPTIONS);
         encoding = 'gzip';
@@ -235,7 +236,7 @@ export class Exporter {
       const url = `${this.endpoint}/v1/traces`;
       const headers = { Authorization: `Bearer ${this.apiKey}`, 'User-Agent': this.userAgent, 'Content-Type': 'application/x-protobuf' };
       this.encoder = new OtlpEncoder(this.resource, this.scope);
-      this.transport = new AnsweringTransport(url, headers, this.timeoutMs);
+      this.transport = new AnsweringTransport(url, headers, this.timeoutMs, opts.compression !== 'none');
     }
     recorder.onBatchReady = () => this.wake();
   }

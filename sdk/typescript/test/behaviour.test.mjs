@@ -126,6 +126,25 @@ for (const flavour of ['ts1', 'ts2']) {
       assert.ok(spans.every((s) => s.duration_ms >= 30), JSON.stringify(spans.map((s) => [s.name, s.duration_ms])));
     });
 
+    test('bodies without gzip (MCPOBS_COMPRESSION=none, and small batches by default) arrive whole', async () => {
+      const [serverId, key] = await newObsServer(app, `identity-${flavour}`);
+      const server = await buildServer(flavour);
+      const h = await withEnv({ MCPOBS_COMPRESSION: 'none' }, () => configureMCPTelemetry(server, { apiKey: key, endpoint: app.base }));
+      await calls(server, flavour, 300); // full batches of 256: ~100 KB bodies, uncompressed
+      assert.ok(await h.flush(10000));
+      await h.shutdown();
+      assert.equal((await app.spans(serverId, { tool: 'get_weather' })).length, 300);
+      // default compression: one span is a body under 1 KiB, sent as it is
+      const [serverId2, key2] = await newObsServer(app, `small-${flavour}`);
+      const server2 = await buildServer(flavour);
+      const h2 = configureMCPTelemetry(server2, { apiKey: key2, endpoint: app.base });
+      await calls(server2, flavour, 1);
+      assert.ok(await h2.flush(10000));
+      await h2.shutdown();
+      assert.equal(h2.stats().failedExports, 0);
+      assert.equal((await app.spans(serverId2, { tool: 'get_weather' })).length, 1);
+    });
+
     test('argument capture with redaction (off by default)', async () => {
       const [serverId, key] = await newObsServer(app, `capture-${flavour}`);
       const server = await buildServer(flavour);
