@@ -192,6 +192,34 @@ def test_app_spans_are_children_and_global_provider_untouched(appliance, obs_ser
     assert format(child.parent.span_id, "016x") == mcp_span["span_id"]
 
 
+def test_current_span_and_propagation_without_a_provider(appliance, obs_server):
+    """No tracer provider at all: inside a handler the current span is still the MCP span (its
+    span context is built lazily, on first use) and `inject` propagates it downstream."""
+    from opentelemetry import propagate, trace
+
+    server_id, key = obs_server
+    server = build_test_server()
+    seen: dict = {}
+
+    def work() -> str:
+        sc = trace.get_current_span().get_span_context()
+        seen["ids"] = (format(sc.trace_id, "032x"), format(sc.span_id, "016x"), sc.is_remote, int(sc.trace_flags))
+        carrier: dict = {}
+        propagate.inject(carrier)
+        seen["traceparent"] = carrier.get("traceparent")
+        return "ok"
+
+    add_tool(server, work)
+    h = configure_mcp_telemetry(server, api_key=key, endpoint=appliance.base)
+    anyio.run(lambda: _calls(server, 1, name="work", args={}))
+    assert h.flush(10)
+    h.shutdown()
+    (mcp_span,) = appliance.spans(server_id, tool="work")
+    assert seen["ids"] == (mcp_span["trace_id"], mcp_span["span_id"], False, 1)
+    assert seen["traceparent"] == f"00-{mcp_span['trace_id']}-{mcp_span['span_id']}-01"
+    assert trace.get_current_span() is trace.INVALID_SPAN  # detached again after the request
+
+
 class _FakeCollector:
     """A local OTLP endpoint that answers 503 + Retry-After until told to recover."""
 

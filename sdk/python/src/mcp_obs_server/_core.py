@@ -12,6 +12,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
+from opentelemetry.context.context import Context as OtelContext
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
@@ -23,6 +25,32 @@ from ._record import Recorder, SpanRecord, capture_value, parse_traceparent
 __version__ = "0.1.0"
 current_record: contextvars.ContextVar[SpanRecord | None] = contextvars.ContextVar("mcp_obs_record", default=None)
 SDK_NAME = "mcp-obs-server-python"
+_SAMPLED = otel_trace.TraceFlags(otel_trace.TraceFlags.SAMPLED)
+
+
+class _McpSpan(otel_trace.NonRecordingSpan):
+    """The MCP span as the OpenTelemetry parent of the spans a handler creates.
+
+    A `NonRecordingSpan` whose `SpanContext` is built on first use (a child span, `inject`,
+    `get_current_span().get_span_context()`), not on every request: most handlers create no span.
+    """
+
+    __slots__ = ("_rec", "_sc")
+
+    def __init__(self, rec: SpanRecord) -> None:  # no super().__init__: the context is lazy
+        self._rec = rec
+        self._sc = None
+
+    @property
+    def _context(self) -> otel_trace.SpanContext:  # type: ignore[override]
+        sc = self._sc
+        if sc is None:
+            rec = self._rec
+            sc = self._sc = otel_trace.SpanContext(rec.trace_id, rec.span_id, False, _SAMPLED)
+        return sc
+
+    def get_span_context(self) -> otel_trace.SpanContext:
+        return self._context
 
 
 def _env_float(name: str, default: float) -> float:
@@ -70,6 +98,9 @@ class Observer:
         self.debug = debug
         self.closed = False
         self.hook_errors = 0
+        # the session attributes of the last request, reused while they do not change:
+        # (protocol_version, transport, session_id, client_info, attributes); one tuple, replaced whole
+        self._shared: tuple[Any, ...] = (None, None, None, None, None)
 
     def log(self, msg: str) -> None:
         if self.debug:
@@ -118,11 +149,12 @@ class Observer:
 
     def activate(self, rec: SpanRecord) -> Any:
         """Make `rec` the current MCP span (and OTel parent) in this task; undo with `deactivate`."""
-        sc = otel_trace.SpanContext(
-            rec.trace_id, rec.span_id, False, otel_trace.TraceFlags(otel_trace.TraceFlags.SAMPLED)
-        )
-        token = otel_context.attach(otel_trace.set_span_in_context(otel_trace.NonRecordingSpan(sc)))
-        return token, current_record.set(rec)
+        # = attach(set_span_in_context(NonRecordingSpan(SpanContext(...)))), with the span
+        # context built lazily and the context dict built once
+        rt = otel_context._RUNTIME_CONTEXT
+        cur = rt.get_current()
+        ctx = OtelContext({**cur, _SPAN_KEY: _McpSpan(rec)}) if cur else OtelContext({_SPAN_KEY: _McpSpan(rec)})
+        return rt.attach(ctx), current_record.set(rec)
 
     @staticmethod
     def deactivate(tokens: Any) -> None:
@@ -167,21 +199,19 @@ class Observer:
                 meta = params.get("_meta")
         if request_id is not None:
             attrs["jsonrpc.request.id"] = str(request_id)
-        if protocol_version:
-            attrs["mcp.protocol.version"] = protocol_version
-        if transport:
-            attrs["network.transport"] = transport
-        if session_id:
-            attrs["mcp.session.id"] = session_id
-        if client_info is not None:
-            name = getattr(client_info, "name", None)
-            version = getattr(client_info, "version", None)
-            if name is None and isinstance(client_info, Mapping):
-                name, version = client_info.get("name"), client_info.get("version")
-            if name:
-                attrs["mcp.client.name"] = str(name)
-            if version:
-                attrs["mcp.client.version"] = str(version)
+        sh = self._shared
+        if (
+            sh[4] is not None
+            and sh[3] is client_info
+            and sh[0] == protocol_version
+            and sh[1] == transport
+            and sh[2] == session_id
+        ):
+            attrs.update(sh[4])
+        else:
+            shared = _session_attributes(protocol_version, transport, session_id, client_info)
+            self._shared = (protocol_version, transport, session_id, client_info, shared)
+            attrs.update(shared)
         if access_token is not None:
             subject = getattr(access_token, "subject", None)
             client_id = getattr(access_token, "client_id", None)
@@ -224,7 +254,9 @@ class Observer:
             if protocol_version:
                 rec.attributes["mcp.protocol.version"] = protocol_version
             is_error = None
-            if result is not None:
+            if result.__class__ is dict:  # mcp 2.x answers plain dicts: no attribute lookups
+                is_error = result.get("isError")
+            elif result is not None:
                 is_error = getattr(result, "isError", None)
                 if is_error is None:
                     is_error = getattr(result, "is_error", None)
@@ -279,6 +311,29 @@ class Observer:
         rec.status_error = True
         rec.status_message = "request cancelled"
         self.recorder.finish(rec)
+
+
+def _session_attributes(
+    protocol_version: str | None, transport: str | None, session_id: str | None, client_info: Any
+) -> dict[str, Any]:
+    """The attributes every span of a session carries, in the order `begin` sets them."""
+    attrs: dict[str, Any] = {}
+    if protocol_version:
+        attrs["mcp.protocol.version"] = protocol_version
+    if transport:
+        attrs["network.transport"] = transport
+    if session_id:
+        attrs["mcp.session.id"] = session_id
+    if client_info is not None:
+        name = getattr(client_info, "name", None)
+        version = getattr(client_info, "version", None)
+        if name is None and isinstance(client_info, Mapping):
+            name, version = client_info.get("name"), client_info.get("version")
+        if name:
+            attrs["mcp.client.name"] = str(name)
+        if version:
+            attrs["mcp.client.version"] = str(version)
+    return attrs
 
 
 def _detach(tokens: Any) -> None:

@@ -108,7 +108,8 @@ class McpObsMiddleware:
         else:
             cp = getattr(conn, "client_params", None)
             client_info = getattr(cp, "client_info", None)
-        return self.observer.start(
+        obs = self.observer
+        rec = obs.begin(
             method,
             params,
             ctx.request_id,
@@ -121,6 +122,7 @@ class McpObsMiddleware:
             headers=headers,
             raw=ctx,
         )
+        return None if rec is None else (rec, obs.activate(rec))
 
 
 def _unhandled_error_code(ctx: Any) -> int | None:
