@@ -116,6 +116,31 @@ def test_steady_traffic_is_exported_in_full_batches(appliance, obs_server, monke
     assert len(appliance.spans(server_id)) == 501
 
 
+def test_bodies_without_gzip_arrive_whole(appliance, monkeypatch):
+    """MCPOBS_COMPRESSION=none sends plain protobuf, and by default a body under 1 KiB goes
+    uncompressed too (as in the TypeScript SDK); the appliance stores every span either way."""
+    monkeypatch.setenv("MCPOBS_COMPRESSION", "none")
+    server_id, key = appliance.create_server("no-gzip")
+    server = build_test_server()
+    h = configure_mcp_telemetry(server, api_key=key, endpoint=appliance.base, sampling=1.0)
+    assert not h._exporter.compress
+    anyio.run(_calls, server, 300)  # full batches of 256: ~100 KB bodies, uncompressed
+    assert h.flush(10)
+    h.shutdown()
+    assert len(appliance.spans(server_id, tool="get_weather")) == 300
+    monkeypatch.delenv("MCPOBS_COMPRESSION")
+    server_id, key = appliance.create_server("small-body")
+    server = build_test_server()
+    h = configure_mcp_telemetry(server, api_key=key, endpoint=appliance.base, sampling=1.0)
+    assert h._exporter.compress
+    anyio.run(_calls, server, 1)
+    assert h.flush(10)
+    st = h.stats()
+    h.shutdown()
+    assert st["failed_exports"] == 0, st
+    assert len(appliance.spans(server_id, tool="get_weather")) == 1
+
+
 def test_capture_arguments_with_redaction(appliance, obs_server):
     server_id, key = obs_server
     server = build_test_server()

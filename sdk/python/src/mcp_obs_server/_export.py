@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import gzip
+import os
 import http.client
 import json
 import random
@@ -28,6 +29,8 @@ from ._record import Recorder, SpanRecord
 from ._wire import encode_header, encode_request
 
 RETRYABLE = frozenset({429, 502, 503, 504})
+# Smallest encoded batch sent gzipped (the TypeScript SDK's GZIP_MIN_BYTES).
+GZIP_BYTES_MIN = 1024
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
@@ -168,6 +171,9 @@ class Exporter:
         self.config_refresh_s = config_refresh_s
         self.debug = debug
         self.user_agent = user_agent
+        # gzip (level 1) unless MCPOBS_COMPRESSION=none, e.g. for an appliance on the same host; bodies
+        # under GZIP_BYTES_MIN gain too little from it to pay for the compression, as in the TS SDK.
+        self.compress = os.environ.get("MCPOBS_COMPRESSION", "gzip") != "none"
         self._resource_field, self._scope_field = encode_header(
             dict(resource.attributes), scope.name, scope.version or ""
         )
@@ -280,7 +286,10 @@ class Exporter:
             self._pending = None
             return True
         try:
-            body = gzip.compress(encode_request(self._resource_field, self._scope_field, batch), compresslevel=1)
+            body = encode_request(self._resource_field, self._scope_field, batch)
+            gzipped = self.compress and len(body) >= GZIP_BYTES_MIN
+            if gzipped:
+                body = gzip.compress(body, compresslevel=1)
         except Exception as e:
             self.log(f"encode failed, dropping {len(batch)} spans: {e!r}")
             self.dropped_export += len(batch)
@@ -288,10 +297,11 @@ class Exporter:
             return True
         headers = {
             "Content-Type": "application/x-protobuf",
-            "Content-Encoding": "gzip",
             "Authorization": f"Bearer {self.api_key}",
             "User-Agent": self.user_agent,
         }
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
         retry_after = None
         self.export_requests += 1
         try:
