@@ -29,9 +29,9 @@ pub fn set_allocator_purge_delay_ms(ms: u32) {
 }
 
 /// The allocator's current purge delay in milliseconds.
-pub fn allocator_purge_delay_ms() -> i64 {
+pub fn allocator_purge_delay_ms() -> c_long {
     // SAFETY: `mi_option_get` reads an integer from mimalloc's option table; no pointers.
-    i64::from(unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) })
+    unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
 }
 
 #[cfg(test)]
@@ -45,7 +45,7 @@ mod tests {
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
             assert_eq!(
                 allocator_purge_delay_ms(),
-                i64::from(ALLOCATOR_PURGE_DELAY_MS_DEFAULT)
+                c_long::from(ALLOCATOR_PURGE_DELAY_MS_DEFAULT)
             );
         }
         set_allocator_purge_delay_ms(7);
