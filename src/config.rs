@@ -54,6 +54,7 @@ CONFIG FILE (TOML, --config / MCPOBS_CONFIG). Every key is optional; shown with 
   search_commit_interval_ms = 1000  # how often the search index commits (its lag, about 1-2x this)
   search_queue_spans_max = 200000   # spans waiting for the indexer before it re-reads them from disk
   search_candidates_per_day_max = 200000  # index hits of one day beyond which a search scans that day
+  search_open_days_max = 32         # day search indexes kept open; least recently used ones close
   allocator_purge_delay_ms = 10     # how long freed memory stays with the allocator before it goes
                                     # back to the OS: 0 saves ~20 MB RSS more for ~15% ingest CPU;
                                     # mimalloc's own default, 1000, keeps ~50 MB more resident
@@ -112,6 +113,7 @@ pub struct StorageSettings {
     pub search_commit_interval_ms: u64,
     pub search_queue_spans_max: usize,
     pub search_candidates_per_day_max: usize,
+    pub search_open_days_max: usize,
     pub allocator_purge_delay_ms: u32,
 }
 
@@ -131,6 +133,7 @@ impl Default for StorageSettings {
             search_commit_interval_ms: indexer.commit_interval_ms,
             search_queue_spans_max: indexer.queue_spans_max,
             search_candidates_per_day_max: search.candidates_per_day_max,
+            search_open_days_max: search.open_days_max,
             allocator_purge_delay_ms: 10,
         }
     }
@@ -153,6 +156,7 @@ impl StorageSettings {
             suggest_limit_max: self.search_suggest_limit_max.max(1),
             writer_bytes_max: self.search_writer_bytes_max,
             candidates_per_day_max: self.search_candidates_per_day_max.max(1),
+            open_days_max: self.search_open_days_max.max(1),
         })
     }
 

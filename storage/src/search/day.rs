@@ -101,8 +101,18 @@ pub struct DayIndex {
     fields: Fields,
     reader: IndexReader,
     snap: Mutex<Arc<Snapshot>>,
-    /// Only the indexer thread uses it; created on first commit, closed when idle.
-    writer: Mutex<Option<IndexWriter>>,
+    /// Created on first commit (by the indexer thread, or a retention purge), closed when idle.
+    writer: Mutex<WriterSlot>,
+}
+
+/// The writer of a day index and whether the index was closed: a closed `DayIndex` (evicted from
+/// the open set, or its day dropped) never creates a writer again, so a commit racing the close
+/// cannot take tantivy's directory lock from the instance that replaces it, nor recreate files in
+/// a directory being deleted. The caller then reopens the day (if it still exists) and retries.
+#[derive(Default)]
+struct WriterSlot {
+    writer: Option<IndexWriter>,
+    closed: bool,
 }
 
 /// Term prefix of an organization in the suggestion fields.
@@ -182,7 +192,7 @@ impl DayIndex {
             fields,
             reader,
             snap: Mutex::new(Arc::new(snap)),
-            writer: Mutex::new(None),
+            writer: Mutex::new(WriterSlot::default()),
         })
     }
 
@@ -190,29 +200,103 @@ impl DayIndex {
         self.snap.lock().clone()
     }
 
-    /// Adds `docs` and commits them with `watermark` in the payload, then publishes the new
-    /// snapshot. `writer_bytes` is tantivy's indexing memory budget.
+    /// Adds `docs` (drained) and commits them with `watermark` in the payload, then publishes the
+    /// new snapshot. `writer_bytes` is tantivy's indexing memory budget. Returns false, leaving
+    /// `docs` untouched, if the index was closed (the caller reopens the day and retries).
     pub fn commit(
         &self,
-        docs: Vec<(BucketKey, BucketValues)>,
+        docs: &mut Vec<(BucketKey, BucketValues)>,
         watermark: u64,
         writer_bytes: usize,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut g = self.writer.lock();
-        if g.is_none() {
+        let Some(w) = self.writer_of(&mut g, writer_bytes)? else {
+            return Ok(false);
+        };
+        for (k, v) in docs.drain(..) {
+            w.add_document(self.document(&k, &v)).map_err(index_error)?;
+        }
+        self.commit_with(w, watermark)?;
+        Ok(true)
+    }
+
+    /// Deletes every document of `org` (a retention purge) and commits, keeping the watermark:
+    /// the purge removed the org's rows from the day file, so the watermark still covers exactly
+    /// the remaining rows. Returns the number of live documents deleted, or `None` if the index
+    /// was closed (the caller reopens the day and retries).
+    ///
+    /// tantivy only marks documents deleted (a `.del` bitset per segment), so the day's segments
+    /// are then merged into one without them.
+    pub fn delete_org(&self, org: OrgId, writer_bytes: usize) -> Result<Option<u64>> {
+        let term = Term::from_field_u64(self.fields.org, u64::from(org));
+        let mut g = self.writer.lock();
+        if g.closed {
+            return Ok(None);
+        }
+        let live = match &self.snapshot().searcher {
+            Some(s) => s
+                .search(
+                    &TermQuery::new(term.clone(), IndexRecordOption::Basic),
+                    &tantivy::collector::Count,
+                )
+                .map_err(index_error)? as u64,
+            None => 0,
+        };
+        if live == 0 {
+            return Ok(Some(0));
+        }
+        // A writer opened just for this purge is closed again after it (the indexer closes its
+        // own when idle); an old day rarely gets another write.
+        let opened_here = g.writer.is_none();
+        let Some(w) = self.writer_of(&mut g, writer_bytes)? else {
+            return Ok(None);
+        };
+        w.delete_term(term);
+        let watermark = self.snapshot().watermark;
+        self.commit_with(w, watermark)?;
+        // Rewrite the day's segments without the deleted documents: the space comes back, and
+        // the purged values leave the term dictionaries that suggestions walk. A purge happens
+        // once per (organization, finished day), in the retention task, so the cost is bounded
+        // by one rewrite of a finished day's index. The merge keeps the commit's payload.
+        let segments = self.index.searchable_segment_ids().map_err(index_error)?;
+        if !segments.is_empty() {
+            w.merge(&segments).wait().map_err(index_error)?;
+            self.reader.reload().map_err(index_error)?;
+            *self.snap.lock() = Arc::new(Snapshot {
+                searcher: Some(self.reader.searcher()),
+                watermark,
+            });
+        }
+        if opened_here {
+            if let Some(w) = g.writer.take() {
+                w.wait_merging_threads().map_err(index_error)?;
+            }
+        }
+        Ok(Some(live))
+    }
+
+    /// The open writer, created if needed; `None` if the index was closed.
+    fn writer_of<'a>(
+        &self,
+        g: &'a mut WriterSlot,
+        writer_bytes: usize,
+    ) -> Result<Option<&'a mut IndexWriter>> {
+        if g.closed {
+            return Ok(None);
+        }
+        if g.writer.is_none() {
             let opts = tantivy::indexer::IndexWriterOptions::builder()
                 .memory_budget_per_thread(writer_bytes)
                 .num_worker_threads(1)
                 .num_merge_threads(1)
                 .build();
-            *g = Some(self.index.writer_with_options(opts).map_err(index_error)?);
+            g.writer = Some(self.index.writer_with_options(opts).map_err(index_error)?);
         }
-        let Some(w) = g.as_mut() else {
-            return Ok(());
-        };
-        for (k, v) in docs {
-            w.add_document(self.document(&k, &v)).map_err(index_error)?;
-        }
+        Ok(g.writer.as_mut())
+    }
+
+    /// Commits what `w` holds with `watermark` in the payload and publishes the new snapshot.
+    fn commit_with(&self, w: &mut IndexWriter, watermark: u64) -> Result<()> {
         let mut pc = w.prepare_commit().map_err(index_error)?;
         pc.set_payload(&payload(watermark));
         pc.commit().map_err(index_error)?;
@@ -224,16 +308,40 @@ impl DayIndex {
         Ok(())
     }
 
-    /// Closes the writer (waiting for its merges), if open.
+    /// Closes the writer (waiting for its merges), if open; the index stays usable.
     pub fn close_writer(&self) -> Result<()> {
-        if let Some(w) = self.writer.lock().take() {
+        if let Some(w) = self.writer.lock().writer.take() {
             w.wait_merging_threads().map_err(index_error)?;
         }
         Ok(())
     }
 
+    /// Closes the index for writing for good (waiting for the writer's merges): what happens
+    /// before its directory is deleted. Searches holding it keep their snapshot.
+    pub fn close(&self) -> Result<()> {
+        let mut g = self.writer.lock();
+        g.closed = true;
+        if let Some(w) = g.writer.take() {
+            w.wait_merging_threads().map_err(index_error)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the index if it has no writer and nobody is committing, without waiting; whether
+    /// it did. What evicting an idle day from the open set does.
+    pub fn try_close_idle(&self) -> bool {
+        let Some(mut g) = self.writer.try_lock() else {
+            return false;
+        };
+        if g.writer.is_some() {
+            return false;
+        }
+        g.closed = true;
+        true
+    }
+
     pub fn has_writer(&self) -> bool {
-        self.writer.lock().is_some()
+        self.writer.lock().writer.is_some()
     }
 
     fn document(&self, k: &BucketKey, v: &BucketValues) -> TantivyDocument {

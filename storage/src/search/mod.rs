@@ -9,6 +9,11 @@
 //! file's `next_block_id` (the watermark) in the commit payload. Rows in blocks at or above the
 //! watermark are not (known to be) indexed; searches verify those blocks directly, so results
 //! never lag, and after a crash the indexer re-reads exactly those blocks.
+//!
+//! At most `open_days_max` day indexes stay open (least recently used ones without a writer are
+//! closed and reopened on demand; a closed day's watermark is remembered, so catch-up needs no
+//! reopen). Retention deletes a dropped day's directory after closing its index, and deletes a
+//! purged organization's documents.
 
 pub mod analyzer;
 mod day;
@@ -45,6 +50,9 @@ pub struct SearchOptions {
     /// Matching index documents of one day beyond which a search scans that day's blocks instead
     /// of collecting bucket ranges (bounds a query's memory).
     pub candidates_per_day_max: usize,
+    /// Day indexes kept open at most (each holds file handles, memory maps and a reader); the
+    /// least recently used ones without a writer are closed beyond this and reopened on demand.
+    pub open_days_max: usize,
 }
 
 impl Default for SearchOptions {
@@ -55,6 +63,7 @@ impl Default for SearchOptions {
             suggest_limit_max: 100,
             writer_bytes_max: 16_000_000,
             candidates_per_day_max: 200_000,
+            open_days_max: 32,
         }
     }
 }
@@ -93,11 +102,77 @@ pub struct DayCandidates {
     pub ranges: Option<FxHashMap<ServerId, Vec<Interval>>>,
 }
 
-/// The day indexes of a span store directory. Opened lazily; kept open once opened.
+/// The day indexes of a span store directory. Opened lazily, at most `open_days_max` kept open.
 pub struct SearchIndex {
     dir: PathBuf,
     opts: SearchOptions,
-    days: Mutex<HashMap<u32, Arc<DayIndex>>>,
+    days: Mutex<OpenDays>,
+}
+
+/// The open day indexes, with what closing them must not forget.
+#[derive(Default)]
+struct OpenDays {
+    /// Open indexes with the tick of their last use.
+    open: HashMap<u32, (Arc<DayIndex>, u64)>,
+    tick: u64,
+    /// The committed watermark of each day whose index was closed after being open: exact, since
+    /// a closed day gets no commit (committing reopens it). Lets the indexer's catch-up read
+    /// every day's watermark without reopening every index.
+    closed_marks: HashMap<u32, u64>,
+}
+
+impl OpenDays {
+    /// Closes least recently used indexes without a writer (and nobody committing) until at most
+    /// `max` are open, never `keep`. Indexes with a writer stay open (the bound is then exceeded
+    /// until the indexer closes idle writers); searches holding a closed one keep its snapshot.
+    fn evict(&mut self, max: usize, keep: Option<u32>) {
+        if self.open.len() <= max {
+            return;
+        }
+        let mut lru: Vec<(u64, u32)> = self
+            .open
+            .iter()
+            .filter(|(d, _)| Some(**d) != keep)
+            .map(|(d, (_, used))| (*used, *d))
+            .collect();
+        lru.sort_unstable();
+        for (_, day) in lru {
+            if self.open.len() <= max {
+                break;
+            }
+            let Some((d, _)) = self.open.get(&day) else {
+                continue;
+            };
+            if d.try_close_idle() {
+                self.closed_marks.insert(day, d.snapshot().watermark);
+                self.open.remove(&day);
+            }
+        }
+    }
+}
+
+/// Sum of the lengths of the files under `dir` (0 if absent); entries vanishing meanwhile count 0.
+fn dir_bytes(dir: &Path) -> Result<u64> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let mut total = 0u64;
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        match entry.metadata() {
+            Ok(m) if m.is_dir() => total += dir_bytes(&entry.path())?,
+            Ok(m) => total += m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(total)
 }
 
 /// `YYYY-MM-DD.idx`, the index directory of a day.
@@ -123,7 +198,7 @@ impl SearchIndex {
         Ok(SearchIndex {
             dir: dir.to_path_buf(),
             opts,
-            days: Mutex::new(HashMap::new()),
+            days: Mutex::new(OpenDays::default()),
         })
     }
 
@@ -138,10 +213,28 @@ impl SearchIndex {
         }
     }
 
+    fn writer_bytes(&self) -> usize {
+        self.opts.writer_bytes_max.max(WRITER_BYTES_MIN)
+    }
+
     /// The open index of `day`: opened if its directory exists, created only with `create`.
     fn day(&self, day: u32, create: bool) -> Result<Option<Arc<DayIndex>>> {
         let mut g = self.days.lock();
-        if let Some(d) = g.get(&day) {
+        self.day_locked(&mut g, day, create)
+    }
+
+    /// [`Self::day`] under the lock (opening under it keeps one open instance per directory, and
+    /// serializes opening with `drop_day`, so a dropped day's directory is never recreated).
+    fn day_locked(
+        &self,
+        g: &mut OpenDays,
+        day: u32,
+        create: bool,
+    ) -> Result<Option<Arc<DayIndex>>> {
+        g.tick += 1;
+        let tick = g.tick;
+        if let Some((d, used)) = g.open.get_mut(&day) {
+            *used = tick;
             return Ok(Some(d.clone()));
         }
         let path = self.dir.join(dir_name(day));
@@ -149,63 +242,92 @@ impl SearchIndex {
             return Ok(None);
         }
         let d = Arc::new(DayIndex::open(&path)?);
-        g.insert(day, d.clone());
+        g.closed_marks.remove(&day);
+        g.open.insert(day, (d.clone(), tick));
+        g.evict(self.opts.open_days_max.max(1), Some(day));
         Ok(Some(d))
     }
 
-    /// The committed watermark of `day` (0 without an index).
+    /// The committed watermark of `day` (0 without an index). Does not reopen a closed index.
     pub fn watermark(&self, day: u32) -> Result<u64> {
-        Ok(match self.day(day, false)? {
+        let mut g = self.days.lock();
+        if let Some((d, _)) = g.open.get(&day) {
+            return Ok(d.snapshot().watermark);
+        }
+        if let Some(&w) = g.closed_marks.get(&day) {
+            return Ok(w);
+        }
+        Ok(match self.day_locked(&mut g, day, false)? {
             Some(d) => d.snapshot().watermark,
             None => 0,
         })
     }
 
     /// Commits `docs` into the index of `day` with `watermark`, unless `day_exists` says the
-    /// partition is gone (checked under the registry lock, which `drop_day` also takes, so a
-    /// dropped day's directory is never created again by a late commit).
+    /// partition is gone (checked under the lock `drop_day` also takes, after the partition file
+    /// is deleted, so a dropped day's directory is never created again by a late commit). Reopens
+    /// the day if its index was closed meanwhile.
     pub fn commit_day(
         &self,
         day: u32,
-        docs: Vec<(BucketKey, BucketValues)>,
+        mut docs: Vec<(BucketKey, BucketValues)>,
         watermark: u64,
         day_exists: impl Fn(u32) -> bool,
     ) -> Result<bool> {
-        let d = {
-            let mut g = self.days.lock();
-            if !day_exists(day) {
-                return Ok(false);
-            }
-            match g.get(&day) {
-                Some(d) => d.clone(),
-                None => {
-                    let d = Arc::new(DayIndex::open(&self.dir.join(dir_name(day)))?);
-                    g.insert(day, d.clone());
-                    d
+        loop {
+            let d = {
+                let mut g = self.days.lock();
+                if !day_exists(day) {
+                    return Ok(false);
                 }
+                match self.day_locked(&mut g, day, true)? {
+                    Some(d) => d,
+                    None => return Ok(false),
+                }
+            };
+            if d.commit(&mut docs, watermark, self.writer_bytes())? {
+                return Ok(true);
             }
-        };
-        d.commit(
-            docs,
-            watermark,
-            self.opts.writer_bytes_max.max(WRITER_BYTES_MIN),
-        )?;
-        Ok(true)
+            // Closed between the lookup and the commit (evicted or dropped): look again.
+        }
     }
 
-    /// Closes the writers of every day not in `keep` (waiting for their merges).
+    /// Deletes the documents of `org` from the index of `day` (a retention purge removed its rows
+    /// from the day file). Returns how many live documents were deleted (0 without an index).
+    pub fn purge_org(&self, day: u32, org: OrgId) -> Result<u64> {
+        loop {
+            let Some(d) = self.day(day, false)? else {
+                return Ok(0);
+            };
+            if let Some(n) = d.delete_org(org, self.writer_bytes())? {
+                return Ok(n);
+            }
+        }
+    }
+
+    /// Closes the writers of every day not in `keep` (waiting for their merges), then closes
+    /// indexes beyond `open_days_max`.
     pub fn close_writers_except(&self, keep: &[u32]) -> Result<()> {
         let open: Vec<(u32, Arc<DayIndex>)> = self
             .days
             .lock()
+            .open
             .iter()
-            .filter(|(d, i)| !keep.contains(d) && i.has_writer())
-            .map(|(d, i)| (*d, i.clone()))
+            .filter(|(d, (i, _))| !keep.contains(d) && i.has_writer())
+            .map(|(d, (i, _))| (*d, i.clone()))
             .collect();
         for (_, i) in open {
             i.close_writer()?;
         }
+        self.days.lock().evict(self.opts.open_days_max.max(1), None);
         Ok(())
+    }
+
+    /// Days whose index is open, ascending; for tests and statistics.
+    pub fn open_days(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.days.lock().open.keys().copied().collect();
+        v.sort_unstable();
+        v
     }
 
     /// Documents in the committed index of `day` (0 without one); for statistics.
@@ -216,12 +338,21 @@ impl SearchIndex {
         })
     }
 
-    /// Removes the index of `day` (call after its partition file is gone).
+    /// Bytes the index directory of `day` takes (the sum of its files' lengths; 0 without one).
+    /// Files tantivy deletes meanwhile are skipped.
+    pub fn day_bytes(&self, day: u32) -> Result<u64> {
+        dir_bytes(&self.dir.join(dir_name(day)))
+    }
+
+    /// Closes the index of `day` (waiting for its writer's merges) and deletes its directory.
+    /// Call after the partition file is gone: a concurrent `commit_day` then sees the day
+    /// missing, and one already holding the index finds it closed.
     pub fn drop_day(&self, day: u32) -> Result<()> {
         let mut g = self.days.lock();
-        if let Some(d) = g.remove(&day) {
+        g.closed_marks.remove(&day);
+        if let Some((d, _)) = g.open.remove(&day) {
             // Its writer holds the directory lock and merge threads: stop them first.
-            d.close_writer()?;
+            d.close()?;
         }
         match std::fs::remove_dir_all(self.dir.join(dir_name(day))) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),

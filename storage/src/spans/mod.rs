@@ -176,7 +176,10 @@ pub struct CompactStats {
 pub struct PartitionInfo {
     /// UTC day number (`model::day_of`).
     pub day: u32,
+    /// Everything the day keeps on disk: its file plus its search index directory.
     pub bytes: u64,
+    /// The part of `bytes` in the search index directory (`YYYY-MM-DD.idx/`).
+    pub index_bytes: u64,
 }
 
 impl SpanStore {
@@ -205,9 +208,14 @@ impl SpanStore {
         })
     }
 
-    /// Day partitions present, oldest first, with their file sizes.
+    /// Day partitions present, oldest first, with the bytes each keeps on disk (file and index).
     pub fn partitions(&self) -> Result<Vec<PartitionInfo>> {
-        self.parts.infos()
+        let mut infos = self.parts.infos()?;
+        for p in &mut infos {
+            p.index_bytes = self.search.day_bytes(p.day)?;
+            p.bytes += p.index_bytes;
+        }
+        Ok(infos)
     }
 
     /// Deletes the partition file of `day` and its search index (no-op if absent). Waits for a

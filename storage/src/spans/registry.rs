@@ -243,6 +243,7 @@ impl Registry {
                 Ok(m) => out.push(PartitionInfo {
                     day,
                     bytes: m.len(),
+                    index_bytes: 0,
                 }),
                 // Dropped between the snapshot and the stat.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -1,6 +1,8 @@
 //! Retention: dropping whole day files nobody may keep any more, purging one organization's rows
 //! (blocks, trace index, rollups) from a day other organizations still keep, and keeping the span
-//! store under a global disk budget by dropping the oldest days first.
+//! store under a global disk budget by dropping the oldest days first. A day's search index goes
+//! with it: dropping a day closes and deletes its `.idx` directory, purging an organization
+//! deletes its documents from the day's index, and the budget counts the index bytes too.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -23,8 +25,8 @@ pub struct RetentionPolicy {
     pub org_days: HashMap<OrgId, u32>,
     /// For organizations missing from `org_days` (deleted ones).
     pub default_days: u32,
-    /// Span store bytes (every day file, as `partitions()` reports them) to stay under by dropping
-    /// the oldest days; the newest day is never dropped. `None`: no budget.
+    /// Span store bytes (every day file and its search index, as `partitions()` reports them) to
+    /// stay under by dropping the oldest days; the newest day is never dropped. `None`: no budget.
     pub disk_bytes_max: Option<u64>,
 }
 
@@ -58,6 +60,8 @@ pub struct RetentionStats {
     pub partitions_expired: usize,
     /// (organization, day) pairs whose rows were purged from a day others keep.
     pub org_days_purged: usize,
+    /// Search index documents deleted with those purges.
+    pub index_docs_purged: u64,
     /// Day files deleted to meet the disk budget.
     pub partitions_over_budget: usize,
     pub bytes_before: u64,
@@ -101,6 +105,18 @@ impl SpanStore {
             for &org in &expired {
                 purge_org(&p, org)?;
                 stats.org_days_purged += 1;
+                // After the file: the index is derived data, and search verifies every candidate
+                // against the file, so a failure here (or a crash before it) leaves only dead
+                // documents, which go with the day.
+                match self.search.purge_org(day, org) {
+                    Ok(n) => stats.index_docs_purged += n,
+                    Err(e) => tracing::warn!(
+                        day,
+                        org,
+                        error = %e,
+                        "retention: purging the search index failed; its documents stay until the day goes"
+                    ),
+                }
             }
             // The purge freed pages inside the file; the sealed rewrite returns them.
             self.parts.seal(day, &p)?;
@@ -118,7 +134,8 @@ impl SpanStore {
                     day = oldest.day,
                     bytes = oldest.bytes,
                     budget = max,
-                    "retention: day file dropped to stay within the disk budget"
+                    index_bytes = oldest.index_bytes,
+                    "retention: day file and index dropped to stay within the disk budget"
                 );
             }
         }

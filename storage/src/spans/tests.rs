@@ -5,6 +5,7 @@ mod gen;
 mod model_check;
 mod retention;
 mod search_check;
+mod search_retention;
 
 use std::sync::Arc;
 
