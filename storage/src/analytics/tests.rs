@@ -821,6 +821,30 @@ fn format_3_file_is_upgraded_with_day_overviews() {
     assert_current_version(&path);
 }
 
+/// A day file written by format 4 (blocks without row groups, `"MOB2"` bodies; the format-3
+/// fixture opened, and so upgraded, by `SpanStore::open` of commit aae5fbe): opening it only
+/// writes the new version, its old blocks read back as they are, and every answer equals brute
+/// force.
+#[test]
+fn format_4_file_is_read_and_upgraded() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/spans-v4/2026-11-20.redb"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("2026-11-20.redb");
+    std::fs::copy(fixture, &path).unwrap();
+    let store = SpanStore::open(dir.path(), SpanStoreOptions::default()).unwrap();
+    let day = 1_795_132_800 * 1_000_000_000u64;
+    let spans = all_spans(&store);
+    assert_eq!(spans.len(), 60, "the fixture's spans read back");
+    let now = crate::spans::now_unix_nano();
+    let w = Window::resolve(day, day + DAY_NANOS, now).unwrap();
+    check_all(&store, &spans, &fixture_query(), &w, "format 4 upgraded");
+    drop(store);
+    assert_current_version(&path);
+}
+
 /// The day file at `path` says the current `FORMAT_VERSION`.
 fn assert_current_version(path: &std::path::Path) {
     let db = redb::Database::open(path).unwrap();

@@ -1,5 +1,8 @@
 //! zstd framing of one column: `[codec u8][raw_len varint][stored_len varint][stored bytes]`, where
-//! codec 0 stores raw bytes (used when zstd would not save anything) and codec 1 a zstd frame.
+//! codec 0 stores raw bytes (used when zstd would not save anything), codec 1 a zstd frame, and
+//! codec 2 a segmented frame: the raw bytes cut at offsets the encoder chose (row-group
+//! boundaries), each segment stored raw or as its own zstd frame, so a reader that needs a few
+//! rows decompresses only the segments holding them. Concatenated, the segments are the column.
 
 use std::cell::RefCell;
 
@@ -8,6 +11,11 @@ use super::{corrupt, put_varint, Reader};
 
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
+const SEGMENTED: u8 = 2;
+/// Most segments one segmented frame may have: bounds the segment table a reader parses.
+pub const SEGMENTS_MAX: usize = 4096;
+/// Most bytes one segment table entry takes (codec byte and two varints of at most 10 bytes).
+pub const SEGMENT_ENTRY_BYTES_MAX: usize = 21;
 /// No column of a block may inflate beyond this: a bound on what a damaged length can allocate.
 pub const RAW_BYTES_MAX: usize = 256 << 20;
 
@@ -41,6 +49,128 @@ pub fn put_frame(out: &mut Vec<u8>, raw: &[u8], level: i32) -> std::io::Result<(
         put_varint_frame(out, raw, Some(buf));
         Ok(())
     })
+}
+
+/// Appends `raw` as a segmented frame cut at `cuts` (strictly increasing offsets inside
+/// `(0, raw.len())`), each segment compressed at `level` when that makes it smaller.
+pub fn put_frame_segmented(
+    out: &mut Vec<u8>,
+    raw: &[u8],
+    cuts: &[usize],
+    level: i32,
+) -> std::io::Result<()> {
+    debug_assert!(cuts.windows(2).all(|w| w[0] < w[1]));
+    debug_assert!(cuts.iter().all(|&c| c > 0 && c < raw.len()));
+    debug_assert!(cuts.len() < SEGMENTS_MAX);
+    let mut table = Vec::with_capacity(4 + cuts.len() * 8);
+    let mut data = Vec::with_capacity(raw.len() / 4);
+    put_varint(&mut table, cuts.len() as u64 + 1);
+    let bounds = std::iter::once(0)
+        .chain(cuts.iter().copied())
+        .zip(cuts.iter().copied().chain(std::iter::once(raw.len())));
+    let mut seg = Vec::new();
+    for (a, b) in bounds {
+        seg.clear();
+        put_frame(&mut seg, &raw[a..b], level)?;
+        // `put_frame` wrote [codec][raw_len][stored_len][stored]: the table keeps the first three.
+        let mut r = Reader::new(&seg);
+        let at = (|| -> Result<usize> {
+            r.u8()?;
+            r.varint()?;
+            r.varint()?;
+            Ok(r.position())
+        })()
+        .map_err(std::io::Error::other)?;
+        table.extend_from_slice(&seg[..at]);
+        data.extend_from_slice(&seg[at..]);
+    }
+    out.push(SEGMENTED);
+    put_varint(out, raw.len() as u64);
+    put_varint(out, (table.len() + data.len()) as u64);
+    out.extend_from_slice(&table);
+    out.extend_from_slice(&data);
+    Ok(())
+}
+
+/// One segment of a segmented frame: its codec, its raw byte range in the column, and the range
+/// of its stored bytes counted from the start of the frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub codec: u8,
+    pub raw: (usize, usize),
+    pub stored: (usize, usize),
+}
+
+/// The layout of a frame from its first bytes (`head`, at least the codec, lengths and, for a
+/// segmented frame, the whole segment table; `frame_len` is the whole frame's length): `None` for
+/// a plain frame (codec 0 or 1), else its segments. Checks that segments tile the raw length and
+/// the stored bytes exactly.
+pub fn segments(head: &[u8], frame_len: usize) -> Result<Option<Vec<Segment>>> {
+    let mut r = Reader::new(head);
+    let codec = r.u8()?;
+    if codec != SEGMENTED {
+        return Ok(None);
+    }
+    let raw_len = usize::try_from(r.varint()?).map_err(|_| corrupt("segmented raw length"))?;
+    let stored_len = usize::try_from(r.varint()?).map_err(|_| corrupt("segmented length"))?;
+    let body_at = r.position();
+    if raw_len > RAW_BYTES_MAX || body_at.checked_add(stored_len) != Some(frame_len) {
+        return Err(corrupt("segmented frame length mismatch"));
+    }
+    let n = r.varint()?;
+    if n == 0 || n > SEGMENTS_MAX as u64 {
+        return Err(corrupt(format!("segmented frame with {n} segments")));
+    }
+    let mut entries = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let c = r.u8()?;
+        let raw = usize::try_from(r.varint()?).map_err(|_| corrupt("segment length"))?;
+        let stored = usize::try_from(r.varint()?).map_err(|_| corrupt("segment length"))?;
+        if c > ZSTD || (c == RAW && raw != stored) {
+            return Err(corrupt("segment codec or length"));
+        }
+        entries.push((c, raw, stored));
+    }
+    let (mut raw_at, mut stored_at) = (0usize, r.position());
+    let mut out = Vec::with_capacity(entries.len());
+    for (codec, raw, stored) in entries {
+        let raw_end = raw_at
+            .checked_add(raw)
+            .filter(|&e| e <= raw_len)
+            .ok_or_else(|| corrupt("segments exceed the raw length"))?;
+        let stored_end = stored_at
+            .checked_add(stored)
+            .filter(|&e| e <= frame_len)
+            .ok_or_else(|| corrupt("segments exceed the frame"))?;
+        out.push(Segment {
+            codec,
+            raw: (raw_at, raw_end),
+            stored: (stored_at, stored_end),
+        });
+        (raw_at, stored_at) = (raw_end, stored_end);
+    }
+    if raw_at != raw_len || stored_at != frame_len {
+        return Err(corrupt("segments do not tile the frame"));
+    }
+    Ok(Some(out))
+}
+
+/// The raw bytes of one segment from its stored bytes.
+pub fn read_segment(seg: &Segment, stored: &[u8]) -> Result<Vec<u8>> {
+    let raw_len = seg.raw.1 - seg.raw.0;
+    if stored.len() != seg.stored.1 - seg.stored.0 {
+        return Err(corrupt("segment stored length mismatch"));
+    }
+    match seg.codec {
+        RAW => Ok(stored.to_vec()),
+        _ => {
+            let raw = decompress(stored, raw_len).map_err(|e| corrupt(format!("zstd: {e}")))?;
+            if raw.len() != raw_len {
+                return Err(corrupt("decompressed length mismatch"));
+            }
+            Ok(raw)
+        }
+    }
 }
 
 fn decompress(stored: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
@@ -77,6 +207,7 @@ fn put_varint_frame(out: &mut Vec<u8>, raw: &[u8], packed: Option<&[u8]>) {
 
 /// Reads one frame and returns the raw bytes.
 pub fn read_frame(r: &mut Reader<'_>) -> Result<Vec<u8>> {
+    let start = r.rest();
     let codec = r.u8()?;
     let raw_len = r.varint()?;
     if raw_len > RAW_BYTES_MAX as u64 {
@@ -93,6 +224,15 @@ pub fn read_frame(r: &mut Reader<'_>) -> Result<Vec<u8>> {
             let raw = decompress(stored, raw_len).map_err(|e| corrupt(format!("zstd: {e}")))?;
             if raw.len() != raw_len {
                 return Err(corrupt("decompressed length mismatch"));
+            }
+            Ok(raw)
+        }
+        SEGMENTED => {
+            let frame = &start[..start.len() - r.remaining()];
+            let segs = segments(frame, frame.len())?.ok_or_else(|| corrupt("segmented frame"))?;
+            let mut raw = Vec::with_capacity(raw_len);
+            for s in &segs {
+                raw.extend_from_slice(&read_segment(s, &frame[s.stored.0..s.stored.1])?);
             }
             Ok(raw)
         }
@@ -117,8 +257,35 @@ mod tests {
         }
 
         #[test]
+        fn segmented_round_trip(raw in proptest::collection::vec(0u8..4, 2..3000), cuts in proptest::collection::vec(any::<usize>(), 0..20)) {
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| 1 + c % (raw.len() - 1)).collect();
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut out = vec![9u8];
+            put_frame_segmented(&mut out, &raw, &cuts, 3).unwrap();
+            let frame = &out[1..];
+            let mut r = Reader::new(frame);
+            prop_assert_eq!(&read_frame(&mut r).unwrap(), &raw);
+            prop_assert!(r.finish("t").is_ok());
+            let segs = segments(frame, frame.len()).unwrap().unwrap();
+            prop_assert_eq!(segs.len(), cuts.len() + 1);
+            for s in &segs {
+                prop_assert_eq!(read_segment(s, &frame[s.stored.0..s.stored.1]).unwrap(), raw[s.raw.0..s.raw.1].to_vec());
+            }
+            for cut in [1, frame.len() / 2, frame.len() - 1] {
+                let _ = segments(&frame[..cut], frame.len());
+                prop_assert!(read_frame(&mut Reader::new(&frame[..cut])).is_err());
+            }
+        }
+
+        #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = read_frame(&mut Reader::new(&bytes));
+            let _ = segments(&bytes, bytes.len());
+            let mut seg = vec![SEGMENTED];
+            seg.extend_from_slice(&bytes);
+            let _ = read_frame(&mut Reader::new(&seg));
+            let _ = segments(&seg, seg.len());
         }
     }
 

@@ -83,6 +83,7 @@ impl SpanStore {
         }
         let max = self.opts.block_rows_max;
         let (lvl_append, lvl_full) = (self.opts.zstd_level_append, self.opts.zstd_level_compact);
+        let groups_rows = self.opts.row_group_rows;
         let pending = w.pending(&p.part.db, max)?;
         let mut txn = p.part.db.begin_write()?;
         txn.set_durability(Durability::Immediate);
@@ -101,7 +102,7 @@ impl SpanStore {
                 Vec::new()
             };
             if merge.is_empty() && new.len() < max {
-                let (b, n) = put_block(&txn, org, server, &new, lvl_append)?;
+                let (b, n) = put_block(&txn, org, server, &new, lvl_append, groups_rows)?;
                 pend.push(b);
                 blocks += 1;
                 bytes += n;
@@ -112,7 +113,16 @@ impl SpanStore {
                     .map(|(raw, n)| Cols::from_raw(raw, *n))
                     .collect::<Result<Vec<_>>>()?;
                 parts.push(new);
-                let out = merge_write(&txn, org, server, &parts, max, lvl_full, lvl_append)?;
+                let out = merge_write(
+                    &txn,
+                    org,
+                    server,
+                    &parts,
+                    max,
+                    lvl_full,
+                    lvl_append,
+                    groups_rows,
+                )?;
                 pend.extend(out.pending);
                 blocks += out.blocks;
                 bytes += out.bytes;

@@ -7,7 +7,10 @@ use crate::codec::{self, compress, Reader};
 use crate::error::Result;
 use crate::model::{Env, OrgId, ServerId, SpanRecord};
 
-pub const BODY_MAGIC: [u8; 4] = *b"MOB2";
+/// Bodies written since format 5: the prelude also holds the row-group size.
+pub const BODY_MAGIC: [u8; 4] = *b"MOB3";
+/// Bodies of formats 2 to 4: no row groups.
+const BODY_MAGIC_V2: [u8; 4] = *b"MOB2";
 /// Hard limit on rows per block, whatever the options say: bounds decode allocations.
 pub const BLOCK_ROWS_LIMIT: usize = 1 << 20;
 
@@ -24,16 +27,39 @@ pub struct BlockBody {
     pub org: OrgId,
     pub server: ServerId,
     pub rows: usize,
+    group_rows: usize,
     data: Vec<u8>,
     frames: Vec<(usize, usize)>,
 }
 
-/// The fixed prelude of a body: magic, then org, server and row count.
-pub(super) fn read_prelude(r: &mut Reader<'_>) -> Result<(u32, u32, usize)> {
-    if r.array::<4>()? != BODY_MAGIC {
+/// The fixed prelude of a body: org, server, rows, and rows per row group (0: none).
+pub(super) struct Prelude {
+    pub org: OrgId,
+    pub server: ServerId,
+    pub rows: usize,
+    pub group_rows: usize,
+}
+
+/// Reads the prelude: magic, then org, server and row count, then (`MOB3`) rows per row group.
+pub(super) fn read_prelude(r: &mut Reader<'_>) -> Result<Prelude> {
+    let magic = r.array::<4>()?;
+    if magic != BODY_MAGIC && magic != BODY_MAGIC_V2 {
         return Err(corrupt("block body magic"));
     }
-    Ok((r.u32_le()?, r.u32_le()?, r.u32_le()? as usize))
+    let (org, server, rows) = (r.u32_le()?, r.u32_le()?, r.u32_le()? as usize);
+    let group_rows = match magic == BODY_MAGIC {
+        true => r.u32_le()? as usize,
+        false => 0,
+    };
+    if group_rows > BLOCK_ROWS_LIMIT {
+        return Err(corrupt(format!("row group of {group_rows} rows")));
+    }
+    Ok(Prelude {
+        org,
+        server,
+        rows,
+        group_rows,
+    })
 }
 
 /// The frame directory after the prelude: column count, then one length per column. Returns each
@@ -66,7 +92,12 @@ impl BlockBody {
     /// Parses the fixed prelude and the frame directory; columns stay compressed.
     pub fn parse(data: Vec<u8>) -> Result<BlockBody> {
         let mut r = Reader::new(&data);
-        let (org, server, rows) = read_prelude(&mut r)?;
+        let Prelude {
+            org,
+            server,
+            rows,
+            group_rows,
+        } = read_prelude(&mut r)?;
         if rows == 0 || rows > BLOCK_ROWS_LIMIT {
             return Err(corrupt(format!("block row count {rows}")));
         }
@@ -75,9 +106,17 @@ impl BlockBody {
             org,
             server,
             rows,
+            group_rows,
             data,
             frames,
         })
+    }
+
+    /// The stored frame of column `col` (tests read its segments one by one).
+    #[cfg(test)]
+    pub(super) fn frame(&self, col: usize) -> &[u8] {
+        let (a, b) = self.frames[col];
+        &self.data[a..b]
     }
 
     pub(super) fn column(&self, col: usize) -> Result<Vec<u8>> {
@@ -92,6 +131,9 @@ impl BlockBody {
 impl ColumnRead for BlockBody {
     fn rows(&self) -> usize {
         self.rows
+    }
+    fn group_rows(&self) -> usize {
+        self.group_rows
     }
     fn org(&self) -> OrgId {
         self.org
@@ -108,10 +150,25 @@ impl ColumnRead for BlockBody {
 /// demand (`lazy::LazyBody`): only [`ColumnRead::column`] differs (plus optional fast paths).
 pub trait ColumnRead {
     fn rows(&self) -> usize;
+    /// Rows per row group of the segmented columns; 0 when the block has none.
+    fn group_rows(&self) -> usize;
     fn org(&self) -> OrgId;
     fn server(&self) -> ServerId;
     /// The decompressed bytes of column `col`.
     fn column(&self, col: usize) -> Result<Vec<u8>>;
+
+    /// The segments of column `col` when it is a segmented frame and reading them one by one
+    /// pays (a body read lazily); `None` means read it whole with [`ColumnRead::column`].
+    fn segments(&self, _col: usize) -> Result<Option<Vec<compress::Segment>>> {
+        Ok(None)
+    }
+
+    /// The raw bytes of segment `k` of column `col` (only called after `segments` gave some).
+    fn segment(&self, col: usize, k: usize) -> Result<Vec<u8>> {
+        Err(corrupt(format!(
+            "column {col} segment {k} read from a whole body"
+        )))
+    }
 
     fn varints(&self, col: usize, per_row: usize) -> Result<Vec<u64>> {
         super::fast::varints(&self.column(col)?, self.rows() * per_row)

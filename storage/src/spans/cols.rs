@@ -317,17 +317,44 @@ impl<'a> Cols<'a> {
     }
 
     /// Encodes the block body (layout in docs/format.md) with every column compressed at `level`.
-    pub fn encode(&self, org: OrgId, server: ServerId, level: i32) -> Result<Vec<u8>> {
+    pub fn encode(
+        &self,
+        org: OrgId,
+        server: ServerId,
+        level: i32,
+        group_rows: usize,
+    ) -> Result<Vec<u8>> {
         let n = self.len();
         assert!(n > 0 && n <= BLOCK_ROWS_LIMIT);
+        // No row groups (0) in a block that fits in one.
+        let group_rows = if group_rows == 0 || n <= group_rows {
+            0
+        } else {
+            group_rows
+        };
         let mut frames = Vec::with_capacity(n * 48 + 1024);
         let mut lens = [0usize; NCOLS];
         let mut raw = Vec::with_capacity(n * 16);
+        let mut cuts = Vec::new();
         for (col, len) in lens.iter_mut().enumerate() {
             raw.clear();
-            self.encode_column(col, &mut raw);
+            cuts.clear();
+            if group_rows > 0 {
+                self.encode_column(col, &mut raw, &mut cuts, group_rows);
+            } else {
+                self.encode_column(col, &mut raw, &mut Vec::new(), usize::MAX);
+            }
             let before = frames.len();
-            compress::put_frame(&mut frames, &raw, level)?;
+            // Cuts must split the column into non-empty segments; anything else stays one frame
+            // (readers accept both).
+            let valid = cuts.windows(2).all(|w| w[0] < w[1])
+                && cuts.first().is_some_and(|&c| c > 0)
+                && cuts.last().is_some_and(|&c| c < raw.len());
+            if valid {
+                compress::put_frame_segmented(&mut frames, &raw, &cuts, level)?;
+            } else {
+                compress::put_frame(&mut frames, &raw, level)?;
+            }
             *len = frames.len() - before;
         }
         let mut body = Vec::with_capacity(frames.len() + 17 + NCOLS * 3);
@@ -335,6 +362,7 @@ impl<'a> Cols<'a> {
         body.extend_from_slice(&org.to_le_bytes());
         body.extend_from_slice(&server.to_le_bytes());
         body.extend_from_slice(&(n as u32).to_le_bytes());
+        body.extend_from_slice(&(group_rows as u32).to_le_bytes());
         body.push(NCOLS as u8);
         for l in lens {
             put_varint(&mut body, l as u64);
@@ -343,7 +371,11 @@ impl<'a> Cols<'a> {
         Ok(body)
     }
 
-    fn encode_column(&self, col: usize, out: &mut Vec<u8>) {
+    /// Writes column `col` raw into `out` and, for the columns stored as row groups, the raw
+    /// offsets where its segments start (docs/format.md, "Row groups").
+    fn encode_column(&self, col: usize, out: &mut Vec<u8>, cuts: &mut Vec<usize>, g: usize) {
+        // At the first byte of each row group but the first.
+        let group_start = |i: usize| i > 0 && i % g == 0;
         match col {
             C_START => {
                 let mut prev = 0u64;
@@ -352,7 +384,14 @@ impl<'a> Cols<'a> {
                     prev = s;
                 }
             }
-            C_END => self.ends.iter().for_each(|&e| put_varint(out, e)),
+            C_END => {
+                for (i, &e) in self.ends.iter().enumerate() {
+                    if group_start(i) {
+                        cuts.push(out.len());
+                    }
+                    put_varint(out, e);
+                }
+            }
             C_TRACE => self.traces.iter().for_each(|t| out.extend_from_slice(t)),
             C_SPAN => self.spans.iter().for_each(|t| out.extend_from_slice(t)),
             C_PARENT => {
@@ -370,14 +409,22 @@ impl<'a> Cols<'a> {
             C_ENV => out.extend_from_slice(&self.envs),
             C_KIND => out.extend_from_slice(&self.kinds),
             C_STATUS => out.extend_from_slice(&self.statuses),
-            C_COUNTS => self
-                .counts
-                .iter()
-                .for_each(|c| c.iter().for_each(|&v| put_varint(out, v))),
-            C_PROB => self
-                .probs
-                .iter()
-                .for_each(|p| out.extend_from_slice(&p.to_le_bytes())),
+            C_COUNTS => {
+                for (i, c) in self.counts.iter().enumerate() {
+                    if group_start(i) {
+                        cuts.push(out.len());
+                    }
+                    c.iter().for_each(|&v| put_varint(out, v));
+                }
+            }
+            C_PROB => {
+                for (i, p) in self.probs.iter().enumerate() {
+                    if group_start(i) {
+                        cuts.push(out.len());
+                    }
+                    out.extend_from_slice(&p.to_le_bytes());
+                }
+            }
             C_ORIGIN => {
                 put_varint(out, self.origin_dict.len() as u64);
                 for d in &self.origin_dict {
@@ -391,10 +438,58 @@ impl<'a> Cols<'a> {
                     put_varint(out, (e - prev) as u64);
                     prev = e;
                 }
+                // Lengths, then the payloads of each row group (every payload is >= 3 bytes).
+                let at = out.len();
+                cuts.push(at);
+                for i in (g..self.len()).step_by(g) {
+                    cuts.push(at + self.extra_ends[i - 1]);
+                }
                 out.extend_from_slice(&self.extras);
             }
-            _ => strdict::encode_vals(out, &self.strs[col - C_STR0]),
+            _ => {
+                strdict::encode_vals(out, &self.strs[col - C_STR0]);
+                if g != usize::MAX {
+                    str_cuts(out, self.len(), g, cuts);
+                }
+            }
         }
+    }
+}
+
+/// Cuts of a string column of `n` rows in row groups of `g` (docs/format.md, "Row groups"):
+/// dictionary mode, after every [`DICT_SEGMENT_ENTRIES`] entries and before the ids; numeric mode,
+/// after the presence bits and before the first value of each later row group. Parses what
+/// `strdict::encode_vals` just wrote; leaves `cuts` empty if that fails (then one plain frame).
+fn str_cuts(raw: &[u8], n: usize, g: usize, cuts: &mut Vec<usize>) {
+    let parse = |cuts: &mut Vec<usize>| -> Result<()> {
+        let mut r = Reader::new(raw);
+        match r.u8()? {
+            0 => {
+                let d = r.count(1)?;
+                for k in 0..d {
+                    if k > 0 && k % DICT_SEGMENT_ENTRIES == 0 {
+                        cuts.push(r.position());
+                    }
+                    r.len_bytes()?;
+                }
+                cuts.push(r.position());
+            }
+            _ => {
+                let present = bitpack::unpack(&mut r, n)?;
+                for (i, p) in present.iter().enumerate() {
+                    if i % g == 0 {
+                        cuts.push(r.position());
+                    }
+                    if *p == 1 {
+                        r.varint()?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    };
+    if parse(cuts).is_err() {
+        cuts.clear();
     }
 }
 

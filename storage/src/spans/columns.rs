@@ -19,6 +19,10 @@ pub const C_EXTRA: usize = 11;
 pub const C_STR0: usize = 12;
 pub const NCOLS: usize = C_STR0 + StrField::ALL.len();
 
+/// Dictionary entries per segment of a string column stored in row groups: a returned row
+/// decompresses the run of entries holding its value, not the whole dictionary.
+pub const DICT_SEGMENT_ENTRIES: usize = 256;
+
 const _: () = assert!(NCOLS == 28);
 
 /// The string fields kept as per-block dictionaries. `None` is only possible for the MCP fields.

@@ -155,6 +155,7 @@ impl SpanStore {
             max,
             self.opts.zstd_level_compact,
             level_rest,
+            self.opts.row_group_rows,
         )?;
         txn.commit()?;
         p.note_write(out.bytes);

@@ -1,6 +1,7 @@
 //! A block body read chunk by chunk on demand: `list` and `trace` fetch the prelude (first chunk)
 //! and then only the chunks holding the column frames they decode, and for a column stored raw
-//! (trace and span ids, 75% of a block) only the chunks holding the rows they return.
+//! (trace and span ids, 75% of a block) only the chunks holding the rows they return; a column
+//! stored as row groups (segmented frame) is read one segment at a time.
 
 use std::cell::{OnceCell, RefCell};
 use std::sync::Arc;
@@ -20,6 +21,15 @@ pub type BodiesTable = ReadOnlyTable<&'static BodyKey, &'static [u8]>;
 
 /// Frame codec byte of a column stored uncompressed (docs/format.md, "Block body").
 const CODEC_RAW: u8 = 0;
+/// Frame codec byte of a column stored as segments (row groups).
+const CODEC_SEGMENTED: u8 = 2;
+/// Columns of fewer raw bytes than this are read whole even when segmented (measured: per-segment
+/// reads of small string columns cost more than decompressing them).
+#[cfg(not(test))]
+const SEGMENTED_READ_MIN_BYTES: usize = 16 << 10;
+/// Tests' blocks are tiny: read every segmented frame by segments there.
+#[cfg(test)]
+const SEGMENTED_READ_MIN_BYTES: usize = 0;
 
 pub struct LazyBody {
     table: Arc<BodiesTable>,
@@ -27,11 +37,14 @@ pub struct LazyBody {
     org: OrgId,
     server: ServerId,
     rows: usize,
+    group_rows: usize,
     len: usize,
     /// Absolute `[start, end)` of each column frame in the body.
     frames: Vec<(usize, usize)>,
     chunks: RefCell<Vec<Option<Vec<u8>>>>,
     starts: OnceCell<Vec<u64>>,
+    /// Segment tables parsed so far, by column (`None` inside: a plain frame).
+    segs: RefCell<Vec<Option<Option<Vec<compress::Segment>>>>>,
 }
 
 impl LazyBody {
@@ -49,22 +62,32 @@ impl LazyBody {
             org: h.org,
             server: h.server,
             rows: h.rows as usize,
+            group_rows: 0,
             len,
             frames: Vec::new(),
             chunks: RefCell::new(vec![None; n_chunks]),
             starts: OnceCell::new(),
+            segs: RefCell::new(vec![None; NCOLS]),
         };
         let first = body.read(0, len.min(CHUNK_BYTES))?;
         let mut r = Reader::new(&first);
-        let (org, server, rows) = read_prelude(&mut r)?;
-        if org != h.org || server != h.server || rows != body.rows || rows > BLOCK_ROWS_LIMIT {
+        let p = read_prelude(&mut r)?;
+        if p.org != h.org
+            || p.server != h.server
+            || p.rows != body.rows
+            || p.rows > BLOCK_ROWS_LIMIT
+        {
             return Err(corrupt(format!(
                 "block {} does not match its header",
                 h.block
             )));
         }
         let frames = read_frames(&mut r, len)?;
-        Ok(LazyBody { frames, ..body })
+        Ok(LazyBody {
+            frames,
+            group_rows: p.group_rows,
+            ..body
+        })
     }
 
     /// The start column, decoded once and kept.
@@ -163,6 +186,47 @@ impl LazyBody {
 }
 
 impl ColumnRead for LazyBody {
+    fn group_rows(&self) -> usize {
+        self.group_rows
+    }
+    fn segments(&self, col: usize) -> Result<Option<Vec<compress::Segment>>> {
+        if let Some(known) = &self.segs.borrow()[col] {
+            return Ok(known.clone());
+        }
+        let (a, b) = self.frames[col];
+        // Codec byte, two lengths and the segment count first; then the whole table.
+        let head = self.read(a, b.min(a + 32))?;
+        let mut r = Reader::new(&head);
+        let parsed = if r.u8()? != CODEC_SEGMENTED {
+            None
+        } else if r.varint()? < SEGMENTED_READ_MIN_BYTES as u64 {
+            // A small column costs less decompressed whole than segment by segment (one
+            // allocation, copy and table parse per segment); whole reads are always correct.
+            None
+        } else {
+            r.varint()?;
+            let n = usize::try_from(r.varint()?)
+                .map_err(|_| corrupt("segment count"))?
+                .min(compress::SEGMENTS_MAX);
+            let want = r.position() + n * compress::SEGMENT_ENTRY_BYTES_MAX;
+            let head = self.read(a, b.min(a + want))?;
+            compress::segments(&head, b - a)?
+        };
+        self.segs.borrow_mut()[col] = Some(parsed.clone());
+        Ok(parsed)
+    }
+
+    fn segment(&self, col: usize, k: usize) -> Result<Vec<u8>> {
+        let segs = self.segments(col)?;
+        let s = segs
+            .as_ref()
+            .and_then(|s| s.get(k))
+            .ok_or_else(|| corrupt(format!("column {col} has no segment {k}")))?;
+        let a = self.frames[col].0;
+        let stored = self.read(a + s.stored.0, a + s.stored.1)?;
+        Ok(compress::read_segment(s, &stored)?)
+    }
+
     fn rows(&self) -> usize {
         self.rows
     }

@@ -64,6 +64,10 @@ pub fn partition_meta_table() -> redb::TableDefinition<'static, &'static str, &'
 }
 use registry::Registry;
 
+/// Default of [`SpanStoreOptions::row_group_rows`]: at 8192-row blocks, a returned row costs an
+/// eighth of its block's columns.
+pub const ROW_GROUP_ROWS_DEFAULT: usize = 1024;
+
 /// Tuning of the span store. Every limit has its unit in its name.
 #[derive(Clone, Debug)]
 pub struct SpanStoreOptions {
@@ -73,6 +77,10 @@ pub struct SpanStoreOptions {
     pub zstd_level_append: i32,
     /// zstd level for blocks written by `compact` (written once, read for months).
     pub zstd_level_compact: i32,
+    /// Rows per row group of a block: a block of more rows stores its end, counts, sample
+    /// probability, extra and string columns in segments of this many rows, so reading a few rows
+    /// decompresses about this many (docs/format.md, "Row groups"). Recorded in each block.
+    pub row_group_rows: usize,
     /// redb page cache of each open partition file (redb splits it 90% read, 10% write buffer).
     pub cache_bytes_per_partition: usize,
     /// redb page cache of the partitions of today and yesterday, where appends and merges
@@ -90,6 +98,7 @@ impl Default for SpanStoreOptions {
             block_rows_max: 8192,
             zstd_level_append: 1,
             zstd_level_compact: 3,
+            row_group_rows: ROW_GROUP_ROWS_DEFAULT,
             cache_bytes_per_partition: 1 << 20,
             cache_bytes_current_partition: 32 << 20,
             open_partitions_max: 100,

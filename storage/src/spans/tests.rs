@@ -18,9 +18,12 @@ use crate::model;
 use gen::{eq_bits, Gen};
 use materialize::Materialize;
 
+/// Options with blocks of `block_rows_max` rows and row groups of about a third of that, so
+/// that small test blocks have row groups too (reads by segment, the last group shorter).
 pub(super) fn opts(block_rows_max: usize) -> SpanStoreOptions {
     SpanStoreOptions {
         block_rows_max,
+        row_group_rows: (block_rows_max / 3).max(1),
         ..SpanStoreOptions::default()
     }
 }
@@ -455,4 +458,85 @@ fn concurrent_append_compact_list() {
         .map(|org| all(&store, org, &SpanFilter::default(), 100).len())
         .sum();
     assert_eq!(total, 300);
+}
+
+/// A parsed body read one segment at a time, as `lazy::LazyBody` reads one from redb.
+struct BySegment(block::BlockBody);
+
+impl block::ColumnRead for BySegment {
+    fn rows(&self) -> usize {
+        self.0.rows
+    }
+    fn group_rows(&self) -> usize {
+        self.0.group_rows()
+    }
+    fn org(&self) -> model::OrgId {
+        self.0.org
+    }
+    fn server(&self) -> model::ServerId {
+        self.0.server
+    }
+    fn column(&self, col: usize) -> crate::Result<Vec<u8>> {
+        self.0.column(col)
+    }
+    fn segments(&self, col: usize) -> crate::Result<Option<Vec<crate::codec::compress::Segment>>> {
+        let f = self.0.frame(col);
+        Ok(crate::codec::compress::segments(f, f.len())?)
+    }
+    fn segment(&self, col: usize, k: usize) -> crate::Result<Vec<u8>> {
+        let f = self.0.frame(col);
+        let segs = crate::codec::compress::segments(f, f.len())?.unwrap_or_default();
+        let s = segs.get(k).ok_or_else(|| corrupt("no such segment"))?;
+        Ok(crate::codec::compress::read_segment(
+            s,
+            &f[s.stored.0..s.stored.1],
+        )?)
+    }
+}
+
+/// Rows of a block with row groups read segment by segment (what `list` and `trace` do) equal the
+/// rows read from whole columns and the records written, for any row-group size and any rows.
+#[test]
+fn row_group_reads_equal_whole_column_reads() {
+    use block::{sort_rows, BlockBody, ColumnRead};
+    use columns::{C_END, C_EXTRA, C_STR0};
+    let mut g = Gen::new(11, 1);
+    let mut spans: Vec<SpanRecord> = (0..300).map(|_| g.span()).collect();
+    for (i, s) in spans.iter_mut().enumerate() {
+        (s.org_id, s.server_id) = (1, 10);
+        // A numeric string column (request ids) with values in some row groups only.
+        s.mcp.request_id = (i % 50 < 20).then(|| (i * 7).to_string());
+    }
+    let mut refs: Vec<&SpanRecord> = spans.iter().collect();
+    sort_rows(&mut refs);
+    let cols = cols::Cols::from_records(&refs);
+    for group in [0, 1, 7, 64, 299, 300, 1024] {
+        let body = BlockBody::parse(cols.encode(1, 10, 3, group).unwrap()).unwrap();
+        let grouped = group > 0 && group < 300;
+        assert_eq!(body.group_rows(), if grouped { group } else { 0 });
+        let seg = BySegment(BlockBody::parse(cols.encode(1, 10, 3, group).unwrap()).unwrap());
+        for col in [C_END, C_EXTRA, C_STR0] {
+            assert_eq!(
+                seg.segments(col).unwrap().is_some(),
+                grouped,
+                "column {col}"
+            );
+        }
+        let all: Vec<usize> = (0..300).collect();
+        let whole = body.materialize(&all).unwrap();
+        for (a, b) in whole.iter().zip(&refs) {
+            assert!(eq_bits(a, b), "group {group}: whole read differs");
+        }
+        for rows in [
+            all.clone(),
+            vec![299, 0, 150, 150, 7],
+            vec![64],
+            (0..300).step_by(37).rev().collect(),
+        ] {
+            let got = seg.materialize(&rows).unwrap();
+            for (r, rec) in rows.iter().zip(&got) {
+                assert!(eq_bits(rec, &whole[*r]), "group {group}: row {r} differs");
+            }
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! In-place upgrades of older partition files to the current format, each in one durable
 //! transaction (a crash leaves the file at its old version, and the next open starts over):
 //! format 2 (no rollups) has its rollups rebuilt from its spans; format 3 (no day overviews) has
-//! the overview of each tools-cube day blob written.
+//! the overview of each tools-cube day blob written; format 4 (no row groups) only gets the new
+//! version number, since every reader takes blocks with and without row groups and compaction
+//! writes row groups into whatever it rewrites.
 
 use redb::{Database, Durability, ReadableTable};
 
@@ -62,6 +64,17 @@ pub fn from_v3(db: &Database) -> Result<()> {
     txn.set_durability(Durability::Immediate);
     {
         write_overviews(&mut txn.open_table(ROLLUPS)?)?;
+        let mut meta = txn.open_table(META)?;
+        meta.insert(KEY_VERSION, FORMAT_VERSION.to_le_bytes().as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+pub fn from_v4(db: &Database) -> Result<()> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate);
+    {
         let mut meta = txn.open_table(META)?;
         meta.insert(KEY_VERSION, FORMAT_VERSION.to_le_bytes().as_slice())?;
     }

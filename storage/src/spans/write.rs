@@ -29,8 +29,9 @@ pub fn put_block(
     server: ServerId,
     cols: &Cols<'_>,
     level: i32,
+    group_rows: usize,
 ) -> Result<(Pending, usize)> {
-    let body = cols.encode(org, server, level)?;
+    let body = cols.encode(org, server, level, group_rows)?;
     check_body(&body, org, server, cols.len())?;
     let header = cols.header(body.len()).encode()?;
     let id = alloc_block_ids(txn, 1)?;
@@ -76,7 +77,8 @@ pub fn take_blocks(
 }
 
 /// Merges `parts` (each sorted) and writes them as blocks of `rows_max` rows at `level_full`; the
-/// remainder, if any, becomes one block at `level_rest`.
+/// remainder, if any, becomes one block at `level_rest`; both with row groups of `group_rows`.
+#[allow(clippy::too_many_arguments)]
 pub fn merge_write(
     txn: &WriteTransaction,
     org: OrgId,
@@ -85,6 +87,7 @@ pub fn merge_write(
     rows_max: usize,
     level_full: i32,
     level_rest: i32,
+    group_rows: usize,
 ) -> Result<Written> {
     let mut w = Written::default();
     let total: usize = parts.iter().map(Cols::len).sum();
@@ -99,6 +102,7 @@ pub fn merge_write(
             server,
             cols,
             if full { level_full } else { level_rest },
+            group_rows,
         )?;
         if !full {
             w.pending = Some(p);
