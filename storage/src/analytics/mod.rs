@@ -21,7 +21,7 @@ use crate::spans::SpanStore;
 
 pub use acc::{Acc, Totals};
 pub use users::{user_tables, UserTables};
-use users::{Want, USER_TOOL_SKETCH_BYTES_MAX};
+use users::{Limits, Want, LIMITS, USER_TOOL_SKETCH_BYTES_MAX};
 
 /// Most points a time series gets; the bucket is the smallest "nice" width that stays under it.
 pub const SERIES_POINTS_MAX: u64 = 200;
@@ -177,6 +177,24 @@ impl Query {
     ) -> Result<()> {
         debug_assert!(!self.filtered());
         self.scan(store, window, Cube::Tools, day_blobs, Read::Totals, f)
+    }
+
+    /// The bytes of every users-cube blob of `window`, rolled days by their hours (what
+    /// `scan_rows` parses from that cube), for a reader that parses rows itself.
+    fn scan_users_blobs(
+        &self,
+        store: &SpanStore,
+        window: &Window,
+        f: &mut dyn FnMut(&BlobKey, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        store.scan_rollup_blobs(
+            self.org,
+            &self.servers,
+            self.env,
+            Cube::Users,
+            self.clamped(window),
+            f,
+        )
     }
 
     /// The window's range, without what retention hides.
@@ -367,7 +385,7 @@ pub fn top_users(
         user_tools: false,
         clients: false,
     };
-    Ok(users::pass(store, q, window, limit, want, 0)?.users)
+    Ok(users::pass(store, q, window, limit, want, &LIMITS)?.users)
 }
 
 /// One row of "per-user tool performance".
@@ -406,7 +424,11 @@ fn user_tools_capped(
         user_tools: true,
         clients: false,
     };
-    Ok(users::pass(store, q, window, limit, want, sketch_bytes_max)?.user_tools)
+    let limits = Limits {
+        sketch_bytes: sketch_bytes_max,
+        ..LIMITS
+    };
+    Ok(users::pass(store, q, window, limit, want, &limits)?.user_tools)
 }
 
 /// One row of "clients": a client name and version.
@@ -440,7 +462,7 @@ pub fn clients(
         user_tools: false,
         clients: true,
     };
-    let t = users::pass(store, q, window, limit, want, 0)?;
+    let t = users::pass(store, q, window, limit, want, &LIMITS)?;
     Ok((t.clients, t.protocols))
 }
 

@@ -21,7 +21,14 @@ use crate::spans::{SpanStore, SpanStoreOptions};
 const DAY0: u64 = 20_000 * DAY_NANOS;
 
 const TOOLS: [&str; 4] = ["search", "fetch", "write_file", "ünïcode tool"];
-const USERS: [&str; 5] = ["alice", "bob", "carol", "dave", "eve"];
+/// The last is longer than the users-cube pass keeps inline in its interner's keys.
+const USERS: [&str; 5] = [
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "eve.with.a.long.address@example.org",
+];
 const CLIENTS: [(&str, &str); 3] = [("claude-code", "1.0"), ("cursor", "0.4"), ("cursor", "0.5")];
 const WEIGHTS: [f64; 5] = [1.0, 1.0, 0.5, 0.1, 0.3];
 
@@ -415,6 +422,25 @@ fn check_all(store: &SpanStore, spans: &[SpanRecord], q: &Query, w: &Window, sta
         "{stage}: users, one pass"
     );
     assert_eq!(t.user_tools, ut, "{stage}: user x tool, one pass");
+    // The fallbacks for huge cardinalities give the same tables: pairs in a hash map from the
+    // start or moved there mid-pass, clients' users in hash sets from the start or mid-pass.
+    let all = users::Want {
+        users: true,
+        user_tools: true,
+        clients: true,
+    };
+    for (dense_cells, client_bits_bytes) in [(0, 0), (3, 8), (40, 16)] {
+        let limits = users::Limits {
+            dense_cells,
+            client_bits_bytes,
+            ..users::LIMITS
+        };
+        assert_eq!(
+            users::pass(store, q, w, 5, all, &limits).unwrap(),
+            t,
+            "{stage}: users-cube tables with limits {limits:?}"
+        );
+    }
     let (c5, p5) = clients(store, q, w, 5).unwrap();
     assert_eq!(
         (t.clients, t.protocols),

@@ -10,9 +10,10 @@ use rustc_hash::FxBuildHasher;
 use super::{rate, ClientRow, ProtocolRow, Query, UserRow, UserToolRow, Window, ROWS_MAX};
 use crate::error::{Result, StorageError};
 use crate::rollup::{
+    for_each_users_row,
     kmv::{self, DistinctAccumulator},
     sketch::LatencySketch,
-    Cube, RowRef, D_CLIENT, D_CLIENT_VERSION, D_PROTOCOL, D_TOOL, D_USER,
+    Cube, D_CLIENT, D_CLIENT_VERSION, D_PROTOCOL, D_TOOL, D_USER,
 };
 use crate::spans::SpanStore;
 
@@ -38,6 +39,30 @@ pub(super) struct Want {
 /// pairs.
 pub(super) const USER_TOOL_SKETCH_BYTES_MAX: usize = 64 << 20;
 
+/// Most (tool, user) cells of the dense user x tool table, 16 bytes each (64 MB). The table
+/// holds a cell for every user seen so far under every tool seen, so it is as fast as an array
+/// while users x tools is moderate (2,000 x 200 is 400,000 cells); past the cap the pass moves
+/// its pairs to a hash map sized by the pairs actually seen.
+pub(super) const DENSE_CELLS_MAX: usize = 4 << 20;
+
+/// Most bytes of the clients' distinct-user bitsets (one bit per user id up to the largest id a
+/// client saw); a client whose bitset would go past it keeps its users in a hash set instead.
+pub(super) const CLIENT_USER_BITS_BYTES_MAX: usize = 16 << 20;
+
+/// The memory caps of one pass (tests lower them to take the fallback paths).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Limits {
+    pub sketch_bytes: usize,
+    pub dense_cells: usize,
+    pub client_bits_bytes: usize,
+}
+
+pub(super) const LIMITS: Limits = Limits {
+    sketch_bytes: USER_TOOL_SKETCH_BYTES_MAX,
+    dense_cells: DENSE_CELLS_MAX,
+    client_bits_bytes: CLIENT_USER_BITS_BYTES_MAX,
+};
+
 /// Most active users, user x tool, clients and protocol versions (each at most `limit` rows),
 /// from one pass over the users cube. Each table equals what its own function answers.
 pub fn user_tables(
@@ -51,34 +76,72 @@ pub fn user_tables(
         user_tools: true,
         clients: true,
     };
-    pass(store, q, window, limit, all, USER_TOOL_SKETCH_BYTES_MAX)
+    pass(store, q, window, limit, all, &LIMITS)
 }
 
 /// No id yet.
 const NONE: u32 = u32::MAX;
 
-/// The encoded latency sketches of the rows, and (pair, offset in the bytes) of each.
-type Arena = (Vec<u8>, Vec<(u32, u32)>);
+/// The encoded latency sketches of the rows, and (user id, tool id, offset in the bytes) of each.
+type Arena = (Vec<u8>, Vec<(u32, u32, u32)>);
 /// A (user id, tool id) pair and its (calls, errors).
 type PairCounts = ((u32, u32), (f64, f64));
 
 /// Ids for strings, in order of first sight.
 #[derive(Default)]
 pub(super) struct Interner {
-    ids: HashMap<Box<str>, u32, FxBuildHasher>,
+    /// Strings of at most `SHORT_BYTES`, keyed by their bytes in the table's own slots: the
+    /// pass looks up a few hundred strings per blob (each blob has its own string table), and
+    /// comparing a boxed key meant a cache miss and a `memcmp` call per lookup.
+    short: HashMap<Short, u32, FxBuildHasher>,
+    long: HashMap<Box<str>, u32, FxBuildHasher>,
     strings: Vec<Box<str>>,
+}
+
+/// Longest string kept inline in an [`Interner`] key (user ids, tool names and client names are
+/// usually shorter).
+const SHORT_BYTES: usize = 24;
+
+/// A string of at most [`SHORT_BYTES`] bytes: its bytes zero-padded, and its length (so that
+/// strings ending in NUL bytes stay distinct).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Short([u64; SHORT_BYTES / 8], u8);
+
+impl Short {
+    #[inline]
+    fn of(s: &str) -> Option<Short> {
+        let b = s.as_bytes();
+        if b.len() > SHORT_BYTES {
+            return None;
+        }
+        let mut words = [0u64; SHORT_BYTES / 8];
+        for (w, chunk) in words.iter_mut().zip(b.chunks(8)) {
+            let mut bytes = [0u8; 8];
+            bytes[..chunk.len()].copy_from_slice(chunk);
+            *w = u64::from_le_bytes(bytes);
+        }
+        Some(Short(words, b.len() as u8))
+    }
 }
 
 impl Interner {
     pub(super) fn id(&mut self, s: &str) -> Result<u32> {
-        if let Some(&i) = self.ids.get(s) {
+        let short = Short::of(s);
+        let found = match &short {
+            Some(k) => self.short.get(k),
+            None => self.long.get(s),
+        };
+        if let Some(&i) = found {
             return Ok(i);
         }
         let i = u32::try_from(self.strings.len())
             .ok()
             .filter(|&i| i != NONE)
             .ok_or_else(|| StorageError::Invalid("too many distinct values".into()))?;
-        self.ids.insert(s.into(), i);
+        match short {
+            Some(k) => self.short.insert(k, i),
+            None => self.long.insert(s.into(), i),
+        };
         self.strings.push(s.into());
         Ok(i)
     }
@@ -86,34 +149,51 @@ impl Interner {
     pub(super) fn get(&self, i: u32) -> &str {
         &self.strings[i as usize]
     }
+
+    fn len(&self) -> usize {
+        self.strings.len()
+    }
+
+    /// Each id's position in the order of the strings (so ids compare as their strings do).
+    fn ranks(&self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.strings.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| self.get(a).cmp(self.get(b)));
+        let mut rank = vec![0u32; order.len()];
+        for (r, &i) in order.iter().enumerate() {
+            rank[i as usize] = r as u32;
+        }
+        rank
+    }
 }
 
-/// Interned ids of a row's strings. Rows of one blob share a string table, so each table
-/// position is looked up by its string once per blob and then by position.
+/// One numbering of strings, and its ids by string-table position for the current blob (rows
+/// of one blob share a string table, so each position is looked up by its string once per blob).
 #[derive(Default)]
 struct Ids {
     interner: Interner,
-    blob: u64,
-    /// String-table position -> id, for the rows of `blob`.
+    /// String-table position -> id for the current blob (`NONE`: not looked up yet).
     local: Vec<u32>,
 }
 
 impl Ids {
-    fn of(&mut self, row: &RowRef<'_>, slot: usize) -> Result<Option<u32>> {
-        let (pos, Some(s)) = (row.ids[slot] as usize, row.dims.v[slot]) else {
+    fn new_blob(&mut self) {
+        self.local.clear();
+    }
+
+    /// The id of the string at 1-based position `pos` of `strings` (0: absent).
+    #[inline]
+    fn of(&mut self, strings: &[&str], pos: u32) -> Result<Option<u32>> {
+        if pos == 0 {
             return Ok(None);
-        };
-        if row.blob != self.blob || row.blob == 0 {
-            self.blob = row.blob;
-            self.local.clear();
         }
-        if pos >= self.local.len() {
-            self.local.resize(pos + 1, NONE);
+        let p = pos as usize;
+        if p >= self.local.len() {
+            self.local.resize(strings.len() + 1, NONE);
         }
-        if self.local[pos] == NONE {
-            self.local[pos] = self.interner.id(s)?;
+        if self.local[p] == NONE {
+            self.local[p] = self.interner.id(strings[p - 1])?;
         }
-        Ok(Some(self.local[pos]))
+        Ok(Some(self.local[p]))
     }
 }
 
@@ -125,109 +205,310 @@ struct UserAcc {
     tools: u64,
 }
 
-#[derive(Default)]
+/// The (user, tool) pairs' (calls, errors), summed in row order.
+enum Pairs {
+    /// Per tool id, a cell per user id (and a bit per user id: seen under this tool).
+    Dense {
+        cells: Vec<Vec<[f64; 2]>>,
+        seen: Vec<Vec<u64>>,
+        n_cells: usize,
+    },
+    Sparse(HashMap<(u32, u32), [f64; 2], FxBuildHasher>),
+}
+
+impl Pairs {
+    /// Adds the rows of one blob, (user id, tool id, calls, errors) each, in row order.
+    /// `users_known` sizes a tool's new cells (every user seen so far, so that a tool's cells
+    /// rarely grow twice); `cells_max` caps the dense table.
+    ///
+    /// A blob's rows are added after it is read, in this tight loop, rather than one by one
+    /// while decoding: at this pass's sizes each cell is a cache miss (an hour blob has about
+    /// one row per tool), and only a loop with little work per row lets the processor have many
+    /// of those misses in flight at once.
+    fn add_all(&mut self, rows: &[(u32, u32, f64, f64)], users_known: usize, cells_max: usize) {
+        for (i, &(u, t, calls, errors)) in rows.iter().enumerate() {
+            let (ui, ti) = (u as usize, t as usize);
+            match self {
+                Pairs::Dense { cells, seen, .. } if ti < cells.len() && ui < cells[ti].len() => {
+                    let c = &mut cells[ti][ui];
+                    c[0] += calls;
+                    c[1] += errors;
+                    seen[ti][ui / 64] |= 1 << (ui % 64);
+                }
+                Pairs::Dense { .. } => {
+                    if !self.grow(ui, ti, users_known, cells_max) {
+                        self.make_sparse();
+                        return self.add_all(&rows[i..], users_known, cells_max);
+                    }
+                    let Pairs::Dense { cells, seen, .. } = self else {
+                        unreachable!("grow keeps the table dense")
+                    };
+                    let c = &mut cells[ti][ui];
+                    c[0] += calls;
+                    c[1] += errors;
+                    seen[ti][ui / 64] |= 1 << (ui % 64);
+                }
+                Pairs::Sparse(map) => {
+                    let c = map.entry((u, t)).or_insert([0.0; 2]);
+                    c[0] += calls;
+                    c[1] += errors;
+                }
+            }
+        }
+    }
+
+    /// Makes room for cell (`ti`, `ui`) in the dense table; false if that would pass `cells_max`.
+    #[cold]
+    fn grow(&mut self, ui: usize, ti: usize, users_known: usize, cells_max: usize) -> bool {
+        let Pairs::Dense {
+            cells,
+            seen,
+            n_cells,
+        } = self
+        else {
+            return false;
+        };
+        if ti >= cells.len() {
+            cells.resize_with(ti + 1, Vec::new);
+            seen.resize_with(ti + 1, Vec::new);
+        }
+        let have = cells[ti].len();
+        let len = (ui + 1).max(users_known);
+        if *n_cells + (len - have) > cells_max {
+            return false;
+        }
+        *n_cells += len - have;
+        cells[ti].resize(len, [0.0; 2]);
+        seen[ti].resize(len.div_ceil(64), 0);
+        true
+    }
+
+    fn make_sparse(&mut self) {
+        let counts = std::mem::replace(self, Pairs::Sparse(HashMap::default())).into_counts();
+        if let Pairs::Sparse(map) = self {
+            map.reserve(counts.len());
+            map.extend(counts.into_iter().map(|(k, (c, e))| (k, [c, e])));
+        }
+    }
+
+    /// Every pair seen, in no particular order.
+    fn into_counts(self) -> Vec<PairCounts> {
+        match self {
+            Pairs::Dense { cells, seen, .. } => {
+                let mut out = Vec::new();
+                for (t, (cells, seen)) in cells.iter().zip(&seen).enumerate() {
+                    for (w, &word) in seen.iter().enumerate() {
+                        let mut bits = word;
+                        while bits != 0 {
+                            let u = w * 64 + bits.trailing_zeros() as usize;
+                            bits &= bits - 1;
+                            let [c, e] = cells[u];
+                            out.push(((u as u32, t as u32), (c, e)));
+                        }
+                    }
+                }
+                out
+            }
+            Pairs::Sparse(map) => map.into_iter().map(|(k, [c, e])| (k, (c, e))).collect(),
+        }
+    }
+}
+
+/// A client's distinct users (ids): a bitset while the pass's bitsets fit their cap, else a
+/// hash set.
+enum UserSet {
+    Bits(Vec<u64>),
+    Hash(HashSet<u32, FxBuildHasher>),
+}
+
+impl UserSet {
+    /// `bits_bytes`: what every client's bitsets take now, kept under `bits_bytes_max`.
+    #[inline]
+    fn insert(&mut self, u: u32, bits_bytes: &mut usize, bits_bytes_max: usize) {
+        match self {
+            UserSet::Bits(words) => {
+                let w = u as usize / 64;
+                if w >= words.len() {
+                    let grow = (w + 1 - words.len()) * 8;
+                    if *bits_bytes + grow > bits_bytes_max {
+                        *bits_bytes -= words.len() * 8;
+                        let mut set: HashSet<u32, FxBuildHasher> = self.ids().collect();
+                        set.insert(u);
+                        *self = UserSet::Hash(set);
+                        return;
+                    }
+                    *bits_bytes += grow;
+                    words.resize(w + 1, 0);
+                }
+                words[w] |= 1 << (u % 64);
+            }
+            UserSet::Hash(set) => {
+                set.insert(u);
+            }
+        }
+    }
+
+    fn ids(&self) -> Box<dyn Iterator<Item = u32> + '_> {
+        match self {
+            UserSet::Bits(words) => Box::new(words.iter().enumerate().flat_map(|(w, &word)| {
+                (0..64u32)
+                    .filter(move |b| word >> b & 1 == 1)
+                    .map(move |b| w as u32 * 64 + b)
+            })),
+            UserSet::Hash(set) => Box::new(set.iter().copied()),
+        }
+    }
+}
+
 struct ClientAcc {
     calls: f64,
     errors: f64,
     last: u64,
-    users: HashSet<u32, FxBuildHasher>,
+    users: UserSet,
 }
 
-/// The tables of `want` (the others come back empty) in one pass over the users cube;
-/// `sketch_bytes_max` caps the user x tool sketch arena (tests take the second pass).
+/// The tables of `want` (the others come back empty) in one pass over the users cube, within
+/// `limits` (tests lower them to take the fallbacks).
 pub(super) fn pass(
     store: &SpanStore,
     q: &Query,
     window: &Window,
     limit: usize,
     want: Want,
-    sketch_bytes_max: usize,
+    limits: &Limits,
 ) -> Result<UserTables> {
     let limit = limit.min(ROWS_MAX);
-    let mut ids = Ids::default();
-    // Per user: its slot in `users`, indexed by string id.
-    let mut user_slot: Vec<u32> = Vec::new();
-    let mut users: Vec<(u32, UserAcc)> = Vec::new();
-    // Pairs (user id, tool id) -> (index in first-sight order, calls, errors). The counts live
-    // in the map's own slot: at 400,000 pairs every lookup misses the cache, and a separate
-    // vector of counts would be a second miss per row.
-    let mut pairs: HashMap<(u32, u32), (u32, f64, f64), FxBuildHasher> = HashMap::default();
+    // Users and tools are each numbered densely (they index `users` and the pair cells);
+    // client names, client versions and protocol versions share a third numbering.
+    let mut user_ids = Ids::default();
+    let mut tool_ids = Ids::default();
+    let mut other_ids = Ids::default();
+    // Indexed by user id.
+    let mut users: Vec<UserAcc> = Vec::new();
+    let mut pairs = Pairs::Dense {
+        cells: Vec::new(),
+        seen: Vec::new(),
+        n_cells: 0,
+    };
+    // The current blob's (user, tool, calls, errors), added to `pairs` once it is read.
+    let mut blob_pairs: Vec<(u32, u32, f64, f64)> = Vec::new();
     // `None` once over the cap.
     let mut arena: Option<Arena> = want.user_tools.then(|| (Vec::new(), Vec::new()));
-    let mut clients: HashMap<(u32, u32), ClientAcc, FxBuildHasher> = HashMap::default();
+    // (client name id, client version id) -> index in `clients`; rows sorted by dimensions come
+    // in runs of one client, hence the last one looked up is kept.
+    let mut client_index: HashMap<(u32, u32), usize, FxBuildHasher> = HashMap::default();
+    let mut clients: Vec<((u32, u32), ClientAcc)> = Vec::new();
+    let mut last_client: Option<((u32, u32), usize)> = None;
+    let mut bits_bytes = 0usize;
     let mut protocols: HashMap<u32, (f64, u64), FxBuildHasher> = HashMap::default();
     let per_user = want.users || want.user_tools;
-    q.scan_rows(store, window, Cube::Users, true, &mut |_, row| {
-        let user = ids.of(row, D_USER)?;
-        if let (true, Some(u)) = (per_user, user) {
-            if want.users {
-                let i = u as usize;
-                if i >= user_slot.len() {
-                    user_slot.resize(i + 1, NONE);
-                }
-                if user_slot[i] == NONE {
-                    user_slot[i] = users.len() as u32;
-                    users.push((u, UserAcc::default()));
-                }
-                let a = &mut users[user_slot[i] as usize].1;
-                a.calls += row.calls;
-                a.errors += row.errors;
-                a.last = a.last.max(row.last_unix_nano);
+    let filter = q.filter();
+    let side = q.side;
+    q.scan_users_blobs(store, window, &mut |bk, bytes| {
+        user_ids.new_blob();
+        tool_ids.new_blob();
+        other_ids.new_blob();
+        blob_pairs.clear();
+        for_each_users_row(bytes, bk.start_unix_nano(), &filter, |strings, row| {
+            if row.side != side {
+                return Ok(());
             }
-            if let Some(t) = ids.of(row, D_TOOL)? {
-                let next = u32::try_from(pairs.len())
-                    .map_err(|_| StorageError::Invalid("too many user x tool pairs".into()))?;
-                let c = pairs.entry((u, t)).or_insert((next, 0.0, 0.0));
-                c.1 += row.calls;
-                c.2 += row.errors;
-                let pair = c.0;
-                if let Some((bytes, refs)) = arena.as_mut() {
-                    if bytes.len() + row.latency.len() > sketch_bytes_max {
-                        arena = None;
-                    } else {
-                        refs.push((pair, bytes.len() as u32));
-                        bytes.extend_from_slice(row.latency);
+            let user = if per_user || want.clients {
+                user_ids.of(strings, row.ids[D_USER])?
+            } else {
+                None
+            };
+            if let (true, Some(u)) = (per_user, user) {
+                if want.users {
+                    let i = u as usize;
+                    if i >= users.len() {
+                        users.resize_with(i + 1, UserAcc::default);
+                    }
+                    let a = &mut users[i];
+                    a.calls += row.calls;
+                    a.errors += row.errors;
+                    a.last = a.last.max(row.last_unix_nano);
+                }
+                if let Some(t) = tool_ids.of(strings, row.ids[D_TOOL])? {
+                    blob_pairs.push((u, t, row.calls, row.errors));
+                    if let Some((bytes, refs)) = arena.as_mut() {
+                        if bytes.len() + row.latency.len() > limits.sketch_bytes {
+                            arena = None;
+                        } else {
+                            refs.push((u, t, bytes.len() as u32));
+                            bytes.extend_from_slice(row.latency);
+                        }
                     }
                 }
             }
-        }
-        if want.clients {
-            let key = (
-                ids.of(row, D_CLIENT)?.unwrap_or(NONE),
-                ids.of(row, D_CLIENT_VERSION)?.unwrap_or(NONE),
-            );
-            let c = clients.entry(key).or_default();
-            c.calls += row.calls;
-            c.errors += row.errors;
-            c.last = c.last.max(row.last_unix_nano);
-            if let Some(u) = user {
-                c.users.insert(u);
+            if want.clients {
+                let key = (
+                    other_ids.of(strings, row.ids[D_CLIENT])?.unwrap_or(NONE),
+                    other_ids
+                        .of(strings, row.ids[D_CLIENT_VERSION])?
+                        .unwrap_or(NONE),
+                );
+                let i = match last_client {
+                    Some((k, i)) if k == key => i,
+                    _ => {
+                        let i = *client_index.entry(key).or_insert_with(|| {
+                            clients.push((
+                                key,
+                                ClientAcc {
+                                    calls: 0.0,
+                                    errors: 0.0,
+                                    last: 0,
+                                    users: UserSet::Bits(Vec::new()),
+                                },
+                            ));
+                            clients.len() - 1
+                        });
+                        last_client = Some((key, i));
+                        i
+                    }
+                };
+                let c = &mut clients[i].1;
+                c.calls += row.calls;
+                c.errors += row.errors;
+                c.last = c.last.max(row.last_unix_nano);
+                if let Some(u) = user {
+                    c.users.insert(u, &mut bits_bytes, limits.client_bits_bytes);
+                }
+                let p = protocols
+                    .entry(other_ids.of(strings, row.ids[D_PROTOCOL])?.unwrap_or(NONE))
+                    .or_insert((0.0, 0));
+                p.0 += row.calls;
+                p.1 = p.1.max(row.last_unix_nano);
             }
-            let p = protocols
-                .entry(ids.of(row, D_PROTOCOL)?.unwrap_or(NONE))
-                .or_insert((0.0, 0));
-            p.0 += row.calls;
-            p.1 = p.1.max(row.last_unix_nano);
-        }
+            Ok(())
+        })?;
+        let known = user_ids.interner.len();
+        pairs.add_all(&blob_pairs, known, limits.dense_cells);
         Ok(())
     })?;
-    let mut counts: Vec<PairCounts> = vec![((0, 0), (0.0, 0.0)); pairs.len()];
-    for (key, (i, calls, errors)) in pairs {
-        counts[i as usize] = (key, (calls, errors));
-    }
-    let names = &ids.interner;
-    let opt = |i: u32| (i != NONE).then(|| names.get(i).to_owned());
+    let counts = pairs.into_counts();
+    let (user_names, tool_names, others) =
+        (&user_ids.interner, &tool_ids.interner, &other_ids.interner);
+    let opt = |i: u32| (i != NONE).then(|| others.get(i).to_owned());
     let users = if want.users {
         // A user's distinct tools are its pairs.
         for &((u, _), _) in &counts {
-            users[user_slot[u as usize] as usize].1.tools += 1;
+            users[u as usize].tools += 1;
         }
-        top_users(names, users, limit)
+        top_users(user_names, users, limit)
     } else {
         Vec::new()
     };
     let user_tools = if want.user_tools {
-        top_pairs(store, q, window, limit, names, &counts, arena)?
+        top_pairs(
+            store,
+            q,
+            window,
+            limit,
+            (user_names, tool_names),
+            &counts,
+            arena,
+        )?
     } else {
         Vec::new()
     };
@@ -237,8 +518,8 @@ pub(super) fn pass(
             // The same estimate as merging the users one by one: a KMV sketch of a set does not
             // depend on the order or repetition of its inserts.
             let mut d = DistinctAccumulator::new();
-            for &u in &a.users {
-                d.insert(kmv::hash_str(names.get(u)));
+            for u in a.users.ids() {
+                d.insert(kmv::hash_str(user_names.get(u)));
             }
             ClientRow {
                 name: opt(name),
@@ -279,11 +560,12 @@ pub(super) fn pass(
 }
 
 /// Users by weighted calls, most first (ties by id).
-fn top_users(names: &Interner, users: Vec<(u32, UserAcc)>, limit: usize) -> Vec<UserRow> {
+fn top_users(names: &Interner, users: Vec<UserAcc>, limit: usize) -> Vec<UserRow> {
     let mut rows: Vec<UserRow> = users
         .into_iter()
+        .enumerate()
         .map(|(u, a)| UserRow {
-            user: names.get(u).to_owned(),
+            user: names.get(u as u32).to_owned(),
             calls: a.calls,
             errors: a.errors,
             error_rate: rate(a.errors, a.calls),
@@ -308,20 +590,32 @@ fn top_pairs(
     q: &Query,
     window: &Window,
     limit: usize,
-    names: &Interner,
+    (users, tools): (&Interner, &Interner),
     counts: &[PairCounts],
     arena: Option<Arena>,
 ) -> Result<Vec<UserToolRow>> {
     let name = |i: u32| {
         let (u, t) = counts[i as usize].0;
-        (names.get(u), names.get(t))
+        (users.get(u), tools.get(t))
     };
-    let calls = |i: u32| counts[i as usize].1 .0;
-    let mut top: Vec<u32> = (0..counts.len() as u32).collect();
-    let order = |a: &u32, b: &u32| {
-        calls(*b)
-            .total_cmp(&calls(*a))
-            .then_with(|| name(*a).cmp(&name(*b)))
+    // Ties (most pairs have the same few calls) are broken by (user, tool) name: compared as
+    // ranks of the names, which order as the names do, instead of comparing strings.
+    let (user_rank, tool_rank) = (users.ranks(), tools.ranks());
+    let mut top: Vec<(f64, u32, u32, u32)> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, &((u, t), (calls, _)))| {
+            (
+                calls,
+                user_rank[u as usize],
+                tool_rank[t as usize],
+                i as u32,
+            )
+        })
+        .collect();
+    let order = |a: &(f64, u32, u32, u32), b: &(f64, u32, u32, u32)| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
     };
     // Only the first `limit` need sorting: select them first (pairs can be as many as rows).
     if top.len() > limit && limit > 0 {
@@ -329,9 +623,13 @@ fn top_pairs(
     }
     top.truncate(limit);
     top.sort_by(order);
-    // Pair index -> its slot in `top`.
-    let slot: HashMap<u32, usize, FxBuildHasher> =
-        top.iter().enumerate().map(|(s, &p)| (p, s)).collect();
+    let top: Vec<u32> = top.into_iter().map(|k| k.3).collect();
+    // (user id, tool id) -> its slot in `top`.
+    let slot: HashMap<(u32, u32), usize, FxBuildHasher> = top
+        .iter()
+        .enumerate()
+        .map(|(s, &p)| (counts[p as usize].0, s))
+        .collect();
     let mut sketches: Vec<LatencySketch> = vec![LatencySketch::default(); top.len()];
     let merge = |s: &mut LatencySketch, mut bytes: &[u8]| -> Result<()> {
         let other = LatencySketch::decode(&mut bytes)
@@ -342,8 +640,8 @@ fn top_pairs(
     match arena {
         _ if top.is_empty() => {}
         Some((bytes, refs)) => {
-            for (pair, off) in refs {
-                if let Some(&s) = slot.get(&pair) {
+            for (u, t, off) in refs {
+                if let Some(&s) = slot.get(&(u, t)) {
                     merge(&mut sketches[s], &bytes[off as usize..])?;
                 }
             }
@@ -379,4 +677,35 @@ fn top_pairs(
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Interner;
+
+    #[test]
+    fn interner_ids_are_by_string_inline_or_not() {
+        let strings = [
+            "a",
+            "a\0",
+            "",
+            "exactly-twenty-four-byte",
+            "exactly-twenty-four-bytes",
+            "exactly-twenty-four-byt\0",
+            "ünïcode",
+        ];
+        let mut i = Interner::default();
+        let ids: Vec<u32> = strings.iter().map(|s| i.id(s).unwrap()).collect();
+        assert_eq!(ids, (0..strings.len() as u32).collect::<Vec<_>>());
+        for (s, id) in strings.iter().zip(&ids) {
+            assert_eq!(i.id(s).unwrap(), *id, "{s:?} again");
+            assert_eq!(i.get(*id), *s);
+        }
+        let ranks = i.ranks();
+        for a in 0..strings.len() {
+            for b in 0..strings.len() {
+                assert_eq!(ranks[a].cmp(&ranks[b]), strings[a].cmp(strings[b]));
+            }
+        }
+    }
 }

@@ -567,6 +567,91 @@ pub fn for_each_row<'a>(
     Ok(())
 }
 
+/// What the per-user tables read of a users-cube row ([`for_each_users_row`]): dimensions as
+/// string-table positions and the statistics those tables show.
+#[derive(Clone, Copy, Debug)]
+pub struct UsersRow<'a> {
+    pub side: Side,
+    /// Per dimension slot, the value's position in the blob's string table (1-based, 0 absent).
+    pub ids: [u32; DIMS],
+    pub calls: f64,
+    pub errors: f64,
+    pub last_unix_nano: u64,
+    /// Encoded [`LatencySketch`].
+    pub latency: &'a [u8],
+}
+
+/// [`for_each_row`] for a users-cube blob, reading only what a [`UsersRow`] holds: `f` gets the
+/// blob's string table (position `i` is `strings[i - 1]`) and each row matching `filter`. The rest
+/// of a row (raw counts, duration, error example, sessions) is checked and skipped, not decoded:
+/// the per-user tables read every row of 30 days, and building a full [`RowRef`] per row was a
+/// large part of their time.
+pub fn for_each_users_row<'a>(
+    bytes: &'a [u8],
+    start_unix_nano: u64,
+    filter: &DimFilter<'_>,
+    mut f: impl FnMut(&[&'a str], &UsersRow<'a>) -> Result<()>,
+) -> Result<()> {
+    let mut r = Reader::new(bytes);
+    read_head(&mut r, Cube::Users, start_unix_nano, None)?;
+    let strings = read_strings(&mut r)?;
+    let mut want = [0u64; DIMS];
+    for (slot, v) in filter.iter().enumerate() {
+        if let Some(v) = v {
+            match strings.binary_search(v) {
+                Ok(i) => want[slot] = i as u64 + 1,
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+    let n_strings = strings.len() as u64;
+    let rows = r.count(1)?;
+    for _ in 0..rows {
+        let side = Side::from_u8(r.u8()?).ok_or_else(|| corrupt("side"))?;
+        let mut ids = [0u32; DIMS];
+        let mut matches = true;
+        for (slot, id) in ids.iter_mut().enumerate() {
+            let i = r.varint()?;
+            if i > n_strings {
+                return Err(corrupt("string index"));
+            }
+            *id = i as u32;
+            if want[slot] != 0 && i != want[slot] {
+                matches = false;
+            }
+        }
+        r.varint()?; // spans
+        let calls = r.num()?;
+        r.varint()?; // error spans
+        let errors = r.num()?;
+        r.num()?; // duration
+        let last_unix_nano = start_unix_nano.saturating_add(r.varint()?);
+        match r.u8()? {
+            0 => {}
+            1 => {
+                r.varint()?;
+                r.bytes(16 + 8)?; // trace id, span id
+            }
+            _ => return Err(corrupt("error example flag")),
+        }
+        let latency = r.len_bytes()?;
+        r.len_bytes()?; // sessions
+        if matches {
+            let row = UsersRow {
+                side,
+                ids,
+                calls,
+                errors,
+                last_unix_nano,
+                latency,
+            };
+            f(&strings, &row)?;
+        }
+    }
+    r.finish("rollup blob")?;
+    Ok(())
+}
+
 pub(super) fn corrupt(what: &str) -> StorageError {
     StorageError::Corrupt(format!("rollup blob: bad {what}"))
 }

@@ -21,12 +21,13 @@ pub mod sketch;
 mod tests;
 
 pub use blob::{
-    Blob, DimFilter, Dims, ErrorExample, Stats, DIMS, D_CLIENT, D_CLIENT_VERSION, D_ERROR_TYPE,
-    D_METHOD, D_PROTOCOL, D_TOOL, D_USER, ERROR_TYPE_UNSPECIFIED, NO_FILTER,
+    for_each_users_row, Blob, DimFilter, Dims, ErrorExample, Stats, UsersRow, DIMS, D_CLIENT,
+    D_CLIENT_VERSION, D_ERROR_TYPE, D_METHOD, D_PROTOCOL, D_TOOL, D_USER, ERROR_TYPE_UNSPECIFIED,
+    NO_FILTER,
 };
 pub(crate) use delta::Deltas;
 pub(crate) use roll::{merge_deltas, roll_day, write_overviews};
-pub(crate) use scan::{scan_partition, scan_partition_overview};
+pub(crate) use scan::{scan_partition, scan_partition_blobs, scan_partition_overview};
 pub use scan::{Read, RowRef, ScanRange};
 
 use redb::TableDefinition;

@@ -65,6 +65,28 @@ pub fn scan_partition(
     )
 }
 
+/// Calls `f` with the bytes of every blob of (org, server, env, cube) in partition `day` whose
+/// bucket starts in `range`, rolled days by their hours (what [`scan_partition`] parses without
+/// day blobs), for readers that parse the rows themselves.
+pub fn scan_partition_blobs(
+    table: &ReadOnlyTable<&'static [u8; 15], &'static [u8]>,
+    deltas: Option<&ReadOnlyTable<&'static [u8; 23], &'static [u8]>>,
+    day: u32,
+    (org, server, env, cube): (OrgId, ServerId, Env, Cube),
+    range: ScanRange,
+    f: &mut dyn FnMut(&BlobKey, &[u8]) -> Result<()>,
+) -> Result<()> {
+    scan_blobs(
+        table,
+        deltas,
+        day,
+        (org, server, env, cube),
+        range,
+        Rolled::Hours,
+        f,
+    )
+}
+
 /// Calls `f` with the overview items (per-side totals, calls per tool) of the tools cube of
 /// (org, server, env) in partition `day` for `range`: a day the range covers whole from its day
 /// overview, everything else (hours at the edges, minutes and deltas not rolled) from its blobs.

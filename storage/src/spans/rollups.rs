@@ -8,8 +8,8 @@ use super::SpanStore;
 use crate::error::Result;
 use crate::model::{day_of, Env, OrgId, ServerId};
 use crate::rollup::{
-    overview::Item, scan_partition, scan_partition_overview, BlobKey, Cube, Read, RowRef,
-    ScanRange, ROLLUPS, ROLLUP_DELTAS,
+    overview::Item, scan_partition, scan_partition_blobs, scan_partition_overview, BlobKey, Cube,
+    Read, RowRef, ScanRange, ROLLUPS, ROLLUP_DELTAS,
 };
 
 type Rollups = ReadOnlyTable<&'static [u8; 15], &'static [u8]>;
@@ -45,6 +45,26 @@ impl SpanStore {
                     what,
                     f,
                 )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Calls `f` with the bytes of every blob of `cube` for (org, each of `servers`, env) that
+    /// starts in `range`, rolled days by their hours: the blobs `scan_rollups` parses without day
+    /// blobs, for a reader that parses rows itself.
+    pub fn scan_rollup_blobs(
+        &self,
+        org: OrgId,
+        servers: &[ServerId],
+        env: Env,
+        cube: Cube,
+        range: ScanRange,
+        f: &mut dyn FnMut(&BlobKey, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.for_each_rollup_day(servers, range, &mut |day, table, deltas| {
+            for &server in servers {
+                scan_partition_blobs(table, deltas, day, (org, server, env, cube), range, f)?;
             }
             Ok(())
         })
