@@ -115,10 +115,18 @@ impl Short {
             return None;
         }
         let mut words = [0u64; SHORT_BYTES / 8];
-        for (w, chunk) in words.iter_mut().zip(b.chunks(8)) {
-            let mut bytes = [0u8; 8];
-            bytes[..chunk.len()].copy_from_slice(chunk);
-            *w = u64::from_le_bytes(bytes);
+        // Whole words as loads, the tail byte by byte: a copy of variable length would be a
+        // `memcpy` call per word.
+        let chunks = b.chunks_exact(8);
+        let tail = chunks.remainder();
+        let n = chunks.len();
+        for (w, chunk) in words.iter_mut().zip(chunks) {
+            *w = u64::from_le_bytes(chunk.try_into().expect("8-byte chunk"));
+        }
+        if let Some(w) = words.get_mut(n) {
+            for (i, &c) in tail.iter().enumerate() {
+                *w |= u64::from(c) << (8 * i);
+            }
         }
         Some(Short(words, b.len() as u8))
     }
