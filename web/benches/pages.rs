@@ -94,7 +94,11 @@ fn main() {
             .method("POST")
             .path("/login")
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("username=admin&password={PASSWORD}&next=%2F"))
+            // The sign-in form's pre-session token: any value, the same in cookie and field.
+            .header("cookie", "mcpobs_login_csrf=bench")
+            .body(format!(
+                "username=admin&password={PASSWORD}&next=%2F&login_csrf=bench"
+            ))
             .reply(&routes)
             .await;
         let cookie = login.headers()["set-cookie"]
