@@ -503,6 +503,18 @@ fn read_strings<'a>(r: &mut Reader<'a>) -> Result<Vec<&'a str>> {
     Ok(strings)
 }
 
+/// The string-table index (1-based) each filtered slot of a blob's rows must have (0: any), or
+/// `None` when a filter value is absent from the table, so no row of the blob can match.
+fn filter_positions(strings: &[&str], filter: &DimFilter<'_>) -> Option<[u64; DIMS]> {
+    let mut want = [0u64; DIMS];
+    for (slot, v) in filter.iter().enumerate() {
+        if let Some(v) = v {
+            want[slot] = strings.binary_search(v).ok()? as u64 + 1;
+        }
+    }
+    Some(want)
+}
+
 /// Parses `bytes` and calls `f` for each row matching `filter`. A filter value absent from the
 /// blob's string table skips the whole blob without parsing a row.
 pub fn for_each_row<'a>(
@@ -515,16 +527,9 @@ pub fn for_each_row<'a>(
     let mut r = Reader::new(bytes);
     read_head(&mut r, cube, start_unix_nano, None)?;
     let strings = read_strings(&mut r)?;
-    // The string-table index (1-based) each filtered slot must have.
-    let mut want = [0u64; DIMS];
-    for (slot, v) in filter.iter().enumerate() {
-        if let Some(v) = v {
-            match strings.binary_search(v) {
-                Ok(i) => want[slot] = i as u64 + 1,
-                Err(_) => return Ok(()),
-            }
-        }
-    }
+    let Some(want) = filter_positions(&strings, filter) else {
+        return Ok(());
+    };
     let rows = r.count(1)?;
     let blob = BLOB_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     for _ in 0..rows {
@@ -595,15 +600,9 @@ pub fn for_each_users_row<'a>(
     let mut r = Reader::new(bytes);
     read_head(&mut r, Cube::Users, start_unix_nano, None)?;
     let strings = read_strings(&mut r)?;
-    let mut want = [0u64; DIMS];
-    for (slot, v) in filter.iter().enumerate() {
-        if let Some(v) = v {
-            match strings.binary_search(v) {
-                Ok(i) => want[slot] = i as u64 + 1,
-                Err(_) => return Ok(()),
-            }
-        }
-    }
+    let Some(want) = filter_positions(&strings, filter) else {
+        return Ok(());
+    };
     let n_strings = strings.len() as u64;
     let rows = r.count(1)?;
     for _ in 0..rows {
