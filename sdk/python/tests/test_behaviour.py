@@ -217,10 +217,17 @@ def test_app_spans_are_children_and_global_provider_untouched(appliance, obs_ser
     assert format(child.parent.span_id, "016x") == mcp_span["span_id"]
 
 
-def test_current_span_and_propagation_without_a_provider(appliance, obs_server):
+@pytest.mark.parametrize("path", ["fast", "public"])
+def test_current_span_and_propagation_without_a_provider(appliance, obs_server, monkeypatch, path):
     """No tracer provider at all: inside a handler the current span is still the MCP span (its
-    span context is built lazily, on first use) and `inject` propagates it downstream."""
+    span context is built lazily, on first use) and `inject` propagates it downstream. "public"
+    is the fallback used if opentelemetry-api's private context names ever go away."""
     from opentelemetry import propagate, trace
+
+    import mcp_obs_server._core as core
+
+    if path == "public":
+        monkeypatch.setattr(core, "_RUNTIME_CONTEXT", None)
 
     server_id, key = obs_server
     server = build_test_server()

@@ -13,7 +13,15 @@ from typing import Any, Callable, Iterable, Mapping
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.context.context import Context as OtelContext
-from opentelemetry.trace.propagation import _SPAN_KEY
+
+# The fast path of `Observer.activate` uses two private names of opentelemetry-api (stable for
+# years, but private); if a release renames them, the public calls do the same, slower.
+try:
+    from opentelemetry.context import _RUNTIME_CONTEXT
+    from opentelemetry.trace.propagation import _SPAN_KEY
+except ImportError:  # pragma: no cover - depends on the installed opentelemetry-api
+    _RUNTIME_CONTEXT = None
+    _SPAN_KEY = None
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
@@ -151,7 +159,10 @@ class Observer:
         """Make `rec` the current MCP span (and OTel parent) in this task; undo with `deactivate`."""
         # = attach(set_span_in_context(NonRecordingSpan(SpanContext(...)))), with the span
         # context built lazily and the context dict built once
-        rt = otel_context._RUNTIME_CONTEXT
+        rt = _RUNTIME_CONTEXT
+        if rt is None or _SPAN_KEY is None:
+            token = otel_context.attach(otel_trace.set_span_in_context(_McpSpan(rec)))
+            return token, current_record.set(rec)
         cur = rt.get_current()
         ctx = OtelContext({**cur, _SPAN_KEY: _McpSpan(rec)}) if cur else OtelContext({_SPAN_KEY: _McpSpan(rec)})
         return rt.attach(ctx), current_record.set(rec)
