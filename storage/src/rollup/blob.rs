@@ -586,7 +586,7 @@ pub struct UsersRow<'a> {
     pub latency: &'a [u8],
 }
 
-/// [`for_each_row`] for a users-cube blob, reading only what a [`UsersRow`] holds: `f` gets the
+/// `for_each_row` for a users-cube blob, reading only what a [`UsersRow`] holds: `f` gets the
 /// blob's string table (position `i` is `strings[i - 1]`) and each row matching `filter`. The rest
 /// of a row (raw counts, duration, error example, sessions) is checked and skipped, not decoded:
 /// the per-user tables read every row of 30 days, and building a full [`RowRef`] per row was a
