@@ -623,6 +623,17 @@ fn normalize(html: &str) -> String {
         out.push(ch);
         i += ch.len_utf8();
     }
+    // The series bucket of a default (last 24 h) window depends on the wall clock: until
+    // `SEAL_GRACE` after midnight UTC yesterday is not rolled to hours yet, so the window stays
+    // at minute granularity and the bucket is 10 min instead of 1 h.
+    let out = match out.find("one point per ") {
+        Some(at) => {
+            let from = at + "one point per ".len();
+            let to = from + out[from..].find('.').unwrap_or(0);
+            format!("{}BUCKET{}", &out[..from], &out[to..])
+        }
+        None => out,
+    };
     out.replace("><", ">\n<")
 }
 
