@@ -179,22 +179,15 @@ impl Query {
         self.scan(store, window, Cube::Tools, day_blobs, Read::Totals, f)
     }
 
-    /// The bytes of every users-cube blob of `window`, rolled days by their hours (what
-    /// `scan_rows` parses from that cube), for a reader that parses rows itself.
-    fn scan_users_blobs(
+    /// The bytes of every users-cube blob that starts in `range` (part of a window), rolled days
+    /// by their hours.
+    fn scan_users_blobs_in(
         &self,
         store: &SpanStore,
-        window: &Window,
+        range: ScanRange,
         f: &mut dyn FnMut(&BlobKey, &[u8]) -> Result<()>,
     ) -> Result<()> {
-        store.scan_rollup_blobs(
-            self.org,
-            &self.servers,
-            self.env,
-            Cube::Users,
-            self.clamped(window),
-            f,
-        )
+        store.scan_rollup_blobs(self.org, &self.servers, self.env, Cube::Users, range, f)
     }
 
     /// The window's range, without what retention hides.

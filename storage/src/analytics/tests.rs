@@ -227,6 +227,65 @@ fn exact_quantile(spans: &[&SpanRecord], q: f64) -> Option<u64> {
     v.last().map(|x| x.0)
 }
 
+/// `a` and `b` equal but for the order their sums were added in.
+fn same_user_tables(a: &UserTables, b: &UserTables, what: &str) {
+    let users = |t: &UserTables| -> Vec<(String, u64, u64)> {
+        t.users
+            .iter()
+            .map(|r| (r.user.clone(), r.tools, r.last_unix_nano))
+            .collect()
+    };
+    assert_eq!(users(a), users(b), "{what}: users");
+    for (x, y) in a.users.iter().zip(&b.users) {
+        assert!(
+            close(x.calls, y.calls) && close(x.errors, y.errors),
+            "{what}: {x:?} {y:?}"
+        );
+    }
+    let pairs = |t: &UserTables| -> Vec<(String, String, Option<u64>)> {
+        t.user_tools
+            .iter()
+            .map(|r| (r.user.clone(), r.tool.clone(), r.p95_nanos))
+            .collect()
+    };
+    assert_eq!(pairs(a), pairs(b), "{what}: user x tool");
+    for (x, y) in a.user_tools.iter().zip(&b.user_tools) {
+        assert!(
+            close(x.calls, y.calls) && close(x.errors, y.errors),
+            "{what}: {x:?} {y:?}"
+        );
+    }
+    let clients = |t: &UserTables| -> Vec<(Option<String>, Option<String>, u64, u64)> {
+        t.clients
+            .iter()
+            .map(|r| (r.name.clone(), r.version.clone(), r.users, r.last_unix_nano))
+            .collect()
+    };
+    assert_eq!(
+        clients(a),
+        clients(b),
+        "{what}: clients {:?} {:?}",
+        a.clients,
+        b.clients
+    );
+    for (x, y) in a.clients.iter().zip(&b.clients) {
+        assert!(
+            close(x.calls, y.calls) && close(x.errors, y.errors),
+            "{what}: {x:?} {y:?}"
+        );
+    }
+    let protocols = |t: &UserTables| -> Vec<(Option<String>, u64)> {
+        t.protocols
+            .iter()
+            .map(|r| (r.version.clone(), r.last_unix_nano))
+            .collect()
+    };
+    assert_eq!(protocols(a), protocols(b), "{what}: protocols");
+    for (x, y) in a.protocols.iter().zip(&b.protocols) {
+        assert!(close(x.calls, y.calls), "{what}: {x:?} {y:?}");
+    }
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
@@ -440,6 +499,17 @@ fn check_all(store: &SpanStore, spans: &[SpanRecord], q: &Query, w: &Window, sta
             t,
             "{stage}: users-cube tables with limits {limits:?}"
         );
+    }
+    // Cut into parts on their own threads and merged, the same tables (sums in another order).
+    for (threads, part_nanos_min) in [(1, u64::MAX), (2, MINUTE_NANOS), (3, 1)] {
+        let limits = users::Limits {
+            threads,
+            part_nanos_min,
+            ..users::LIMITS
+        };
+        let got = users::pass(store, q, w, 5, all, &limits).unwrap();
+        let what = format!("{stage}: users-cube tables in {threads} parts");
+        same_user_tables(&got, &t, &what);
     }
     let (c5, p5) = clients(store, q, w, 5).unwrap();
     assert_eq!(

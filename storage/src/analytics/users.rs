@@ -9,11 +9,13 @@ use rustc_hash::FxBuildHasher;
 
 use super::{rate, ClientRow, ProtocolRow, Query, UserRow, UserToolRow, Window, ROWS_MAX};
 use crate::error::{Result, StorageError};
+use crate::model::DAY_NANOS;
 use crate::rollup::{
     for_each_users_row,
     kmv::{self, DistinctAccumulator},
     sketch::LatencySketch,
-    Cube, D_CLIENT, D_CLIENT_VERSION, D_PROTOCOL, D_TOOL, D_USER,
+    BlobKey, Cube, DimFilter, ScanRange, Side, D_CLIENT, D_CLIENT_VERSION, D_PROTOCOL, D_TOOL,
+    D_USER, HOUR_NANOS,
 };
 use crate::spans::SpanStore;
 
@@ -55,12 +57,19 @@ pub(super) struct Limits {
     pub sketch_bytes: usize,
     pub dense_cells: usize,
     pub client_bits_bytes: usize,
+    /// Parts (threads) a pass may cut its window into; 0: one per core, at most
+    /// [`PASS_THREADS_MAX`].
+    pub threads: usize,
+    /// Least range of a part.
+    pub part_nanos_min: u64,
 }
 
 pub(super) const LIMITS: Limits = Limits {
     sketch_bytes: USER_TOOL_SKETCH_BYTES_MAX,
     dense_cells: DENSE_CELLS_MAX,
     client_bits_bytes: CLIENT_USER_BITS_BYTES_MAX,
+    threads: 0,
+    part_nanos_min: PASS_PART_NANOS_MIN,
 };
 
 /// Most active users, user x tool, clients and protocol versions (each at most `limit` rows),
@@ -375,8 +384,309 @@ struct ClientAcc {
     users: UserSet,
 }
 
+/// Most threads one pass splits its range over. Parts are merged by string, so a part costs a
+/// merge of its users, tools and pairs (cheap next to reading the rows it covers).
+pub(super) const PASS_THREADS_MAX: usize = 4;
+/// Least range a part of a pass covers: a day of hour blobs (24 string tables and their rows);
+/// shorter ranges are read on the calling thread alone.
+pub(super) const PASS_PART_NANOS_MIN: u64 = DAY_NANOS;
+
+/// What one part of a pass (a sub-range of its window, on its own thread) has summed: users,
+/// tools and clients numbered in its own order of first sight.
+struct Part<'l> {
+    want: Want,
+    limits: &'l Limits,
+    // Users and tools are each numbered densely (they index `users` and the pair cells);
+    // client names, client versions and protocol versions share a third numbering.
+    user_ids: Ids,
+    tool_ids: Ids,
+    other_ids: Ids,
+    /// Indexed by user id.
+    users: Vec<UserAcc>,
+    pairs: Pairs,
+    /// The current blob's (user, tool, calls, errors), added to `pairs` once it is read.
+    blob_pairs: Vec<(u32, u32, f64, f64)>,
+    /// `None` once over the cap.
+    arena: Option<Arena>,
+    /// (client name id, client version id) -> index in `clients`; rows sorted by dimensions
+    /// come in runs of one client, hence the last one looked up is kept.
+    client_index: HashMap<(u32, u32), usize, FxBuildHasher>,
+    clients: Vec<((u32, u32), ClientAcc)>,
+    last_client: Option<((u32, u32), usize)>,
+    bits_bytes: usize,
+    protocols: HashMap<u32, (f64, u64), FxBuildHasher>,
+}
+
+impl<'l> Part<'l> {
+    fn new(want: Want, limits: &'l Limits) -> Part<'l> {
+        Part {
+            want,
+            limits,
+            user_ids: Ids::default(),
+            tool_ids: Ids::default(),
+            other_ids: Ids::default(),
+            users: Vec::new(),
+            pairs: Pairs::Dense {
+                cells: Vec::new(),
+                seen: Vec::new(),
+                n_cells: 0,
+            },
+            blob_pairs: Vec::new(),
+            arena: want.user_tools.then(|| (Vec::new(), Vec::new())),
+            client_index: HashMap::default(),
+            clients: Vec::new(),
+            last_client: None,
+            bits_bytes: 0,
+            protocols: HashMap::default(),
+        }
+    }
+
+    /// Adds the rows of one users-cube blob that match `filter` and `side`.
+    fn blob(
+        &mut self,
+        bk: &BlobKey,
+        bytes: &[u8],
+        filter: &DimFilter<'_>,
+        side: Side,
+    ) -> Result<()> {
+        let want = self.want;
+        let per_user = want.users || want.user_tools;
+        self.user_ids.new_blob();
+        self.tool_ids.new_blob();
+        self.other_ids.new_blob();
+        self.blob_pairs.clear();
+        for_each_users_row(bytes, bk.start_unix_nano(), filter, |strings, row| {
+            if row.side != side {
+                return Ok(());
+            }
+            let user = if per_user || want.clients {
+                self.user_ids.of(strings, row.ids[D_USER])?
+            } else {
+                None
+            };
+            if let (true, Some(u)) = (per_user, user) {
+                if want.users {
+                    self.user(u, row.calls, row.errors, row.last_unix_nano);
+                }
+                if let Some(t) = self.tool_ids.of(strings, row.ids[D_TOOL])? {
+                    self.blob_pairs.push((u, t, row.calls, row.errors));
+                    self.sketch(u, t, row.latency);
+                }
+            }
+            if want.clients {
+                let key = (
+                    self.other_ids
+                        .of(strings, row.ids[D_CLIENT])?
+                        .unwrap_or(NONE),
+                    self.other_ids
+                        .of(strings, row.ids[D_CLIENT_VERSION])?
+                        .unwrap_or(NONE),
+                );
+                let protocol = self
+                    .other_ids
+                    .of(strings, row.ids[D_PROTOCOL])?
+                    .unwrap_or(NONE);
+                self.client(
+                    key,
+                    protocol,
+                    row.calls,
+                    row.errors,
+                    row.last_unix_nano,
+                    user,
+                );
+            }
+            Ok(())
+        })?;
+        let known = self.user_ids.interner.len();
+        self.pairs
+            .add_all(&self.blob_pairs, known, self.limits.dense_cells);
+        Ok(())
+    }
+
+    #[inline]
+    fn user(&mut self, u: u32, calls: f64, errors: f64, last: u64) {
+        let i = u as usize;
+        if i >= self.users.len() {
+            self.users.resize_with(i + 1, UserAcc::default);
+        }
+        let a = &mut self.users[i];
+        a.calls += calls;
+        a.errors += errors;
+        a.last = a.last.max(last);
+    }
+
+    /// Keeps the encoded latency sketch of a (user, tool) row, while the arena is under its cap.
+    #[inline]
+    fn sketch(&mut self, u: u32, t: u32, latency: &[u8]) {
+        if let Some((bytes, refs)) = self.arena.as_mut() {
+            if bytes.len() + latency.len() > self.limits.sketch_bytes {
+                self.arena = None;
+            } else {
+                refs.push((u, t, bytes.len() as u32));
+                bytes.extend_from_slice(latency);
+            }
+        }
+    }
+
+    fn client(
+        &mut self,
+        key: (u32, u32),
+        protocol: u32,
+        calls: f64,
+        errors: f64,
+        last: u64,
+        user: Option<u32>,
+    ) {
+        let i = match self.last_client {
+            Some((k, i)) if k == key => i,
+            _ => {
+                let clients = &mut self.clients;
+                let i = *self.client_index.entry(key).or_insert_with(|| {
+                    clients.push((
+                        key,
+                        ClientAcc {
+                            calls: 0.0,
+                            errors: 0.0,
+                            last: 0,
+                            users: UserSet::Bits(Vec::new()),
+                        },
+                    ));
+                    clients.len() - 1
+                });
+                self.last_client = Some((key, i));
+                i
+            }
+        };
+        let c = &mut self.clients[i].1;
+        c.calls += calls;
+        c.errors += errors;
+        c.last = c.last.max(last);
+        if let Some(u) = user {
+            c.users
+                .insert(u, &mut self.bits_bytes, self.limits.client_bits_bytes);
+        }
+        let p = self.protocols.entry(protocol).or_insert((0.0, 0));
+        p.0 += calls;
+        p.1 = p.1.max(last);
+    }
+
+    /// Adds what `other` (a later part of the same window) summed, renumbering its users, tools
+    /// and other strings into this part's ids.
+    fn absorb(&mut self, other: Part<'_>) -> Result<()> {
+        let remap = |mine: &mut Ids, theirs: &Ids| -> Result<Vec<u32>> {
+            (0..theirs.interner.len() as u32)
+                .map(|i| mine.interner.id(theirs.interner.get(i)))
+                .collect()
+        };
+        let users = remap(&mut self.user_ids, &other.user_ids)?;
+        let tools = remap(&mut self.tool_ids, &other.tool_ids)?;
+        let others = remap(&mut self.other_ids, &other.other_ids)?;
+        let o = |i: u32| if i == NONE { NONE } else { others[i as usize] };
+        for (u, a) in other.users.into_iter().enumerate() {
+            if a.calls != 0.0 || a.errors != 0.0 || a.last != 0 {
+                self.user(users[u], a.calls, a.errors, a.last);
+            }
+        }
+        let known = self.user_ids.interner.len();
+        let rows: Vec<(u32, u32, f64, f64)> = other
+            .pairs
+            .into_counts()
+            .into_iter()
+            .map(|((u, t), (c, e))| (users[u as usize], tools[t as usize], c, e))
+            .collect();
+        self.pairs.add_all(&rows, known, self.limits.dense_cells);
+        self.arena = match (self.arena.take(), other.arena) {
+            (Some((mut bytes, mut refs)), Some((more, more_refs)))
+                if bytes.len() + more.len() <= self.limits.sketch_bytes =>
+            {
+                let base = bytes.len() as u32;
+                bytes.extend_from_slice(&more);
+                refs.extend(
+                    more_refs
+                        .into_iter()
+                        .map(|(u, t, off)| (users[u as usize], tools[t as usize], base + off)),
+                );
+                Some((bytes, refs))
+            }
+            _ => None,
+        };
+        // Protocols are summed per client row, so they move with the clients.
+        for (&version, &(calls, last)) in &other.protocols {
+            let p = self.protocols.entry(o(version)).or_insert((0.0, 0));
+            p.0 += calls;
+            p.1 = p.1.max(last);
+        }
+        self.last_client = None;
+        for ((name, version), a) in other.clients {
+            let key = (o(name), o(version));
+            let clients = &mut self.clients;
+            let i = *self.client_index.entry(key).or_insert_with(|| {
+                clients.push((
+                    key,
+                    ClientAcc {
+                        calls: 0.0,
+                        errors: 0.0,
+                        last: 0,
+                        users: UserSet::Bits(Vec::new()),
+                    },
+                ));
+                clients.len() - 1
+            });
+            let c = &mut self.clients[i].1;
+            c.calls += a.calls;
+            c.errors += a.errors;
+            c.last = c.last.max(a.last);
+            for u in a.users.ids() {
+                c.users.insert(
+                    users[u as usize],
+                    &mut self.bits_bytes,
+                    self.limits.client_bits_bytes,
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `range` cut into at most `parts` consecutive pieces of at least `piece_nanos_min` each, at
+/// hour boundaries where the range is long enough (a blob belongs to the piece its start is in,
+/// so the pieces read every blob exactly once wherever the cuts fall).
+fn split(range: ScanRange, parts: usize, piece_nanos_min: u64) -> Vec<ScanRange> {
+    let len = range.to_unix_nano.saturating_sub(range.from_unix_nano);
+    let n = (len / piece_nanos_min.max(1)).clamp(1, parts.max(1) as u64);
+    let align = if len / n >= HOUR_NANOS { HOUR_NANOS } else { 1 };
+    let mut out = Vec::with_capacity(n as usize);
+    let mut from = range.from_unix_nano;
+    for k in 1..n {
+        let cut = range.from_unix_nano + len / n * k;
+        let cut = (cut - cut % align).max(from);
+        out.push(ScanRange {
+            from_unix_nano: from,
+            to_unix_nano: cut,
+        });
+        from = cut;
+    }
+    out.push(ScanRange {
+        from_unix_nano: from,
+        to_unix_nano: range.to_unix_nano,
+    });
+    out.retain(|r| r.from_unix_nano < r.to_unix_nano);
+    out
+}
+
+/// Threads a pass may use: the machine's cores, at most [`PASS_THREADS_MAX`].
+fn pass_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(PASS_THREADS_MAX)
+}
+
 /// The tables of `want` (the others come back empty) in one pass over the users cube, within
 /// `limits` (tests lower them to take the fallbacks).
+///
+/// A window of several days is cut into parts read on their own threads (one per core, at most
+/// [`PASS_THREADS_MAX`]) and merged in time order: the pass is most of the analytics page's
+/// time, and its blobs are independent.
 pub(super) fn pass(
     store: &SpanStore,
     q: &Query,
@@ -386,114 +696,51 @@ pub(super) fn pass(
     limits: &Limits,
 ) -> Result<UserTables> {
     let limit = limit.min(ROWS_MAX);
-    // Users and tools are each numbered densely (they index `users` and the pair cells);
-    // client names, client versions and protocol versions share a third numbering.
-    let mut user_ids = Ids::default();
-    let mut tool_ids = Ids::default();
-    let mut other_ids = Ids::default();
-    // Indexed by user id.
-    let mut users: Vec<UserAcc> = Vec::new();
-    let mut pairs = Pairs::Dense {
-        cells: Vec::new(),
-        seen: Vec::new(),
-        n_cells: 0,
-    };
-    // The current blob's (user, tool, calls, errors), added to `pairs` once it is read.
-    let mut blob_pairs: Vec<(u32, u32, f64, f64)> = Vec::new();
-    // `None` once over the cap.
-    let mut arena: Option<Arena> = want.user_tools.then(|| (Vec::new(), Vec::new()));
-    // (client name id, client version id) -> index in `clients`; rows sorted by dimensions come
-    // in runs of one client, hence the last one looked up is kept.
-    let mut client_index: HashMap<(u32, u32), usize, FxBuildHasher> = HashMap::default();
-    let mut clients: Vec<((u32, u32), ClientAcc)> = Vec::new();
-    let mut last_client: Option<((u32, u32), usize)> = None;
-    let mut bits_bytes = 0usize;
-    let mut protocols: HashMap<u32, (f64, u64), FxBuildHasher> = HashMap::default();
-    let per_user = want.users || want.user_tools;
     let filter = q.filter();
     let side = q.side;
-    q.scan_users_blobs(store, window, &mut |bk, bytes| {
-        user_ids.new_blob();
-        tool_ids.new_blob();
-        other_ids.new_blob();
-        blob_pairs.clear();
-        for_each_users_row(bytes, bk.start_unix_nano(), &filter, |strings, row| {
-            if row.side != side {
-                return Ok(());
-            }
-            let user = if per_user || want.clients {
-                user_ids.of(strings, row.ids[D_USER])?
-            } else {
-                None
-            };
-            if let (true, Some(u)) = (per_user, user) {
-                if want.users {
-                    let i = u as usize;
-                    if i >= users.len() {
-                        users.resize_with(i + 1, UserAcc::default);
-                    }
-                    let a = &mut users[i];
-                    a.calls += row.calls;
-                    a.errors += row.errors;
-                    a.last = a.last.max(row.last_unix_nano);
-                }
-                if let Some(t) = tool_ids.of(strings, row.ids[D_TOOL])? {
-                    blob_pairs.push((u, t, row.calls, row.errors));
-                    if let Some((bytes, refs)) = arena.as_mut() {
-                        if bytes.len() + row.latency.len() > limits.sketch_bytes {
-                            arena = None;
-                        } else {
-                            refs.push((u, t, bytes.len() as u32));
-                            bytes.extend_from_slice(row.latency);
-                        }
-                    }
-                }
-            }
-            if want.clients {
-                let key = (
-                    other_ids.of(strings, row.ids[D_CLIENT])?.unwrap_or(NONE),
-                    other_ids
-                        .of(strings, row.ids[D_CLIENT_VERSION])?
-                        .unwrap_or(NONE),
-                );
-                let i = match last_client {
-                    Some((k, i)) if k == key => i,
-                    _ => {
-                        let i = *client_index.entry(key).or_insert_with(|| {
-                            clients.push((
-                                key,
-                                ClientAcc {
-                                    calls: 0.0,
-                                    errors: 0.0,
-                                    last: 0,
-                                    users: UserSet::Bits(Vec::new()),
-                                },
-                            ));
-                            clients.len() - 1
-                        });
-                        last_client = Some((key, i));
-                        i
-                    }
-                };
-                let c = &mut clients[i].1;
-                c.calls += row.calls;
-                c.errors += row.errors;
-                c.last = c.last.max(row.last_unix_nano);
-                if let Some(u) = user {
-                    c.users.insert(u, &mut bits_bytes, limits.client_bits_bytes);
-                }
-                let p = protocols
-                    .entry(other_ids.of(strings, row.ids[D_PROTOCOL])?.unwrap_or(NONE))
-                    .or_insert((0.0, 0));
-                p.0 += row.calls;
-                p.1 = p.1.max(row.last_unix_nano);
-            }
-            Ok(())
+    let read = |range: ScanRange| -> Result<Part<'_>> {
+        let mut part = Part::new(want, limits);
+        q.scan_users_blobs_in(store, range, &mut |bk, bytes| {
+            part.blob(bk, bytes, &filter, side)
         })?;
-        let known = user_ids.interner.len();
-        pairs.add_all(&blob_pairs, known, limits.dense_cells);
-        Ok(())
-    })?;
+        Ok(part)
+    };
+    let threads = match limits.threads {
+        0 => pass_threads(),
+        n => n,
+    };
+    let ranges = split(q.clamped(window), threads, limits.part_nanos_min);
+    let parts: Vec<Result<Part<'_>>> = if ranges.len() > 1 {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = ranges[1..]
+                .iter()
+                .map(|&r| s.spawn(move || read(r)))
+                .collect();
+            let mut parts = vec![read(ranges[0])];
+            for h in handles {
+                parts.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            }
+            parts
+        })
+    } else {
+        vec![read(ranges.first().copied().unwrap_or(q.clamped(window)))]
+    };
+    let mut parts = parts.into_iter();
+    let mut acc = parts.next().expect("one part at least")?;
+    for p in parts {
+        acc.absorb(p?)?;
+    }
+    let Part {
+        user_ids,
+        tool_ids,
+        other_ids,
+        mut users,
+        pairs,
+        arena,
+        clients,
+        protocols,
+        ..
+    } = acc;
     let counts = pairs.into_counts();
     let (user_names, tool_names, others) =
         (&user_ids.interner, &tool_ids.interner, &other_ids.interner);
@@ -540,8 +787,8 @@ pub(super) fn pass(
         })
         .collect();
     c.sort_by(|a, b| {
-        b.calls
-            .total_cmp(&a.calls)
+        rank_key(b.calls)
+            .cmp(&rank_key(a.calls))
             .then_with(|| (&a.name, &a.version).cmp(&(&b.name, &b.version)))
     });
     c.truncate(limit);
@@ -554,8 +801,8 @@ pub(super) fn pass(
         })
         .collect();
     p.sort_by(|a, b| {
-        b.calls
-            .total_cmp(&a.calls)
+        rank_key(b.calls)
+            .cmp(&rank_key(a.calls))
             .then_with(|| a.version.cmp(&b.version))
     });
     p.truncate(limit);
@@ -567,7 +814,15 @@ pub(super) fn pass(
     })
 }
 
-/// Users by weighted calls, most first (ties by id).
+/// Weighted calls as the tables rank them: in millionths of a call. Weighted sums of the same
+/// rows added in another order (a pass cut into parts, each part's sums added at the end) differ
+/// in their last bits; ranking the exact floats would reorder ties (most rows have the same few
+/// calls) by those bits, and the tables would depend on how many cores the machine has.
+fn rank_key(calls: f64) -> i64 {
+    (calls * 1e6).round() as i64
+}
+
+/// Users by weighted calls, most first (ties by name).
 fn top_users(names: &Interner, users: Vec<UserAcc>, limit: usize) -> Vec<UserRow> {
     let mut rows: Vec<UserRow> = users
         .into_iter()
@@ -582,8 +837,8 @@ fn top_users(names: &Interner, users: Vec<UserAcc>, limit: usize) -> Vec<UserRow
         })
         .collect();
     rows.sort_by(|a, b| {
-        b.calls
-            .total_cmp(&a.calls)
+        rank_key(b.calls)
+            .cmp(&rank_key(a.calls))
             .then_with(|| a.user.cmp(&b.user))
     });
     rows.truncate(limit);
@@ -609,21 +864,20 @@ fn top_pairs(
     // Ties (most pairs have the same few calls) are broken by (user, tool) name: compared as
     // ranks of the names, which order as the names do, instead of comparing strings.
     let (user_rank, tool_rank) = (users.ranks(), tools.ranks());
-    let mut top: Vec<(f64, u32, u32, u32)> = counts
+    let mut top: Vec<(i64, u32, u32, u32)> = counts
         .iter()
         .enumerate()
         .map(|(i, &((u, t), (calls, _)))| {
             (
-                calls,
+                rank_key(calls),
                 user_rank[u as usize],
                 tool_rank[t as usize],
                 i as u32,
             )
         })
         .collect();
-    let order = |a: &(f64, u32, u32, u32), b: &(f64, u32, u32, u32)| {
-        b.0.total_cmp(&a.0)
-            .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
+    let order = |a: &(i64, u32, u32, u32), b: &(i64, u32, u32, u32)| {
+        b.0.cmp(&a.0).then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
     };
     // Only the first `limit` need sorting: select them first (pairs can be as many as rows).
     if top.len() > limit && limit > 0 {

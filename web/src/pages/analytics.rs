@@ -53,18 +53,37 @@ pub struct Data {
 }
 
 /// The users-cube tables (users, user x tool, clients, protocols) come from one pass over it:
-/// that cube is most of the page's cost at high user cardinality.
+/// that cube is most of the page's cost at high user cardinality. The pass runs on its own
+/// thread (it splits itself further over the cores) while this one reads the rest: the
+/// questions are independent, and the page waits for the slowest.
 pub fn read_all(store: &SpanStore, q: &Query, w: &Window) -> mcp_obs_storage::Result<Data> {
-    let u = an::user_tables(store, q, w, TABLE_ROWS)?;
+    let (u, rest) = std::thread::scope(|s| {
+        let users = s.spawn(|| an::user_tables(store, q, w, TABLE_ROWS));
+        let rest = (|| {
+            Ok::<_, mcp_obs_storage::StorageError>((
+                an::summary(store, q, w)?,
+                an::series(store, q, w)?,
+                an::top_tools(store, q, w, TABLE_ROWS)?,
+                an::errors(store, q, w, TABLE_ROWS)?,
+            ))
+        })();
+        // A panic there is a bug; it reaches the caller as a panic of this task would.
+        let users = users
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (users, rest)
+    });
+    let u = u?;
+    let (summary, series, tools, errors) = rest?;
     Ok(Data {
-        summary: an::summary(store, q, w)?,
-        series: an::series(store, q, w)?,
-        tools: an::top_tools(store, q, w, TABLE_ROWS)?,
+        summary,
+        series,
+        tools,
         users: u.users,
         user_tools: u.user_tools,
         clients: u.clients,
         protocols: u.protocols,
-        errors: an::errors(store, q, w, TABLE_ROWS)?,
+        errors,
     })
 }
 
