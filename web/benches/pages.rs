@@ -6,7 +6,8 @@
 //! before today, 20 servers, 200 tools, 2,000 users, 5% errors); BENCH_DIR (default
 //! `$TMPDIR/mcpobs-bench-pages`) keeps it between runs, and a directory built by
 //! `cargo bench -p mcp-obs-storage --bench analytics` can be copied there. One 200-span trace is
-//! appended to today. BENCH_RUNS (default 20) requests per page.
+//! appended to today. BENCH_RUNS (default 20) requests per page. It runs with the binary's
+//! allocator and purge delay (BENCH_PURGE_DELAY_MS, default 10).
 //!
 //! Run: `cargo bench -p mcp-obs-web --bench pages`.
 
@@ -25,6 +26,15 @@ use mcp_obs_web::state::AppState;
 use mcp_obs_web::WebConfig;
 use rand::SeedableRng;
 
+/// The binary's allocator (src/main.rs), so that the pages' times include what it costs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The binary's default `[storage] allocator_purge_delay_ms`: freed memory goes back to the OS
+/// after 10 ms, so a page's fresh buffers are faulted in again as in the server
+/// (BENCH_PURGE_DELAY_MS overrides it).
+const PURGE_DELAY_MS: usize = 10;
+
 /// The analytics benchmark's layout: 90 days, appended in batches of 20,000.
 const DAYS: u64 = 90;
 const BATCH: usize = 20_000;
@@ -37,6 +47,8 @@ fn main() {
     }
     let total = common::env_usize("BENCH_SPANS", 10_000_000);
     let runs = common::env_usize("BENCH_RUNS", 20);
+    let purge_ms = common::env_usize("BENCH_PURGE_DELAY_MS", PURGE_DELAY_MS);
+    mcp_obs_storage::memory::set_allocator_purge_delay_ms(purge_ms.try_into().unwrap_or(u32::MAX));
     let dir: PathBuf = std::env::var("BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir().join("mcpobs-bench-pages"));
