@@ -436,15 +436,38 @@ export function installServer(server, observerRef) {
 
   // Handlers: hand the record to the handler's extra (for recordException and the tool hook) and
   // note exceptions the library turns into a JSON-RPC error (no numeric `code`: -32603).
+  //
+  // McpServer's own `tools/call` handler (1.x and 2.x) answers every exception of a tool with an
+  // `isError` result (the tool hook below records it) and rethrows only JSON-RPC errors, which
+  // have a numeric `code`: watching its promise would cost a promise reaction per call and never
+  // note anything, so it is not watched. It is recognised as the handler McpServer installed:
+  // the `tools/call` handler present when its tool handlers are already initialized, or the one
+  // set while `setToolRequestHandlers` runs.
   const handlers = proto._requestHandlers;
-  for (const [method, h] of handlers) handlers.set(method, observedHandler(proto, h));
+  const mcp = server !== proto && typeof server.setToolRequestHandlers === 'function';
+  const mcpToolCall = mcp && server._toolHandlersInitialized === true ? handlers.get('tools/call') : undefined;
+  for (const [method, h] of handlers) handlers.set(method, observedHandler(proto, h, h === mcpToolCall));
+  let settingToolHandlers = false;
+  if (mcp) {
+    const origSetTools = server.setToolRequestHandlers;
+    server.setToolRequestHandlers = function setToolRequestHandlers(...args) {
+      settingToolHandlers = true;
+      try {
+        return origSetTools.apply(this, args);
+      } finally {
+        settingToolHandlers = false;
+      }
+    };
+  }
   const origSet = proto.setRequestHandler;
   proto.setRequestHandler = function setRequestHandler(...args) {
     const before = new Map(handlers);
     const r = origSet.apply(this, args);
     try {
       for (const [method, h] of handlers) {
-        if (before.get(method) !== h && !h[ADAPTER]) handlers.set(method, observedHandler(proto, h));
+        if (before.get(method) !== h && !h[ADAPTER]) {
+          handlers.set(method, observedHandler(proto, h, settingToolHandlers && method === 'tools/call'));
+        }
       }
     } catch (e) {
       if (observerRef.observer) observerRef.observer.hookError(e);
@@ -475,7 +498,10 @@ export function installServer(server, observerRef) {
   return observerRef;
 }
 
-function observedHandler(proto, h) {
+/** `h` wrapped: its request's record learns the handler's `extra` (for recordOf), and a
+ * rejection without a numeric `code` is noted, unless `codedOnly` (a handler known to reject only
+ * with JSON-RPC errors, whose code the response carries). */
+function observedHandler(proto, h, codedOnly = false) {
   const wrapped = function observed(request, extra) {
     let rec;
     try {
@@ -487,7 +513,7 @@ function observedHandler(proto, h) {
       rec = undefined;
     }
     const p = h(request, extra);
-    if (rec !== undefined && p && typeof p.then === 'function') {
+    if (rec !== undefined && !codedOnly && p && typeof p.then === 'function') {
       p.then(undefined, (err) => {
         try {
           if (!(err && Number.isSafeInteger(err.code))) {

@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+// The request path's cost, paired: a stock server and instrumented servers of one SDK line in one
+// process, their calls interleaved in blocks of 50 (the order rotating every block), so the
+// drift of a loaded machine (other processes, frequency, GC phases) falls on all variants alike.
+//
+//   node sdk/typescript/bench/paired.mjs [--line ts1|ts2] [--calls 100000] [--reps 3]
+//
+// Variants: baseline (stock), baseline2 (a second stock server: the noise floor), and
+// instrumented with the appliance unreachable (a closed port: the request path alone, nothing is
+// encoded or sent). Prints the median per call and the difference to baseline, per repetition.
+
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { configureMCPTelemetry } from '../src/index.js';
+import { freePort } from '../test/appliance.mjs';
+import { addTool, lib } from '../test/lines.mjs';
+import * as z from 'zod';
+
+const { values } = parseArgs({
+  options: {
+    calls: { type: 'string', default: '100000' },
+    reps: { type: 'string', default: '3' },
+    line: { type: 'string', default: 'ts1' },
+  },
+});
+const CALLS = Number(values.calls);
+const REPS = Number(values.reps);
+const line = values.line;
+const BLOCK = 50;
+
+async function makeClient(instrument, closed, extraOpts = {}) {
+  const L = await lib(line);
+  const s = new L.McpServer({ name: 'bench', version: '1.0.0' });
+  addTool(s, line, 'echo', { x: z.number() }, ({ x }) => ({ content: [{ type: 'text', text: String(x) }] }));
+  const handle = instrument ? configureMCPTelemetry(s, { apiKey: 'bench', endpoint: closed, ...extraOpts }) : null;
+  const [clientSide, serverSide] = L.InMemoryTransport.createLinkedPair();
+  await s.connect(serverSide);
+  const client = new L.Client({ name: 'bench-client', version: '1.0.0' });
+  await client.connect(clientSide);
+  return { client, handle };
+}
+
+const closed = `http://127.0.0.1:${await freePort()}`;
+const variants = {
+  baseline: await makeClient(false),
+  baseline2: await makeClient(false),
+  instrumented: await makeClient(true, closed),
+  ...(process.env.PAIRED_SKIPPED ? { skipped: await makeClient(true, closed, { skipMethods: ['tools/call'] }) } : {}),
+};
+const names = Object.keys(variants);
+const args = { name: 'echo', arguments: { x: 1 } };
+console.log(`load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; node ${process.version}; ${line}; ${CALLS} calls per variant, blocks of ${BLOCK}`);
+for (let rep = 0; rep <= REPS; rep++) {
+  const samples = Object.fromEntries(names.map((k) => [k, new Float64Array(CALLS)]));
+  const n = rep === 0 ? Math.min(CALLS, 20000) : CALLS; // rep 0: warm-up, not printed
+  for (let b = 0; b < n / BLOCK; b++) {
+    await new Promise((r) => setImmediate(r));
+    for (let j = 0; j < names.length; j++) {
+      const k = names[(b + j) % names.length];
+      const { client } = variants[k];
+      const out = samples[k];
+      for (let i = b * BLOCK; i < (b + 1) * BLOCK; i++) {
+        const t = process.hrtime.bigint();
+        await client.callTool(args);
+        out[i] = Number(process.hrtime.bigint() - t);
+      }
+    }
+  }
+  if (rep === 0) continue;
+  const med = Object.fromEntries(names.map((k) => [k, median(samples[k].subarray(0, n)) / 1000]));
+  const base = med.baseline;
+  const parts = names.map((k) => {
+    const d = med[k] - base;
+    return `${k} ${med[k].toFixed(3)} us (${d >= 0 ? '+' : ''}${d.toFixed(3)} us, ${d >= 0 ? '+' : ''}${((d / base) * 100).toFixed(2)}%)`;
+  });
+  console.log(`rep ${rep}: ${parts.join('  ')}  load ${os.loadavg()[0].toFixed(2)}`);
+}
+for (const v of Object.values(variants)) {
+  await v.client.close();
+  if (v.handle) await v.handle.shutdown(100);
+}
+
+function median(xs) {
+  const s = Float64Array.from(xs).sort();
+  return s[s.length >> 1];
+}
