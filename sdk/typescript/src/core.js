@@ -1,7 +1,7 @@
 // Options, the public handle, and the library-neutral request observer used by every hook.
 
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { CircuitBreaker, Exporter } from './export.js';
+import { CircuitBreaker, EXPORTS_IN_FLIGHT_MAX, Exporter } from './export.js';
 import { Recorder, SpanRecord, TARGET_NONE, TARGET_PROMPT, TARGET_RESOURCE, TARGET_TOOL, captureValue, errorType } from './record.js';
 
 export const VERSION = '0.1.0';
@@ -218,7 +218,7 @@ export class TelemetryHandle {
       spansDropped: rec.droppedQueueFull + exp.droppedExport,
       spansDroppedQueueFull: rec.droppedQueueFull,
       spansDroppedExport: exp.droppedExport,
-      queueSize: rec.queue.length + (exp.pending ? exp.pending.length : 0),
+      queueSize: rec.queue.length + exp.pendingSpans,
       failedExports: exp.failedExports,
       exportRetries: exp.retries,
       circuitState: exp.breaker.state,
@@ -247,7 +247,7 @@ export function registerLive(handle) {
   process.on('beforeExit', () => {
     // runs again after the flush's own work drains; flush once
     if (flushedAtExit) return;
-    const pending = [...live].some((h) => h._exporter.recorder.queue.length || h._exporter.pending);
+    const pending = [...live].some((h) => !h._exporter.idle);
     if (!pending) return;
     flushedAtExit = true;
     for (const h of live) h.flush(timeoutMs).catch(() => {});
@@ -306,6 +306,7 @@ export function build(options, defaultServiceName) {
     timeoutMs: envNumber('MCPOBS_EXPORT_TIMEOUT_MS', 5000),
     compression: process.env.MCPOBS_COMPRESSION === 'none' ? 'none' : 'gzip',
     maxRetries: envNumber('MCPOBS_MAX_RETRIES', 3),
+    exportsInFlightMax: envNumber('MCPOBS_EXPORTS_IN_FLIGHT', EXPORTS_IN_FLIGHT_MAX),
     breaker: new CircuitBreaker({
       threshold: envNumber('MCPOBS_BREAKER_THRESHOLD', 3),
       baseMs: envNumber('MCPOBS_BREAKER_BASE_MS', 1000),

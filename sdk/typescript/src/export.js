@@ -4,8 +4,8 @@
 // official serializer would write for the same spans, without building OpenTelemetry span
 // objects), compressed (gzip level 1; small bodies go uncompressed) and POSTed once (with
 // `Authorization: Bearer`, the status kept). Around it, as the Python SDK does around its
-// exporter: one batch in flight at a time drained from the recorder's bounded queue on an unref'd
-// timer, retries only of what OTLP allows (429/502/503/504 and network errors) honouring
+// exporter: batches drained from the recorder's bounded queue on an unref'd timer, at most
+// EXPORTS_IN_FLIGHT_MAX of them in flight (one after a failure), retries only of what OTLP allows (429/502/503/504 and network errors) honouring
 // `Retry-After`, and a circuit breaker with exponential backoff and jitter. Nothing here runs on
 // the MCP request path, and no timer here keeps the process alive.
 
@@ -79,6 +79,26 @@ export function parseRetryAfter(value) {
 }
 
 const RETRYABLE = new Set([429, 502, 503, 504]);
+
+/** Batches sent concurrently at most (default; `MCPOBS_EXPORTS_IN_FLIGHT`, 1..8). With one, a
+ * burst above roughly one batch per POST round trip fills the queue while the exporter waits for
+ * the appliance's answer; two overlap the round trips. A second batch is started only while the
+ * last answers were successes (breaker closed, no failure counted): while retrying, probing
+ * (half-open) or honouring a Retry-After, one batch at a time. */
+export const EXPORTS_IN_FLIGHT_MAX = 2;
+const EXPORTS_IN_FLIGHT_LIMIT = 8; // the most the option may ask for
+
+/** One export lane: a batch (sent or being retried), its encoded body and its own encoder (a
+ * body is a view of its encoder's buffer, kept for retries until the batch is done). */
+class Lane {
+  constructor(encoder) {
+    this.encoder = encoder;
+    this.batch = null;
+    this.body = null;
+    this.attempts = 0;
+    this.promise = null; // the send in progress
+  }
+}
 const gzip = promisify(zlib.gzip);
 // gzip level 1 (not the default 6): a third of the CPU for spans, whose bodies compress about as
 // well either way (~10:1); bodies smaller than this go uncompressed (gzip is optional in OTLP)
@@ -95,7 +115,7 @@ class AnsweringTransport {
     this.headers = headers;
     this.timeoutMs = timeoutMs;
     this.mod = this.url.protocol === 'https:' ? https : http;
-    this.agent = new this.mod.Agent({ keepAlive: true, maxSockets: 2 });
+    this.agent = new this.mod.Agent({ keepAlive: true, maxSockets: EXPORTS_IN_FLIGHT_LIMIT });
     this.last = null;
   }
 
@@ -221,24 +241,41 @@ export class Exporter {
     this.retries = 0;
     this.remoteConfig = null;
     this.configError = null;
-    this.pending = null; // the batch being sent or retried
-    this.pendingAttempts = 0;
-    this.inFlight = null; // promise of the send in progress
     this.started = false;
     this.stopped = false;
     this.timer = null;
     this.configTimer = null;
     this.immediate = null;
-    this.encoder = null;
     this.transport = null;
-    this.pendingBody = null; // the pending batch's protobuf (a view of the encoder's buffer)
+    const lanes = Math.min(EXPORTS_IN_FLIGHT_LIMIT, Math.max(1, Math.floor(opts.exportsInFlightMax || EXPORTS_IN_FLIGHT_MAX)));
+    this.lanes = [];
+    for (let i = 0; i < lanes; i++) this.lanes.push(new Lane(this.apiKey ? new OtlpEncoder(this.resource, this.scope) : null));
+    this.maxConcurrent = 0; // the most batches seen in flight at once (stats, tests)
     if (this.apiKey) {
       const url = `${this.endpoint}/v1/traces`;
       const headers = { Authorization: `Bearer ${this.apiKey}`, 'User-Agent': this.userAgent, 'Content-Type': 'application/x-protobuf' };
-      this.encoder = new OtlpEncoder(this.resource, this.scope);
       this.transport = new AnsweringTransport(url, headers, this.timeoutMs, opts.compression !== 'none');
     }
     recorder.onBatchReady = () => this.wake();
+  }
+
+  /** Spans taken from the queue and not finished with yet (being sent or waiting for a retry). */
+  get pendingSpans() {
+    let n = 0;
+    for (const lane of this.lanes) if (lane.batch !== null) n += lane.batch.length;
+    return n;
+  }
+
+  /** Batches being sent right now. */
+  get inFlightCount() {
+    let n = 0;
+    for (const lane of this.lanes) if (lane.promise !== null) n++;
+    return n;
+  }
+
+  /** Nothing queued, nothing pending, nothing in flight. */
+  get idle() {
+    return this.recorder.queue.length === 0 && this.pendingSpans === 0 && this.inFlightCount === 0;
   }
 
   start() {
@@ -261,49 +298,75 @@ export class Exporter {
     });
   }
 
-  /** Send batches until the queue is empty, the breaker says wait, or a send is in flight. */
+  /** Start sending batches (a pending retry first, then new ones from the queue) on every free
+   * lane, while the breaker allows: a second lane only while it is closed. Returns a promise that
+   * settles when one of the sends in flight settles, or null when none is. */
   drain() {
-    if (this.inFlight !== null || this.stopped) return this.inFlight;
+    if (this.stopped) return this.anyInFlight();
     const q = this.recorder.queue;
-    if (this.pending === null && q.length === 0) return null;
-    if (!this.breaker.allow(Date.now())) return null;
-    if (this.pending === null) {
-      this.pending = q.length <= this.recorder.batchSize ? q.splice(0) : q.splice(0, this.recorder.batchSize);
-      this.pendingAttempts = 0;
+    for (const lane of this.lanes) {
+      if (lane.promise !== null) continue;
+      if (lane.batch === null && q.length === 0) continue;
+      const busy = this.inFlightCount;
+      // a second batch only while the appliance answers: after a failure (retrying, half-open
+      // probe, Retry-After) one at a time, as with a single lane
+      if (busy > 0 && (this.breaker.state !== 'closed' || this.breaker.failures !== 0)) break;
+      if (!this.breaker.allow(Date.now())) break;
+      if (lane.batch === null) {
+        lane.batch = q.length <= this.recorder.batchSize ? q.splice(0) : q.splice(0, this.recorder.batchSize);
+        lane.attempts = 0;
+      }
+      if (busy + 1 > this.maxConcurrent) this.maxConcurrent = busy + 1;
+      lane.promise = this.send(lane)
+        .catch((e) => {
+          this.log(`exporter error: ${e && e.message}`);
+          return false; // the batch stays in its lane: retried by a later drain
+        })
+        .then((done) => {
+          lane.promise = null;
+          // more to send and the appliance is answering: go on, one event-loop turn later
+          if (done && (this.recorder.queue.length >= this.recorder.batchSize || this.flushing)) this.wake();
+        });
     }
-    const p = this.send(this.pending)
-      .catch((e) => this.log(`exporter error: ${e && e.message}`))
-      .then((done) => {
-        this.inFlight = null;
-        // more to send and the appliance is answering: go on, one event-loop turn later
-        if (done && (this.recorder.queue.length >= this.recorder.batchSize || this.flushing)) this.wake();
-      });
-    this.inFlight = p;
-    return p;
+    return this.anyInFlight();
   }
 
-  /** Send one batch. Resolves true when the batch is done (sent or given up), false to retry. */
-  async send(batch) {
+  anyInFlight() {
+    let first = null;
+    let many = false;
+    for (const lane of this.lanes) {
+      if (lane.promise === null) continue;
+      if (first === null) first = lane.promise;
+      else many = true;
+    }
+    if (!many) return first;
+    return Promise.race(this.lanes.filter((l) => l.promise !== null).map((l) => l.promise));
+  }
+
+  /** Send one lane's batch. Resolves true when the batch is done (sent or given up), false to
+   * retry it. */
+  async send(lane) {
+    const batch = lane.batch;
     if (!this.recorder.enabled || this.transport === null) {
       this.droppedExport += batch.length;
-      this.done();
+      this.done(lane);
       return true;
     }
-    // encoded once per batch (a retry sends the same bytes); the encoder's buffer is reused
-    // for the next batch only after this one is done
-    if (this.pendingBody === null) {
+    // encoded once per batch (a retry sends the same bytes); the lane's encoder buffer is reused
+    // for its next batch only after this one is done
+    if (lane.body === null) {
       try {
-        this.pendingBody = this.encoder.encode(batch);
+        lane.body = lane.encoder.encode(batch);
       } catch (e) {
         this.log(`encode failed, dropping ${batch.length} spans: ${e && e.message}`);
         this.droppedExport += batch.length;
-        this.done();
+        this.done(lane);
         return true;
       }
     }
     let result;
     try {
-      result = await this.transport.send(this.pendingBody, this.timeoutMs);
+      result = await this.transport.send(lane.body, this.timeoutMs);
     } catch (error) {
       result = { status: 'failure', error };
     }
@@ -311,21 +374,21 @@ export class Exporter {
       this.log(`exported ${batch.length} spans`);
       this.exported += batch.length;
       this.breaker.success();
-      this.done();
+      this.done(lane);
       return true;
     }
     this.failedExports++;
     const { retryable, status, retryAfterMs } = classify(result);
     if (retryable) {
       this.breaker.failure(Date.now(), retryAfterMs);
-      this.pendingAttempts++;
+      lane.attempts++;
       this.log(
         `export got ${status || 'no response'}; retry_after=${retryAfterMs === undefined ? 'none' : retryAfterMs / 1000}` +
           ` circuit=${this.breaker.state}`,
       );
-      if (this.pendingAttempts > this.maxRetries) {
+      if (lane.attempts > this.maxRetries) {
         this.droppedExport += batch.length;
-        this.done();
+        this.done(lane);
       } else {
         this.retries++;
       }
@@ -336,15 +399,15 @@ export class Exporter {
     this.log(`export rejected with ${status}; dropping ${batch.length} spans`);
     this.breaker.success();
     this.droppedExport += batch.length;
-    this.done();
+    this.done(lane);
     if (status === 403) this.recorder.enabled = false; // telemetry disabled; config refresh re-enables
     return true;
   }
 
-  /** The pending batch is finished with (sent or given up). */
-  done() {
-    this.pending = null;
-    this.pendingBody = null;
+  /** The lane's batch is finished with (sent or given up). */
+  done(lane) {
+    lane.batch = null;
+    lane.body = null;
   }
 
   /** Send everything queued now; resolves true when the queue was fully exported in time. */
@@ -354,12 +417,12 @@ export class Exporter {
     this.flushing = true;
     try {
       while (Date.now() < deadline) {
-        if (this.recorder.queue.length === 0 && this.pending === null && this.inFlight === null) return true;
+        if (this.idle) return true;
         if (this.breaker.state === 'open' && Date.now() < this.breaker.notBefore) return false;
         const p = this.drain();
         await waitFor(p, p ? Math.max(1, deadline - Date.now()) : 10);
       }
-      return this.recorder.queue.length === 0 && this.pending === null && this.inFlight === null;
+      return this.idle;
     } finally {
       this.flushing = false;
     }
