@@ -28,7 +28,7 @@ export class RpcError extends Error {
 
 async function sdk(line) {
   if (line === 'ts1') {
-    const [server, mcp, types, inMemory, client, stdio, http] = await Promise.all([
+    const [server, mcp, types, inMemory, client, stdio, http, sse] = await Promise.all([
       import('@modelcontextprotocol/sdk/server/index.js'),
       import('@modelcontextprotocol/sdk/server/mcp.js'),
       import('@modelcontextprotocol/sdk/types.js'),
@@ -36,6 +36,7 @@ async function sdk(line) {
       import('@modelcontextprotocol/sdk/client/index.js'),
       import('@modelcontextprotocol/sdk/client/stdio.js'),
       import('@modelcontextprotocol/sdk/client/streamableHttp.js'),
+      import('@modelcontextprotocol/sdk/client/sse.js'),
     ]);
     return {
       Server: server.Server,
@@ -44,6 +45,7 @@ async function sdk(line) {
       Client: client.Client,
       StdioClientTransport: stdio.StdioClientTransport,
       StreamableHTTPClientTransport: http.StreamableHTTPClientTransport,
+      SSEClientTransport: sse.SSEClientTransport,
       McpError: types.McpError,
       notFound: (uri) => new types.McpError(-32002, `Resource not found: ${uri}`),
       invalidParams: (msg) => new types.McpError(types.ErrorCode.InvalidParams, msg),
@@ -62,6 +64,7 @@ async function sdk(line) {
     Client: client.Client,
     StdioClientTransport: stdio.StdioClientTransport,
     StreamableHTTPClientTransport: client.StreamableHTTPClientTransport,
+    SSEClientTransport: client.SSEClientTransport,
     McpError: server.ProtocolError,
     notFound: (uri) => new server.ResourceNotFoundError(uri),
     invalidParams: (msg) => new server.ProtocolError(server.ProtocolErrorCode.InvalidParams, msg),
@@ -78,7 +81,8 @@ export async function lib(line) {
 // ------------------------------------------------------------------------------------- clients
 const AnyResult = z.object({}).passthrough();
 
-/** Target: { server } in-process | { command, args, env } stdio | { url, headers } HTTP.
+/** Target: { server } in-process | { command, args, env } stdio | { url, headers } streamable
+ * HTTP | { sse: url } SSE.
  * Returns { request(method, params) -> result (throws RpcError), close() }; initialize done. */
 export async function connect(target, flavour, clientInfo = { name: 'conformance-client', version: '1.0.0' }) {
   const L = await lib(lineOf(flavour));
@@ -90,6 +94,8 @@ export async function connect(target, flavour, clientInfo = { name: 'conformance
     transport = clientSide;
   } else if (target.command) {
     transport = new L.StdioClientTransport({ command: target.command, args: target.args, env: target.env, stderr: 'pipe' });
+  } else if (target.sse) {
+    transport = new L.SSEClientTransport(new URL(target.sse));
   } else {
     transport = new L.StreamableHTTPClientTransport(new URL(target.url), { requestInit: { headers: target.headers || {} } });
   }

@@ -3,7 +3,10 @@
 // FLAVOUR: ts1 | ts1-lowlevel | ts2 | ts2-lowlevel (lines.mjs).
 // MODE: stdio | http (streamable HTTP at /mcp, one session = one server + transport, as the SDK
 // docs show; 1.x on Express with the SDK's `createMcpExpressApp`, 2.x on node:http with
-// `NodeStreamableHTTPServerTransport`).
+// `NodeStreamableHTTPServerTransport`) | http-stateless (streamable HTTP without sessions,
+// `sessionIdGenerator: undefined`: a new server + transport per HTTP request, as the SDK docs
+// show) | sse (1.x only: the SDK's `SSEServerTransport`, GET /sse + POST /messages; 2.x ships
+// no SSE server transport).
 // Telemetry settings come from the environment (MCPOBS_API_KEY, MCPOBS_ENDPOINT, MCPOBS_*).
 // SCENARIO_AUTH=1 turns on the MCP SDK's own bearer-token auth with the tokens of scenario.json.
 // SCENARIO_DEBUG=1 passes debug: true (telemetry logs go to stderr, never stdout).
@@ -176,6 +179,70 @@ async function http2(port) {
     .listen(port, '127.0.0.1');
 }
 
+/** Streamable HTTP without sessions: every POST gets its own server and transport. */
+async function httpStateless(port) {
+  const Transport =
+    line === 'ts1'
+      ? (await import('@modelcontextprotocol/sdk/server/streamableHttp.js')).StreamableHTTPServerTransport
+      : (await import('@modelcontextprotocol/node')).NodeStreamableHTTPServerTransport;
+  const readBody = (req) =>
+    new Promise((resolve, reject) => {
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => resolve(chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined));
+      req.on('error', reject);
+    });
+  http
+    .createServer(async (req, res) => {
+      try {
+        if (!req.url.startsWith('/mcp') || req.method !== 'POST') {
+          res.writeHead(405, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message: 'Method not allowed.' }, id: null }));
+          return;
+        }
+        const body = await readBody(req);
+        const server = await newServer();
+        const transport = new Transport({ sessionIdGenerator: undefined });
+        res.on('close', () => {
+          transport.close();
+          server.close();
+        });
+        await server.connect(hook(transport));
+        await transport.handleRequest(req, res, body);
+      } catch (err) {
+        process.stderr.write(`scenario-server: ${err && err.stack}\n`);
+        if (!res.headersSent) res.writeHead(500).end();
+      }
+    })
+    .listen(port, '127.0.0.1');
+}
+
+/** 1.x SSE: one GET /sse stream per session, its messages POSTed to /messages?sessionId=. */
+async function sse1(port) {
+  const { SSEServerTransport } = await import('@modelcontextprotocol/sdk/server/sse.js');
+  const { createMcpExpressApp } = await import('@modelcontextprotocol/sdk/server/express.js');
+  const app = createMcpExpressApp();
+  const transports = new Map();
+  app.get('/sse', async (req, res) => {
+    const transport = new SSEServerTransport('/messages', res);
+    transports.set(transport.sessionId, transport);
+    res.on('close', () => transports.delete(transport.sessionId));
+    const server = await newServer();
+    await server.connect(hook(transport));
+  });
+  app.post('/messages', async (req, res) => {
+    const transport = transports.get(String(req.query.sessionId));
+    if (!transport) {
+      res.status(400).send('No transport found for sessionId');
+      return;
+    }
+    await transport.handlePostMessage(req, res, req.body);
+  });
+  app.listen(port, '127.0.0.1');
+}
+
 if (mode === 'stdio') await stdio();
+else if (mode === 'sse') await sse1(Number(portArg));
+else if (mode === 'http-stateless') await httpStateless(Number(portArg));
 else if (line === 'ts1') await http1(Number(portArg));
 else await http2(Number(portArg));

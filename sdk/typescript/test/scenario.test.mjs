@@ -24,6 +24,24 @@ after(async () => {
   await app.stop();
 });
 
+/** The scenario as a stateless streamable HTTP server can meet it: the same steps and spans,
+ * but the client's name only on `initialize` and no session id (checked by the test). */
+const STATELESS = {
+  ...SCENARIO,
+  steps: SCENARIO.steps.map((step) =>
+    step.request.method === 'initialize'
+      ? step
+      : {
+          ...step,
+          expect_span: {
+            ...step.expect_span,
+            mcp_present: (step.expect_span.mcp_present || []).filter((k) => k !== 'client_name' && k !== 'client_version'),
+          },
+        },
+  ),
+  transports: { ...SCENARIO.transports, stateless: { mcp_expect: { transport: 'tcp' } } },
+};
+
 function serverEnv(key, extra = {}) {
   return { ...process.env, MCPOBS_API_KEY: key, MCPOBS_ENDPOINT: app.base, MCPOBS_EXPORT_INTERVAL_MS: '200', ...extra };
 }
@@ -37,9 +55,9 @@ async function runScenario(target, flavour) {
   }
 }
 
-async function startHttpServer(flavour, key, extra = {}) {
+async function startHttpServer(flavour, key, extra = {}, mode = 'http') {
   const port = await freePort();
-  const proc = spawn(process.execPath, [SERVER, flavour, 'http', String(port)], {
+  const proc = spawn(process.execPath, [SERVER, flavour, mode, String(port)], {
     env: serverEnv(key, extra),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -117,6 +135,42 @@ for (const flavour of FLAVOURS) {
       const spans = await app.waitSpans(serverId, N_STEPS);
       checkSpans(spans, 'streamable_http', { variant: scenarioVariant(flavour) });
     });
+
+    test('streamable HTTP, stateless (sessionIdGenerator: undefined, a server per request)', async () => {
+      const [serverId, key] = await newObsServer(app, `stateless-${flavour}`);
+      const srv = await startHttpServer(flavour, key, {}, 'http-stateless');
+      let outcomes;
+      try {
+        outcomes = await runScenario({ url: `http://127.0.0.1:${srv.port}/mcp` }, flavour);
+      } finally {
+        await srv.stop();
+      }
+      checkOutcomes(outcomes);
+      const spans = await app.waitSpans(serverId, N_STEPS);
+      // without sessions every request after `initialize` reaches a fresh server that never saw
+      // the client's name, and there is no session id: the rest of each span is the scenario's
+      checkSpans(spans, 'stateless', { scenario: STATELESS, variant: scenarioVariant(flavour) });
+      for (const s of spans) assert.equal(s.mcp.session_id ?? null, null, `${s.name}: session id without sessions`);
+    });
+
+    if (flavour.startsWith('ts1')) {
+      // 2.x ships no SSE server transport (its client still speaks SSE)
+      test('SSE (SSEServerTransport, SSEClientTransport)', async () => {
+        const [serverId, key] = await newObsServer(app, `sse-${flavour}`);
+        const srv = await startHttpServer(flavour, key, {}, 'sse');
+        let outcomes;
+        try {
+          outcomes = await runScenario({ sse: `http://127.0.0.1:${srv.port}/sse` }, flavour);
+        } finally {
+          await srv.stop();
+        }
+        checkOutcomes(outcomes);
+        const spans = await app.waitSpans(serverId, N_STEPS);
+        checkSpans(spans, 'sse', { variant: scenarioVariant(flavour) });
+        const sessions = new Set(spans.filter((s) => s.mcp.method !== 'initialize').map((s) => s.mcp.session_id));
+        assert.equal(sessions.size, 1, [...sessions].join(','));
+      });
+    }
 
     test('in-process (in-memory transport)', async () => {
       const [serverId, key] = await newObsServer(app, `mem-${flavour}`);
