@@ -14,15 +14,20 @@ if [ ! -x "$BIN" ]; then
 fi
 export MCPOBS_BINARY="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
 for tool in node npm; do
-  command -v "$tool" >/dev/null || { echo "run-tests.sh: $tool not found (Node.js 20 or newer is needed)" >&2; exit 2; }
+  command -v "$tool" >/dev/null || { echo "run-tests.sh: $tool not found (Node.js 18.19 or newer is needed)" >&2; exit 2; }
 done
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+echo "==> node $(node --version) ($(command -v node))" >&2
 t0=$(date +%s)
 
-# Dependencies from the committed lock file; reinstalled only when the lock (or node) changed.
-stamp="node_modules/.installed-$( (cat package-lock.json; node --version) | sha1sum | cut -c1-12)"
+# Dependencies from the committed lock files, reinstalled only when a lock (or node) changed: the
+# package's own (runtime only: what `npm install ./sdk/typescript` brings) in node_modules/, and
+# the harness's (both MCP SDK lines, TypeScript, zod; test/package.json) in test/node_modules/.
+stamp="test/node_modules/.installed-$( (cat package-lock.json test/package-lock.json; node --version) | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-  echo "==> npm ci" >&2
+  echo "==> npm ci (package, then test harness)" >&2
   npm ci --no-audit --no-fund --loglevel=error >&2
+  (cd test && npm ci --no-audit --no-fund --loglevel=error >&2)
   touch "$stamp"
 fi
 # No build step: the package is plain ESM JavaScript (src/*.js) with hand-written declarations
@@ -33,7 +38,11 @@ files=("$@")
 tap="$(mktemp)"
 trap 'rm -f "$tap"' EXIT
 set +e
-node --test --test-concurrency=4 --test-timeout=120000 \
+# Node 18 has neither --test-concurrency nor --test-timeout (its runner still runs the files in
+# parallel); the 2.x line's tests are skipped there (@modelcontextprotocol/server needs Node 20).
+runner=(--test)
+[ "$node_major" -ge 20 ] && runner+=(--test-concurrency=4 --test-timeout=120000)
+node "${runner[@]}" \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$tap" \
   "${files[@]}"

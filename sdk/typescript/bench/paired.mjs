@@ -13,8 +13,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { configureMCPTelemetry } from '../src/index.js';
 import { freePort } from '../test/appliance.mjs';
-import { addTool, lib } from '../test/lines.mjs';
-import * as z from 'zod';
+import { addTool, lib, z } from '../test/lines.mjs';
 
 const { values } = parseArgs({
   options: {

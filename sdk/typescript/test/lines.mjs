@@ -8,11 +8,19 @@
 // the line's own client and sends raw JSON-RPC requests (one step = one request).
 
 import * as z from 'zod';
+
+export { z }; // the harness's zod (test/node_modules), for the benchmarks
 import { recordException } from '../src/index.js';
 import { SCENARIO } from './scenario.mjs';
 
 export const FLAVOURS = ['ts1', 'ts1-lowlevel', 'ts2', 'ts2-lowlevel'];
 export const lineOf = (flavour) => (flavour.startsWith('ts2') ? 'ts2' : 'ts1');
+
+export const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+/** `skip` option for the tests of `flavour` (a line or flavour): the 2.x packages declare
+ * `engines: node >= 20`, so on Node 18 only the 1.x line runs. */
+export const skipOn = (flavour) =>
+  lineOf(flavour) === 'ts2' && NODE_MAJOR < 20 ? `@modelcontextprotocol/server 2.x needs Node 20 (running ${process.version})` : false;
 
 /** Key into scenario.json `library_variants` (none needed so far for the TypeScript SDK). */
 export function scenarioVariant(_flavour) {

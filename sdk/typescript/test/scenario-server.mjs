@@ -15,11 +15,16 @@
 // handle too, so exceptions inside them are seen, and each request must still be one span.
 // Prints nothing on stdout except what the MCP transport writes.
 
-import { randomUUID } from 'node:crypto';
+import { randomUUID, webcrypto } from 'node:crypto';
 import http from 'node:http';
 import { configureAllMCPFeatures, configureMCPTelemetry, createTelemetryAdapter, telemetryOf } from '../src/index.js';
 import { buildServer, lineOf } from './lines.mjs';
 import { SCENARIO } from './scenario.mjs';
+
+// @modelcontextprotocol/sdk 1.x's streamable HTTP server calls the global `crypto` (Node 19 and
+// newer; Node 18 has it only with --experimental-global-webcrypto): on Node 18 the application
+// provides it, as here.
+if (globalThis.crypto === undefined) globalThis.crypto = webcrypto;
 
 const [flavour, mode, portArg] = process.argv.slice(2);
 const line = lineOf(flavour);
