@@ -41,6 +41,9 @@ sdk/python/run-tests.sh 2>&1 | tee -a "$results"
 step "TypeScript SDK tests (real MCP servers and clients against the release binary)"
 sdk/typescript/run-tests.sh 2>&1 | tee -a "$results"
 
+step "TypeScript SDK tests on Node 18 (Debian's nodejs 18, installed on first use; the 1.x line)"
+sdk/typescript/with-node18.sh sdk/typescript/run-tests.sh 2>&1 | tee -a "$results"
+
 step "Dashboard end-to-end tests (headless Chromium against the release binary)"
 e2e/run-tests.sh 2>&1 | tee -a "$results"
 
