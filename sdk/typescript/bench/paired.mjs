@@ -5,14 +5,16 @@
 //
 //   node sdk/typescript/bench/paired.mjs [--line ts1|ts2] [--calls 100000] [--reps 3]
 //
-// Variants: baseline (stock), baseline2 (a second stock server: the noise floor), and
-// instrumented with the appliance unreachable (a closed port: the request path alone, nothing is
-// encoded or sent). Prints the median per call and the difference to baseline, per repetition.
+// Variants: baseline (stock), baseline2 (a second stock server: the noise floor), unreachable
+// (instrumented, the appliance a closed port: the request path alone, nothing is encoded or sent)
+// and, with --reachable, reachable (instrumented, exporting to the REAL appliance, MCPOBS_BINARY:
+// the request path plus the export running between the calls). Prints the median per call and
+// the difference to baseline, per repetition, and the reachable server's export counters.
 
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { configureMCPTelemetry } from '../src/index.js';
-import { freePort } from '../test/appliance.mjs';
+import { Appliance, freePort } from '../test/appliance.mjs';
 import { addTool, lib, z } from '../test/lines.mjs';
 
 const { values } = parseArgs({
@@ -20,6 +22,7 @@ const { values } = parseArgs({
     calls: { type: 'string', default: '100000' },
     reps: { type: 'string', default: '3' },
     line: { type: 'string', default: 'ts1' },
+    reachable: { type: 'boolean', default: false },
   },
 });
 const CALLS = Number(values.calls);
@@ -27,11 +30,11 @@ const REPS = Number(values.reps);
 const line = values.line;
 const BLOCK = 50;
 
-async function makeClient(instrument, closed, extraOpts = {}) {
+async function makeClient(instrument, endpoint, extraOpts = {}, apiKey = 'bench') {
   const L = await lib(line);
   const s = new L.McpServer({ name: 'bench', version: '1.0.0' });
   addTool(s, line, 'echo', { x: z.number() }, ({ x }) => ({ content: [{ type: 'text', text: String(x) }] }));
-  const handle = instrument ? configureMCPTelemetry(s, { apiKey: 'bench', endpoint: closed, ...extraOpts }) : null;
+  const handle = instrument ? configureMCPTelemetry(s, { apiKey, endpoint, ...extraOpts }) : null;
   const [clientSide, serverSide] = L.InMemoryTransport.createLinkedPair();
   await s.connect(serverSide);
   const client = new L.Client({ name: 'bench-client', version: '1.0.0' });
@@ -40,12 +43,16 @@ async function makeClient(instrument, closed, extraOpts = {}) {
 }
 
 const closed = `http://127.0.0.1:${await freePort()}`;
+const app = values.reachable ? await new Appliance().start() : null;
 const variants = {
   baseline: await makeClient(false),
   baseline2: await makeClient(false),
-  instrumented: await makeClient(true, closed),
-  ...(process.env.PAIRED_SKIPPED ? { skipped: await makeClient(true, closed, { skipMethods: ['tools/call'] }) } : {}),
+  unreachable: await makeClient(true, closed),
 };
+if (app !== null) {
+  const [, key] = await app.createServer('bench');
+  variants.reachable = await makeClient(true, app.base, {}, key);
+}
 const names = Object.keys(variants);
 const args = { name: 'echo', arguments: { x: 1 } };
 console.log(`load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; node ${process.version}; ${line}; ${CALLS} calls per variant, blocks of ${BLOCK}`);
@@ -74,10 +81,17 @@ for (let rep = 0; rep <= REPS; rep++) {
   });
   console.log(`rep ${rep}: ${parts.join('  ')}  load ${os.loadavg()[0].toFixed(2)}`);
 }
+if (app !== null) {
+  const h = variants.reachable.handle;
+  await h.flush(10000);
+  const st = h.stats();
+  console.log(`reachable: recorded ${st.spansRecorded}, exported ${st.spansExported}, dropped ${st.spansDropped} (queue full ${st.spansDroppedQueueFull})`);
+}
 for (const v of Object.values(variants)) {
   await v.client.close();
   if (v.handle) await v.handle.shutdown(100);
 }
+if (app !== null) await app.stop();
 
 function median(xs) {
   const s = Float64Array.from(xs).sort();
