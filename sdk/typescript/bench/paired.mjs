@@ -10,8 +10,13 @@
 // and, with --reachable, reachable (instrumented, exporting to the REAL appliance, MCPOBS_BINARY:
 // the request path plus the export running between the calls). Prints the median per call and
 // the difference to baseline, per repetition, and the reachable server's export counters.
+// --against DIR adds `against`: the same as unreachable, instrumented by the copy of the SDK in
+// DIR (its src/index.js, e.g. a checkout of an older commit), for a before/after comparison
+// inside one process.
 
 import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { configureMCPTelemetry } from '../src/index.js';
 import { Appliance, freePort } from '../test/appliance.mjs';
@@ -23,6 +28,7 @@ const { values } = parseArgs({
     reps: { type: 'string', default: '3' },
     line: { type: 'string', default: 'ts1' },
     reachable: { type: 'boolean', default: false },
+    against: { type: 'string' },
   },
 });
 const CALLS = Number(values.calls);
@@ -30,11 +36,11 @@ const REPS = Number(values.reps);
 const line = values.line;
 const BLOCK = 50;
 
-async function makeClient(instrument, endpoint, extraOpts = {}, apiKey = 'bench') {
+async function makeClient(instrument, endpoint, extraOpts = {}, apiKey = 'bench', configure = configureMCPTelemetry) {
   const L = await lib(line);
   const s = new L.McpServer({ name: 'bench', version: '1.0.0' });
   addTool(s, line, 'echo', { x: z.number() }, ({ x }) => ({ content: [{ type: 'text', text: String(x) }] }));
-  const handle = instrument ? configureMCPTelemetry(s, { apiKey, endpoint, ...extraOpts }) : null;
+  const handle = instrument ? configure(s, { apiKey, endpoint, ...extraOpts }) : null;
   const [clientSide, serverSide] = L.InMemoryTransport.createLinkedPair();
   await s.connect(serverSide);
   const client = new L.Client({ name: 'bench-client', version: '1.0.0' });
@@ -49,6 +55,10 @@ const variants = {
   baseline2: await makeClient(false),
   unreachable: await makeClient(true, closed),
 };
+if (values.against) {
+  const other = await import(pathToFileURL(path.resolve(values.against, 'src/index.js')).href);
+  variants.against = await makeClient(true, closed, {}, 'bench', other.configureMCPTelemetry);
+}
 if (app !== null) {
   const [, key] = await app.createServer('bench');
   variants.reachable = await makeClient(true, app.base, {}, key);
