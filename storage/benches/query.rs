@@ -3,7 +3,8 @@
 //! and filtered pages of 100, and bytes on disk per span.
 //!
 //! Run: `cargo bench -p mcp-obs-storage --bench query` (env BENCH_SPANS, BENCH_DIR to keep the
-//! store between runs: an existing store there is reused instead of rebuilt).
+//! store between runs: an existing store there is reused instead of rebuilt; BENCH_ONLY=user runs
+//! only the pages whose name contains `user`, for profiling one query).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -117,7 +118,12 @@ fn main() {
             },
         ),
     ];
+    // BENCH_ONLY=user runs only the pages whose name contains it (for profiling one query).
+    let only = std::env::var("BENCH_ONLY").ok();
     for (name, f) in filters {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
         let mut times = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..20 {

@@ -71,7 +71,9 @@ fn span(rng: &mut StdRng, i: u64) -> SpanRecord {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args().nth(1).ok_or("usage: format_fixture <empty dir>")?;
+    let dir = std::env::args()
+        .nth(1)
+        .ok_or("usage: format_fixture <empty dir>")?;
     let opts = SpanStoreOptions {
         block_rows_max: 256,
         row_group_rows: 64,

@@ -7,8 +7,13 @@ use crate::codec::{self, compress, Reader};
 use crate::error::Result;
 use crate::model::{Env, OrgId, ServerId, SpanRecord};
 
-/// Bodies written since format 5: the prelude also holds the row-group size.
-pub const BODY_MAGIC: [u8; 4] = *b"MOB3";
+/// Bodies written since format 6: as `MOB3`, and the dictionaries of the header's bitmap fields
+/// (method, tool, user, session) are in hash order, so a filter finds its value's id from the
+/// header bitmap's rank instead of walking the dictionary.
+pub const BODY_MAGIC: [u8; 4] = *b"MOB4";
+/// Bodies of format 5: the prelude also holds the row-group size; dictionaries in first-appearance
+/// order.
+const BODY_MAGIC_V3: [u8; 4] = *b"MOB3";
 /// Bodies of formats 2 to 4: no row groups.
 const BODY_MAGIC_V2: [u8; 4] = *b"MOB2";
 /// Hard limit on rows per block, whatever the options say: bounds decode allocations.
@@ -28,6 +33,7 @@ pub struct BlockBody {
     pub server: ServerId,
     pub rows: usize,
     group_rows: usize,
+    hash_dicts: bool,
     data: Vec<u8>,
     frames: Vec<(usize, usize)>,
 }
@@ -38,18 +44,21 @@ pub(super) struct Prelude {
     pub server: ServerId,
     pub rows: usize,
     pub group_rows: usize,
+    /// `MOB4`: the bitmap fields' dictionaries are in hash order (`hash_order`).
+    pub hash_dicts: bool,
 }
 
-/// Reads the prelude: magic, then org, server and row count, then (`MOB3`) rows per row group.
+/// Reads the prelude: magic, then org, server and row count, then (`MOB3`, `MOB4`) rows per row
+/// group.
 pub(super) fn read_prelude(r: &mut Reader<'_>) -> Result<Prelude> {
     let magic = r.array::<4>()?;
-    if magic != BODY_MAGIC && magic != BODY_MAGIC_V2 {
+    if magic != BODY_MAGIC && magic != BODY_MAGIC_V3 && magic != BODY_MAGIC_V2 {
         return Err(corrupt("block body magic"));
     }
     let (org, server, rows) = (r.u32_le()?, r.u32_le()?, r.u32_le()? as usize);
-    let group_rows = match magic == BODY_MAGIC {
-        true => r.u32_le()? as usize,
-        false => 0,
+    let group_rows = match magic == BODY_MAGIC_V2 {
+        false => r.u32_le()? as usize,
+        true => 0,
     };
     if group_rows > BLOCK_ROWS_LIMIT {
         return Err(corrupt(format!("row group of {group_rows} rows")));
@@ -59,6 +68,7 @@ pub(super) fn read_prelude(r: &mut Reader<'_>) -> Result<Prelude> {
         server,
         rows,
         group_rows,
+        hash_dicts: magic == BODY_MAGIC,
     })
 }
 
@@ -97,6 +107,7 @@ impl BlockBody {
             server,
             rows,
             group_rows,
+            hash_dicts,
         } = read_prelude(&mut r)?;
         if rows == 0 || rows > BLOCK_ROWS_LIMIT {
             return Err(corrupt(format!("block row count {rows}")));
@@ -107,6 +118,7 @@ impl BlockBody {
             server,
             rows,
             group_rows,
+            hash_dicts,
             data,
             frames,
         })
@@ -135,6 +147,9 @@ impl ColumnRead for BlockBody {
     fn group_rows(&self) -> usize {
         self.group_rows
     }
+    fn hash_dicts(&self) -> bool {
+        self.hash_dicts
+    }
     fn org(&self) -> OrgId {
         self.org
     }
@@ -152,6 +167,8 @@ pub trait ColumnRead {
     fn rows(&self) -> usize;
     /// Rows per row group of the segmented columns; 0 when the block has none.
     fn group_rows(&self) -> usize;
+    /// Whether the dictionaries of the header's bitmap fields are in hash order (`MOB4`).
+    fn hash_dicts(&self) -> bool;
     fn org(&self) -> OrgId;
     fn server(&self) -> ServerId;
     /// The decompressed bytes of column `col`.

@@ -447,7 +447,13 @@ impl<'a> Cols<'a> {
                 out.extend_from_slice(&self.extras);
             }
             _ => {
-                strdict::encode_vals(out, &self.strs[col - C_STR0]);
+                let vals = &self.strs[col - C_STR0];
+                // The header's bitmap fields keep their dictionary in hash order (`MOB4`).
+                let ordered = BITMAP_FIELDS
+                    .contains(&StrField::ALL[col - C_STR0])
+                    .then(|| hash_ordered(vals))
+                    .flatten();
+                strdict::encode_vals(out, ordered.as_ref().unwrap_or(vals));
                 if g != usize::MAX {
                     str_cuts(out, self.len(), g, cuts);
                 }
@@ -491,6 +497,30 @@ fn str_cuts(raw: &[u8], n: usize, g: usize, cuts: &mut Vec<usize>) {
     if parse(cuts).is_err() {
         cuts.clear();
     }
+}
+
+/// `v` with its dictionary sorted by (`hash32`, bytes) and its ids remapped (docs/format.md,
+/// "Hash-ordered dictionaries"); `None` for a numeric column.
+pub(super) fn hash_ordered<'b>(v: &StrVals<'b>) -> Option<StrVals<'b>> {
+    let StrVals::Dict { dict, ids } = v else {
+        return None;
+    };
+    let hashes: Vec<u32> = dict.iter().map(|s| hash32(s)).collect();
+    let mut order: Vec<usize> = (0..dict.len()).collect();
+    order.sort_unstable_by(|&a, &b| {
+        (hashes[a], dict[a].as_bytes()).cmp(&(hashes[b], dict[b].as_bytes()))
+    });
+    let mut remap = vec![0u32; dict.len() + 1];
+    for (pos, &k) in order.iter().enumerate() {
+        remap[k + 1] = pos as u32 + 1;
+    }
+    Some(StrVals::Dict {
+        dict: order.iter().map(|&k| dict[k].clone()).collect(),
+        ids: ids
+            .iter()
+            .map(|&id| remap.get(id as usize).copied().unwrap_or(0))
+            .collect(),
+    })
 }
 
 fn fixed<const N: usize>(raw: &[u8], n: usize) -> Result<Vec<[u8; N]>> {
@@ -579,5 +609,44 @@ impl BlockBody {
     /// Every column decompressed, in column order (for [`Cols::from_raw`]).
     pub fn raw_columns(&self) -> Result<Vec<Vec<u8>>> {
         (0..NCOLS).map(|c| self.column(c)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn at(v: &StrVals<'_>, i: usize) -> Option<String> {
+        match v {
+            StrVals::Dict { dict, ids } => match ids[i] {
+                0 => None,
+                id => Some(dict[id as usize - 1].to_string()),
+            },
+            StrVals::Num(n) => n[i].map(|x| x.to_string()),
+        }
+    }
+
+    proptest! {
+        /// A hash-ordered column holds the same value in every row, its dictionary is distinct
+        /// and sorted by (hash, bytes), and it encodes and decodes like any dictionary column.
+        #[test]
+        fn hash_order_keeps_values(vals in proptest::collection::vec(
+            proptest::option::of("[a-e]{0,3}"), 1..200)) {
+            let v = StrVals::collect(vals.iter().map(|s| s.as_deref()));
+            let o = hash_ordered(&v).unwrap();
+            let StrVals::Dict { dict, .. } = &o else { panic!("dictionary") };
+            let keys: Vec<(u32, &[u8])> = dict.iter().map(|s| (hash32(s), s.as_bytes())).collect();
+            prop_assert!(keys.windows(2).all(|w| w[0] < w[1]));
+            let mut raw = Vec::new();
+            strdict::encode_vals(&mut raw, &o);
+            let mut r = Reader::new(&raw);
+            let back = strdict::decode_vals(&mut r, vals.len()).unwrap();
+            r.finish("string column").unwrap();
+            for (i, want) in vals.iter().enumerate() {
+                prop_assert_eq!(at(&o, i), want.clone());
+                prop_assert_eq!(at(&back, i), want.clone());
+            }
+        }
     }
 }

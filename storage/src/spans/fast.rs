@@ -2,6 +2,8 @@
 //! ids and dictionary string columns, so materializing a few rows of a block does not decode every
 //! row of every column. Same validation as the `codec` decoders for whatever they touch.
 
+use super::block::ColumnRead;
+use super::columns::DICT_SEGMENT_ENTRIES;
 use super::corrupt;
 use crate::codec::{strdict, Reader};
 use crate::error::Result;
@@ -207,4 +209,82 @@ pub fn str_match<'a>(raw: &'a [u8], n: usize, want: &str) -> Result<StrMatch<'a>
         Some(id) => StrMatch::Dict { width, data, id },
         None => StrMatch::Absent,
     })
+}
+
+/// Which rows of string column `col` hold `want`, for a `MOB4` body whose column is stored as
+/// row groups and whose dictionary is in hash order, `pos` being `want`'s position in it by the
+/// header bitmap's rank: reads the dictionary segment holding entry `pos` (to confirm it is
+/// `want`) and the ids segment, never the rest of the dictionary. `None` when that does not apply
+/// (older body, plain frame, numeric mode, or the entry differs because two values share a hash):
+/// the caller then walks the whole column. Every id is checked against the dictionary length.
+pub fn str_match_ranked(
+    body: &impl ColumnRead,
+    col: usize,
+    pos: u64,
+    want: &str,
+) -> Result<Option<Vec<bool>>> {
+    if !body.hash_dicts() || body.group_rows() == 0 {
+        return Ok(None);
+    }
+    let Some(segs) = body.segments(col)? else {
+        return Ok(None);
+    };
+    let n = body.rows();
+    let seg0 = body.segment(col, 0)?;
+    let mut r = Reader::new(&seg0);
+    if r.u8()? != 0 {
+        return Ok(None);
+    }
+    let d = dict_len(&mut r, n)?;
+    let nd = d.div_ceil(DICT_SEGMENT_ENTRIES).max(1);
+    if segs.len() != nd + 1 {
+        return Err(corrupt(format!(
+            "string column {col} has {} segments",
+            segs.len()
+        )));
+    }
+    let Ok(pos) = usize::try_from(pos) else {
+        return Ok(None);
+    };
+    if pos >= d {
+        return Ok(None);
+    }
+    let s = pos / DICT_SEGMENT_ENTRIES;
+    let run;
+    let mut r = match s {
+        0 => r,
+        _ => {
+            run = body.segment(col, s)?;
+            Reader::new(&run)
+        }
+    };
+    for _ in 0..pos % DICT_SEGMENT_ENTRIES {
+        r.len_bytes()?;
+    }
+    if r.len_bytes()? != want.as_bytes() {
+        return Ok(None);
+    }
+    let id = pos as u32 + 1;
+    let ids = body.segment(col, nd)?;
+    let mut ir = Reader::new(&ids);
+    let (width, data) = bitpacked(&mut ir, n)?;
+    ir.finish("string ids")?;
+    let mut hit = Vec::with_capacity(n);
+    for i in 0..n {
+        let x = get_bits(data, i, width);
+        if x as usize > d {
+            return Err(corrupt(format!("dictionary id {x} > {d}")));
+        }
+        hit.push(x == id);
+    }
+    Ok(Some(hit))
+}
+
+/// The dictionary length of a string column of `n` rows (at most `n`: every entry is some row's).
+pub fn dict_len(r: &mut Reader<'_>, n: usize) -> Result<usize> {
+    let d = r.varint()?;
+    if d > n as u64 {
+        return Err(corrupt(format!("dictionary of {d} entries for {n} rows")));
+    }
+    Ok(d as usize)
 }

@@ -190,22 +190,104 @@ pub fn filter_uses_bitmaps(f: &SpanFilter) -> bool {
     f.method.is_some() || f.tool.is_some() || f.user_id.is_some() || f.session_id.is_some()
 }
 
-/// The bitmap part of [`BlockHeader::may_match`], deserializing only the bitmaps `f` names.
-pub fn bitmaps_match(bytes: &[u8], f: &SpanFilter) -> Result<bool> {
+/// For each of [`BITMAP_FIELDS`] a filter names, the number of distinct value hashes in the
+/// block's bitmap below the value's hash: the value's 0-based position in the block's hash-ordered
+/// dictionary (`MOB4` bodies) when no two of its values share a hash.
+pub type Ranks = [Option<u64>; 4];
+
+/// The bitmap part of [`BlockHeader::may_match`], deserializing only the bitmaps `f` names:
+/// `None` when a bitmap rules the block out, else the [`Ranks`] of the values `f` names.
+pub fn bitmaps_match(bytes: &[u8], f: &SpanFilter) -> Result<Option<Ranks>> {
     let mut r = Reader::new(bytes);
     r.bytes(FIXED_BYTES)?;
-    for want in [&f.method, &f.tool, &f.user_id, &f.session_id] {
+    let mut ranks: Ranks = [None; 4];
+    for (rank, want) in ranks
+        .iter_mut()
+        .zip([&f.method, &f.tool, &f.user_id, &f.session_id])
+    {
         let b = r.len_bytes()?;
         if let Some(v) = want {
-            let bm = RoaringBitmap::deserialize_from(b)
-                .map_err(|e| corrupt(format!("header bitmap: {e}")))?;
-            if !bm.contains(hash32(v)) {
-                return Ok(false);
+            match rank_below(b, hash32(v))? {
+                Some(k) => *rank = Some(k),
+                None => return Ok(None),
             }
         }
     }
     r.finish("block header")?;
-    Ok(true)
+    Ok(Some(ranks))
+}
+
+/// Cookie of a portable roaring bitmap without run containers (what `serialize_into` writes).
+const ROARING_COOKIE_NO_RUNS: u32 = 12346;
+
+/// `None` when the serialized bitmap `b` lacks `h`, else how many of its values are below `h`.
+/// Reads our writer's layout (no run containers) in place: a user bitmap of a full block has
+/// ~2,000 one-value containers, and building it cost more than the rest of the block's filter.
+/// Any other layout is deserialized. Out-of-range offsets are `Corrupt`, never a panic.
+pub fn rank_below(b: &[u8], h: u32) -> Result<Option<u64>> {
+    let le16 = |x: &[u8], i: usize| u16::from_le_bytes([x[i], x[i + 1]]);
+    let mut r = Reader::new(b);
+    if b.len() < 8 || r.u32_le()? != ROARING_COOKIE_NO_RUNS {
+        let bm = RoaringBitmap::deserialize_from(b)
+            .map_err(|e| corrupt(format!("header bitmap: {e}")))?;
+        return Ok(bm.contains(h).then(|| bm.rank(h) - 1));
+    }
+    let n = r.u32_le()? as usize;
+    if n > 1 << 16 {
+        return Err(corrupt("header bitmap container count"));
+    }
+    let desc = r.bytes(n * 4)?;
+    let offsets = r.bytes(n * 4)?;
+    let (hk, lo) = ((h >> 16) as u16, h as u16);
+    let mut below = 0u64;
+    for i in 0..n {
+        let (key, card) = (le16(desc, 4 * i), u64::from(le16(desc, 4 * i + 2)) + 1);
+        if key < hk {
+            below += card;
+            continue;
+        }
+        if key > hk {
+            return Ok(None);
+        }
+        let at = u32::from_le_bytes([
+            offsets[4 * i],
+            offsets[4 * i + 1],
+            offsets[4 * i + 2],
+            offsets[4 * i + 3],
+        ]) as usize;
+        let len = if card <= 4096 {
+            2 * card as usize
+        } else {
+            8192
+        };
+        let data = at
+            .checked_add(len)
+            .and_then(|end| b.get(at..end))
+            .ok_or_else(|| corrupt("header bitmap container past end"))?;
+        if card <= 4096 {
+            // Sorted u16 values: binary search.
+            let (mut a, mut z) = (0usize, card as usize);
+            while a < z {
+                let m = (a + z) / 2;
+                match le16(data, 2 * m).cmp(&lo) {
+                    std::cmp::Ordering::Less => a = m + 1,
+                    std::cmp::Ordering::Greater => z = m,
+                    std::cmp::Ordering::Equal => return Ok(Some(below + m as u64)),
+                }
+            }
+            return Ok(None);
+        }
+        let word =
+            |w: usize| u64::from_le_bytes(data[8 * w..8 * w + 8].try_into().unwrap_or([0; 8]));
+        let (w, bit) = (usize::from(lo) / 64, u32::from(lo) % 64);
+        if word(w) >> bit & 1 == 0 {
+            return Ok(None);
+        }
+        let inside: u64 = (0..w).map(|k| u64::from(word(k).count_ones())).sum::<u64>()
+            + u64::from((word(w) & ((1u64 << bit) - 1)).count_ones());
+        return Ok(Some(below + inside));
+    }
+    Ok(None)
 }
 
 /// Bytes before the bitmaps: version, rows, 4 x u64, errors, env mask, flags, body bytes.
@@ -226,6 +308,30 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        /// The in-place rank equals `RoaringBitmap`'s, for sparse (array) and dense (bitmap)
+        /// containers, on values present and absent.
+        #[test]
+        fn rank_below_equals_roaring(sparse in proptest::collection::vec(any::<u32>(), 0..300),
+                                     dense_base in any::<u16>(), dense in 0usize..9000,
+                                     probes in proptest::collection::vec(any::<u32>(), 0..50)) {
+            let mut bm: RoaringBitmap = sparse.iter().copied().collect();
+            let base = u32::from(dense_base) << 16;
+            bm.extend((0..dense as u32).map(|k| base + k * 7 % 65536));
+            let mut bytes = Vec::new();
+            bm.serialize_into(&mut bytes).unwrap();
+            let mut qs = probes.clone();
+            qs.extend(sparse.iter().copied());
+            qs.extend([base, base + 7, base + 65535]);
+            for q in qs {
+                let want = bm.contains(q).then(|| bm.rank(q) - 1);
+                prop_assert_eq!(rank_below(&bytes, q).unwrap(), want);
+            }
+            // Damaged bytes: an error or an answer, never a panic.
+            for cut in [bytes.len() / 2, bytes.len().saturating_sub(1)] {
+                let _ = rank_below(&bytes[..cut], 7);
+            }
+        }
+
         #[test]
         fn round_trip(hashes in proptest::collection::vec(any::<u32>(), 0..50), rows in 1u32..10_000,
                       a in any::<u64>(), b in any::<u64>()) {
@@ -269,7 +375,7 @@ mod tests {
             let bytes = h.encode().unwrap();
             let s = Summary::decode((1, 2, 3), &bytes).unwrap();
             prop_assert_eq!(s.body_bytes, 9);
-            let fast = s.may_match(&f, lo, top) && bitmaps_match(&bytes, &f).unwrap();
+            let fast = s.may_match(&f, lo, top) && bitmaps_match(&bytes, &f).unwrap().is_some();
             prop_assert_eq!(fast, h.may_match(&f, lo, top));
         }
     }

@@ -38,6 +38,7 @@ pub struct LazyBody {
     server: ServerId,
     rows: usize,
     group_rows: usize,
+    hash_dicts: bool,
     len: usize,
     /// Absolute `[start, end)` of each column frame in the body.
     frames: Vec<(usize, usize)>,
@@ -63,6 +64,7 @@ impl LazyBody {
             server: h.server,
             rows: h.rows as usize,
             group_rows: 0,
+            hash_dicts: false,
             len,
             frames: Vec::new(),
             chunks: RefCell::new(vec![None; n_chunks]),
@@ -86,6 +88,7 @@ impl LazyBody {
         Ok(LazyBody {
             frames,
             group_rows: p.group_rows,
+            hash_dicts: p.hash_dicts,
             ..body
         })
     }
@@ -188,6 +191,9 @@ impl LazyBody {
 impl ColumnRead for LazyBody {
     fn group_rows(&self) -> usize {
         self.group_rows
+    }
+    fn hash_dicts(&self) -> bool {
+        self.hash_dicts
     }
     fn segments(&self, col: usize) -> Result<Option<Vec<compress::Segment>>> {
         if let Some(known) = &self.segs.borrow()[col] {

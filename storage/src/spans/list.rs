@@ -15,7 +15,7 @@ use super::columns::{StrField, C_SPAN, C_STATUS, C_TRACE};
 use super::corrupt;
 use super::cursor::{Cursor, RowKey};
 use super::fast;
-use super::header::{bitmaps_match, filter_uses_bitmaps, Summary};
+use super::header::{bitmaps_match, filter_uses_bitmaps, Ranks, Summary};
 use super::lazy::LazyBody;
 use super::materialize::Materialize;
 use super::partition::{header_key, BODIES, HEADERS};
@@ -184,15 +184,18 @@ impl Scan<'_> {
             if t.is_some_and(|t| s.max_start < t) {
                 break;
             }
+            let mut ranks: Ranks = [None; 4];
             if let Some(h) = &headers {
                 match h.get(&header_key(org, s.server, s.block))? {
-                    Some(v) if bitmaps_match(v.value(), self.f)? => {}
-                    Some(_) => continue,
+                    Some(v) => match bitmaps_match(v.value(), self.f)? {
+                        Some(r) => ranks = r,
+                        None => continue,
+                    },
                     None => return Err(corrupt(format!("header of block {} vanished", s.block))),
                 }
             }
             let body = LazyBody::open(bodies.clone(), s)?;
-            self.block(body, t, intervals(cands, s))?;
+            self.block(body, t, intervals(cands, s), &ranks)?;
         }
         Ok(())
     }
@@ -203,6 +206,7 @@ impl Scan<'_> {
         body: LazyBody,
         threshold: Option<u64>,
         ivs: Option<&[Interval]>,
+        ranks: &Ranks,
     ) -> Result<()> {
         let starts = body.start_col()?;
         let from = self.lo.max(threshold.unwrap_or(0));
@@ -211,7 +215,7 @@ impl Scan<'_> {
         if a >= b {
             return Ok(());
         }
-        let Some(mut mask) = filter_mask(&body, starts, self.f, a, b)? else {
+        let Some(mut mask) = filter_mask(&body, starts, self.f, a, b, ranks)? else {
             return Ok(());
         };
         // Fields the index says can hold a term in these rows (all, for unindexed blocks).
@@ -370,7 +374,8 @@ impl Scan<'_> {
 
 /// Which of rows `a..b` of `body` match the column filters of `f` (index `i - a`): `Ok(None)` when
 /// the block cannot match at all, `Some(None)` when `f` filters no column. Decodes only the
-/// columns `f` names, and stops as soon as no row is left.
+/// columns `f` names, and stops as soon as no row is left. `ranks` (from the block header, all
+/// `None` if it was not read) lets a bitmap field of a `MOB4` body skip its dictionary walk.
 #[allow(clippy::type_complexity)]
 pub(super) fn filter_mask(
     body: &impl ColumnRead,
@@ -378,6 +383,7 @@ pub(super) fn filter_mask(
     f: &SpanFilter,
     a: usize,
     b: usize,
+    ranks: &Ranks,
 ) -> Result<Option<Option<Vec<bool>>>> {
     let mut mask: Option<Vec<bool>> = None;
     // Applies one per-row predicate; false when no row is left.
@@ -431,17 +437,25 @@ pub(super) fn filter_mask(
         _ => &f.error_type,
     };
     let wanted = [
-        (&f.method, StrField::Method),
-        (&f.tool, StrField::Tool),
-        (&f.user_id, StrField::UserId),
-        (&f.session_id, StrField::SessionId),
+        (&f.method, StrField::Method, ranks[0]),
+        (&f.tool, StrField::Tool, ranks[1]),
+        (&f.user_id, StrField::UserId, ranks[2]),
+        (&f.session_id, StrField::SessionId, ranks[3]),
         // Not summarized in the block headers' bitmaps (adding them would change the header
         // format): these two are decided from the column alone.
-        (error_type, StrField::ErrorType),
-        (&f.client_name, StrField::ClientName),
+        (error_type, StrField::ErrorType, None),
+        (&f.client_name, StrField::ClientName, None),
     ];
-    for (want, field) in wanted {
+    for (want, field, rank) in wanted {
         let Some(v) = want else { continue };
+        if let Some(pos) = rank {
+            if let Some(hit) = fast::str_match_ranked(body, field.column(), pos, v)? {
+                if !and(&mut mask, a, b, |i| hit[i]) {
+                    return Ok(None);
+                }
+                continue;
+            }
+        }
         let raw = body.column(field.column())?;
         let m = fast::str_match(&raw, body.rows(), v)?;
         let ok = !matches!(m, fast::StrMatch::Absent) && and(&mut mask, a, b, |i| m.matches(i));

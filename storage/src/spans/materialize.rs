@@ -169,7 +169,8 @@ pub trait Materialize: ColumnRead {
             return Err(corrupt(format!("string column mode {mode}")));
         }
         if mode == 0 {
-            let d = r.count(1)?;
+            // Not `count`: the first segment holds only the first run of the dictionary.
+            let d = fast::dict_len(&mut r, n)?;
             let nd = d.div_ceil(DICT_SEGMENT_ENTRIES).max(1);
             if segs.len() != nd + 1 {
                 return Err(corrupt(format!(

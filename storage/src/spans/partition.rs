@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 use crate::error::{Result, StorageError};
 
 /// Version of everything inside a partition file (tables, header and body layouts).
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// `"format_version"` -> u32 LE; `"next_block_id"` -> u64 LE; `"sealed_next_block"` -> u64 LE.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -87,11 +87,12 @@ impl Partition {
         match found {
             Some(FORMAT_VERSION) => Ok(()),
             // Older files are upgraded in place: 2 (no rollups table; rebuilt from the spans),
-            // 3 (no day overviews; written from the day blobs) and 4 (no row groups: its blocks
-            // stay as they are, readers take both).
+            // 3 (no day overviews; written from the day blobs), 4 (no row groups) and 5
+            // (dictionaries in first-appearance order): their blocks stay as they are, readers
+            // take every kind.
             Some(2) => super::upgrade::from_v2(&self.db),
             Some(3) => super::upgrade::from_v3(&self.db),
-            Some(4) => super::upgrade::from_v4(&self.db),
+            Some(4 | 5) => super::upgrade::renumber(&self.db),
             Some(found) => Err(StorageError::FormatVersion {
                 found,
                 supported: FORMAT_VERSION,

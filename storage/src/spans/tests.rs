@@ -470,6 +470,9 @@ impl block::ColumnRead for BySegment {
     fn group_rows(&self) -> usize {
         self.0.group_rows()
     }
+    fn hash_dicts(&self) -> bool {
+        self.0.hash_dicts()
+    }
     fn org(&self) -> model::OrgId {
         self.0.org
     }
@@ -537,6 +540,72 @@ fn row_group_reads_equal_whole_column_reads() {
             for (r, rec) in rows.iter().zip(&got) {
                 assert!(eq_bits(rec, &whole[*r]), "group {group}: row {r} differs");
             }
+        }
+    }
+}
+
+/// `MOB4` keeps the bitmap fields' dictionaries in hash order, so a filter finds its value's id
+/// from the header bitmap's rank: for every value of a block the ranked match equals the rows
+/// holding it, a wrong position falls back (`None`), and `filter_mask` gives the same rows with
+/// and without ranks (also for values the block does not hold). Short user ids make the
+/// dictionary hold more entries than its first segment has bytes.
+#[test]
+fn ranked_filter_equals_dictionary_walk() {
+    use block::{sort_rows, BlockBody, ColumnRead};
+    use columns::StrField;
+    let mut g = Gen::new(23, 1);
+    let n = 3000;
+    let mut spans: Vec<SpanRecord> = (0..n).map(|_| g.span()).collect();
+    for (i, s) in spans.iter_mut().enumerate() {
+        (s.org_id, s.server_id) = (1, 10);
+        s.mcp.user_id = (i % 7 != 0).then(|| format!("u{}", (i * 13) % 1500));
+        s.mcp.tool = Some(format!("tool_{}", i % 40));
+    }
+    let mut refs: Vec<&SpanRecord> = spans.iter().collect();
+    sort_rows(&mut refs);
+    let cols = cols::Cols::from_records(&refs);
+    let header = cols.header(0);
+    let body = BySegment(BlockBody::parse(cols.encode(1, 10, 3, 256).unwrap()).unwrap());
+    assert!(body.hash_dicts());
+    let every: Vec<usize> = (0..n).collect();
+    for (a, b) in body.materialize(&every).unwrap().iter().zip(&refs) {
+        assert!(eq_bits(a, b), "rows read back by segment");
+    }
+    let starts = body.starts().unwrap();
+    for (field, bit) in [(StrField::UserId, 2), (StrField::Tool, 1)] {
+        let mut values: Vec<String> = refs
+            .iter()
+            .filter_map(|r| field.get(r).map(str::to_owned))
+            .collect();
+        values.sort();
+        values.dedup();
+        let d = values.len() as u64;
+        values.push("not-in-block".into());
+        for v in &values {
+            let want: Vec<bool> = refs.iter().map(|r| field.get(r) == Some(v)).collect();
+            let h = crate::codec::hash32(v);
+            let mut ranks = [None; 4];
+            if header.bitmaps[bit].contains(h) {
+                let pos = header.bitmaps[bit].rank(h) - 1;
+                ranks[bit] = Some(pos);
+                let hit = fast::str_match_ranked(&body, field.column(), pos, v).unwrap();
+                assert_eq!(hit.as_ref(), Some(&want), "{field:?} {v}");
+                let wrong = fast::str_match_ranked(&body, field.column(), (pos + 1) % d, v);
+                assert_eq!(wrong.unwrap(), None, "{field:?} {v}: wrong position");
+            }
+            let mut f = SpanFilter::default();
+            match field {
+                StrField::UserId => f.user_id = Some(v.clone()),
+                _ => f.tool = Some(v.clone()),
+            }
+            let with = list::filter_mask(&body, &starts, &f, 0, n, &ranks).unwrap();
+            let without = list::filter_mask(&body, &starts, &f, 0, n, &[None; 4]).unwrap();
+            assert_eq!(with, without, "{field:?} {v}");
+            let rows: Vec<bool> = match &with {
+                Some(Some(m)) => m.clone(),
+                _ => vec![false; n],
+            };
+            assert_eq!(rows, want, "{field:?} {v}");
         }
     }
 }
