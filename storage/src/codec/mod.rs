@@ -6,9 +6,11 @@ pub mod bitpack;
 pub mod buf;
 pub mod compress;
 pub mod strdict;
+pub mod streq;
 pub mod value;
 
 pub use buf::{put_bytes, put_num, put_str, put_varint, unzigzag, zigzag, Reader};
+pub use streq::same_str;
 
 use crate::error::StorageError;
 

@@ -38,7 +38,9 @@ impl<'a> StrVals<'a> {
             let id = match v {
                 None => 0,
                 // Runs of one value are common (method, client, service): skip the hash.
-                Some(s) if last.is_some_and(|(l, _)| l == s) => last.map_or(0, |l| l.1),
+                Some(s) if last.is_some_and(|(l, _)| super::same_str(l, s)) => {
+                    last.map_or(0, |l| l.1)
+                }
                 Some(s) => {
                     let id = *index.entry(s).or_insert_with(|| {
                         dict.push(Cow::Borrowed(s));

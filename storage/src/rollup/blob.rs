@@ -8,7 +8,7 @@ use rustc_hash::FxBuildHasher;
 use super::kmv::{self, DistinctSketch};
 use super::sketch::{self, LatencySketch};
 use super::{Cube, Side};
-use crate::codec::{put_bytes, put_num, put_str, put_varint, Reader};
+use crate::codec::{put_num, put_str, put_varint, Reader};
 use crate::error::{Result, StorageError};
 use crate::model::SpanRecord;
 
@@ -63,7 +63,7 @@ impl<'a> Dims<&'a str> {
 
 /// The error type a span is grouped under: its `error.type`, or `"error"` for a span whose status
 /// is ERROR without one, so that every error appears in "errors by type".
-fn error_type_of(span: &SpanRecord) -> Option<&str> {
+pub(super) fn error_type_of(span: &SpanRecord) -> Option<&str> {
     match &span.mcp.error_type {
         Some(t) => Some(t.as_str()),
         None if span.is_error() => Some(ERROR_TYPE_UNSPECIFIED),
@@ -129,34 +129,67 @@ pub enum Distinct {
     SessionsAndUsers,
 }
 
+/// What a [`Stats`] takes from one span, computed once per span however many rows and totals it
+/// is added to (the latency key and the distinct hashes are the costly parts).
+#[derive(Clone, Copy, Debug)]
+pub struct SpanFacts {
+    pub duration_nanos: u64,
+    pub weight: f64,
+    pub start_unix_nano: u64,
+    /// [`LatencySketch::key_of_value`] of the duration.
+    pub latency_key: Option<u16>,
+    /// The span as an error example, for error spans.
+    pub error: Option<ErrorExample>,
+    /// [`kmv::hash_str`] of the session and of the user, when present.
+    pub session_hash: Option<u64>,
+    pub user_hash: Option<u64>,
+}
+
+impl SpanFacts {
+    pub fn of(s: &SpanRecord, weight: f64) -> SpanFacts {
+        let duration_nanos = s.duration_nanos();
+        SpanFacts {
+            duration_nanos,
+            weight,
+            start_unix_nano: s.start_unix_nano,
+            latency_key: LatencySketch::key_of_value(duration_nanos),
+            error: s.is_error().then_some(ErrorExample {
+                start_unix_nano: s.start_unix_nano,
+                trace_id: s.trace_id,
+                span_id: s.span_id,
+            }),
+            session_hash: s.mcp.session_id.as_deref().map(kmv::hash_str),
+            user_hash: s.mcp.user_id.as_deref().map(kmv::hash_str),
+        }
+    }
+}
+
 impl Stats {
     pub fn add_span(&mut self, s: &SpanRecord, weight: f64, distinct: Distinct) {
-        let dur = s.duration_nanos();
+        self.add_facts(&SpanFacts::of(s, weight), distinct);
+    }
+
+    /// [`Stats::add_span`] with the span's facts computed beforehand.
+    pub fn add_facts(&mut self, f: &SpanFacts, distinct: Distinct) {
+        let weight = f.weight;
         self.spans += 1;
         self.calls += weight;
-        self.duration_nanos += weight * dur as f64;
-        self.last_unix_nano = self.last_unix_nano.max(s.start_unix_nano);
-        self.latency.add(dur, weight);
-        if s.is_error() {
+        self.duration_nanos += weight * f.duration_nanos as f64;
+        self.last_unix_nano = self.last_unix_nano.max(f.start_unix_nano);
+        self.latency.add_key(f.latency_key, weight);
+        if f.error.is_some() {
             self.error_spans += 1;
             self.errors += weight;
-            self.error_example = ErrorExample::newer(
-                self.error_example,
-                Some(ErrorExample {
-                    start_unix_nano: s.start_unix_nano,
-                    trace_id: s.trace_id,
-                    span_id: s.span_id,
-                }),
-            );
+            self.error_example = ErrorExample::newer(self.error_example, f.error);
         }
         if distinct != Distinct::None {
-            if let Some(session) = &s.mcp.session_id {
-                self.sessions.insert(kmv::hash_str(session));
+            if let Some(h) = f.session_hash {
+                self.sessions.insert(h);
             }
         }
         if distinct == Distinct::SessionsAndUsers {
-            if let Some(user) = &s.mcp.user_id {
-                self.users.insert(kmv::hash_str(user));
+            if let Some(h) = f.user_hash {
+                self.users.insert(h);
             }
         }
     }
@@ -194,11 +227,21 @@ impl Stats {
     }
 }
 
-/// Appends a sketch as `varint len` + its encoding, so readers can skip it without parsing.
+/// Appends a sketch as `varint len` + its encoding, so readers can skip it without parsing. The
+/// sketch is encoded in place after a one-byte length (shifted in the rare case the length needs
+/// more), so no scratch buffer is allocated per sketch.
 fn put_sketch(out: &mut Vec<u8>, encode: impl FnOnce(&mut Vec<u8>)) {
-    let mut tmp = Vec::with_capacity(16);
-    encode(&mut tmp);
-    put_bytes(out, &tmp);
+    let at = out.len();
+    out.push(0);
+    encode(out);
+    let len = out.len() - at - 1;
+    if len < 0x80 {
+        out[at] = len as u8;
+    } else {
+        let mut prefix = Vec::with_capacity(10);
+        put_varint(&mut prefix, len as u64);
+        out.splice(at..at + 1, prefix);
+    }
 }
 
 /// The rows of one blob, and (tools cube) its totals per side.
@@ -249,38 +292,11 @@ impl Blob {
         let mut rows: Vec<(&Dims<Box<str>>, &Stats)> = self.rows.iter().collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut out = Vec::with_capacity(64 + rows.len() * 32);
-        out.push(BLOB_VERSION);
-        if cube == Cube::Tools {
-            let totals: Vec<(usize, &Stats)> = self
-                .totals
-                .iter()
-                .enumerate()
-                .filter_map(|(i, t)| t.as_ref().map(|t| (i, t)))
-                .collect();
-            out.push(totals.len() as u8);
-            for (side, t) in totals {
-                out.push(side as u8);
-                t.encode_fixed(&mut out, start_unix_nano);
-                put_sketch(&mut out, |o| t.users.encode(o));
-                put_sketch(&mut out, |o| t.sessions.encode(o));
-            }
-        }
-        put_varint(&mut out, strings.len() as u64);
-        for s in &strings {
-            put_str(&mut out, s);
-        }
+        encode_head(&mut out, cube, start_unix_nano, &self.totals, &strings);
         put_varint(&mut out, rows.len() as u64);
         for (dims, st) in rows {
-            out.push(dims.side as u8);
-            for (slot, v) in dims.v.iter().enumerate() {
-                if slot_stored(cube, slot) {
-                    put_varint(&mut out, index(v));
-                }
-            }
-            st.encode_fixed(&mut out, start_unix_nano);
-            if cube == Cube::Users {
-                put_sketch(&mut out, |o| st.sessions.encode(o));
-            }
+            let ids = dims.v.each_ref().map(index);
+            encode_row(&mut out, cube, start_unix_nano, dims.side, &ids, st);
         }
         out
     }
@@ -310,6 +326,55 @@ impl Blob {
             Ok(())
         })?;
         Ok(blob)
+    }
+}
+
+/// The start of an encoded blob: version, (tools cube) the totals, and the string table (sorted,
+/// distinct). The row count and rows follow ([`encode_row`], rows sorted by dimensions).
+pub(super) fn encode_head(
+    out: &mut Vec<u8>,
+    cube: Cube,
+    start_unix_nano: u64,
+    totals: &[Option<Stats>; 2],
+    strings: &[&str],
+) {
+    out.push(BLOB_VERSION);
+    if cube == Cube::Tools {
+        let n = totals.iter().flatten().count();
+        out.push(n as u8);
+        for (side, t) in totals.iter().enumerate() {
+            let Some(t) = t else { continue };
+            out.push(side as u8);
+            t.encode_fixed(out, start_unix_nano);
+            put_sketch(out, |o| t.users.encode(o));
+            put_sketch(out, |o| t.sessions.encode(o));
+        }
+    }
+    put_varint(out, strings.len() as u64);
+    for s in strings {
+        put_str(out, s);
+    }
+}
+
+/// One encoded row: `ids` are the dimension values' positions in the string table (1-based,
+/// 0 absent).
+pub(super) fn encode_row(
+    out: &mut Vec<u8>,
+    cube: Cube,
+    start_unix_nano: u64,
+    side: Side,
+    ids: &[u64; DIMS],
+    st: &Stats,
+) {
+    out.push(side as u8);
+    for (slot, &id) in ids.iter().enumerate() {
+        if slot_stored(cube, slot) {
+            put_varint(out, id);
+        }
+    }
+    st.encode_fixed(out, start_unix_nano);
+    if cube == Cube::Users {
+        put_sketch(out, |o| st.sessions.encode(o));
     }
 }
 

@@ -1,27 +1,95 @@
-//! Rollup deltas of one append: the batch's MCP request spans aggregated per minute blob in memory
-//! (borrowing their strings), then merged into the stored blobs inside the append's transaction.
+//! Rollup deltas of one append: the batch's MCP request spans aggregated per minute blob in memory,
+//! then written as delta blobs (or merged into the stored blobs) inside the append's transaction.
+//!
+//! Aggregation is the writer thread's per-span cost, so each span's seven dimension strings are
+//! interned once (a string equal to the previous span's in the same slot skips even the hash),
+//! rows are keyed by the ids, and the span's latency bucket and distinct hashes are computed once
+//! for its three destinations (tools row, tools totals, users row). Encoding maps ids to the
+//! blob's sorted string table, producing exactly the bytes [`Blob::encode`] would.
 
 use std::collections::HashMap;
 
 use redb::{ReadableTable, WriteTransaction};
-use rustc_hash::FxBuildHasher;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
-use super::blob::{Blob, Dims, Distinct, Stats};
-use super::{counts, delta_key, minute_of, weight_of, BlobKey, Cube, Res, ROLLUPS, ROLLUP_DELTAS};
+use super::blob::{
+    encode_head, encode_row, error_type_of, Blob, Dims, Distinct, SpanFacts, Stats, DIMS, D_USER,
+};
+use super::{
+    counts, delta_key, minute_of, weight_of, BlobKey, Cube, Res, Side, ROLLUPS, ROLLUP_DELTAS,
+};
 use crate::error::Result;
-use crate::model::SpanRecord;
+use crate::model::{Env, OrgId, ServerId, SpanRecord};
 
-/// The delta of one blob: rows by borrowed dimensions, and (tools cube) totals per side.
+/// The batch's distinct dimension strings: id `k` is `strings[k - 1]`, 0 is absent.
 #[derive(Default)]
-struct Delta<'a> {
-    rows: HashMap<Dims<&'a str>, Stats, FxBuildHasher>,
+struct Interner<'a> {
+    strings: Vec<&'a str>,
+    index: FxHashMap<&'a str, u32>,
+    /// Per dimension slot, the last value looked up and its id: runs of one value (method, client,
+    /// protocol) are the common case.
+    last: [Option<(&'a str, u32)>; DIMS],
+}
+
+impl<'a> Interner<'a> {
+    fn id(&mut self, slot: usize, v: Option<&'a str>) -> u32 {
+        let Some(v) = v else { return 0 };
+        if let Some((l, id)) = self.last[slot] {
+            if crate::codec::same_str(l, v) {
+                return id;
+            }
+        }
+        let strings = &mut self.strings;
+        let id = *self.index.entry(v).or_insert_with(|| {
+            strings.push(v);
+            strings.len() as u32
+        });
+        self.last[slot] = Some((v, id));
+        id
+    }
+
+    fn get(&self, id: u32) -> Option<&'a str> {
+        (id != 0).then(|| self.strings[id as usize - 1])
+    }
+}
+
+/// A row's dimensions as interned ids.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct RowKey {
+    side: Side,
+    ids: [u32; DIMS],
+}
+
+/// The delta of one blob: its rows (statistics in first-appearance order, found by key through
+/// `index`) and (tools cube) totals per side.
+#[derive(Default)]
+struct Delta {
+    index: FxHashMap<RowKey, u32>,
+    rows: Vec<(RowKey, Stats)>,
     totals: [Option<Stats>; 2],
+}
+
+impl Delta {
+    fn row(&mut self, key: RowKey) -> &mut Stats {
+        let rows = &mut self.rows;
+        let i = *self.index.entry(key).or_insert_with(|| {
+            rows.push((key, Stats::default()));
+            rows.len() as u32 - 1
+        });
+        &mut rows[i as usize].1
+    }
 }
 
 /// What one append adds to the rollups.
 #[derive(Default)]
 pub struct Deltas<'a> {
-    blobs: HashMap<BlobKey, Delta<'a>, FxBuildHasher>,
+    strings: Interner<'a>,
+    /// Index into `deltas` per blob.
+    blobs: HashMap<BlobKey, usize, FxBuildHasher>,
+    deltas: Vec<(BlobKey, Delta)>,
+    /// The (org, server, env, minute) of the last span and its tools and users blobs: a batch's
+    /// spans arrive grouped and sorted by time, so most spans reuse them without a lookup.
+    last_minute: Option<((OrgId, ServerId, Env, u32), [usize; 2])>,
 }
 
 impl<'a> Deltas<'a> {
@@ -32,33 +100,67 @@ impl<'a> Deltas<'a> {
         }
         let weight = weight_of(span);
         let start_minute = minute_of(span.start_unix_nano);
-        for cube in Cube::ALL {
-            let key = BlobKey {
-                org: span.org_id,
-                server: span.server_id,
-                env: span.env,
-                cube,
-                res: Res::Minute,
-                start_minute,
-            };
-            let delta = self.blobs.entry(key).or_default();
-            let dims = Dims::of(span, cube);
-            let side = dims.side as usize;
-            let row_distinct = match cube {
-                Cube::Tools => Distinct::None,
-                Cube::Users => Distinct::Sessions,
-            };
-            delta
-                .rows
-                .entry(dims)
-                .or_default()
-                .add_span(span, weight, row_distinct);
-            if cube == Cube::Tools {
-                delta.totals[side]
-                    .get_or_insert_with(Stats::default)
-                    .add_span(span, weight, Distinct::SessionsAndUsers);
+        let at = self.blobs_of(span.org_id, span.server_id, span.env, start_minute);
+        let m = &span.mcp;
+        let values = [
+            m.method.as_deref(),
+            m.tool.as_deref(),
+            m.user_id.as_deref(),
+            m.client_name.as_deref(),
+            m.client_version.as_deref(),
+            m.protocol_version.as_deref(),
+            error_type_of(span),
+        ];
+        let mut ids = [0u32; DIMS];
+        for (slot, v) in values.into_iter().enumerate() {
+            ids[slot] = self.strings.id(slot, v);
+        }
+        let side = Side::of(span);
+        let facts = SpanFacts::of(span, weight);
+        // Tools cube: the user is not a dimension; totals count distinct sessions and users.
+        let mut tool_ids = ids;
+        tool_ids[D_USER] = 0;
+        let tools = &mut self.deltas[at[0]].1;
+        tools
+            .row(RowKey {
+                side,
+                ids: tool_ids,
+            })
+            .add_facts(&facts, Distinct::None);
+        tools.totals[side as usize]
+            .get_or_insert_with(Stats::default)
+            .add_facts(&facts, Distinct::SessionsAndUsers);
+        self.deltas[at[1]]
+            .1
+            .row(RowKey { side, ids })
+            .add_facts(&facts, Distinct::Sessions);
+    }
+
+    /// Indices in `deltas` of the tools and users minute blobs of (org, server, env, minute).
+    fn blobs_of(&mut self, org: OrgId, server: ServerId, env: Env, minute: u32) -> [usize; 2] {
+        let at = (org, server, env, minute);
+        if let Some((last, blobs)) = self.last_minute {
+            if last == at {
+                return blobs;
             }
         }
+        let blobs = Cube::ALL.map(|cube| {
+            let key = BlobKey {
+                org,
+                server,
+                env,
+                cube,
+                res: Res::Minute,
+                start_minute: minute,
+            };
+            let deltas = &mut self.deltas;
+            *self.blobs.entry(key).or_insert_with(|| {
+                deltas.push((key, Delta::default()));
+                deltas.len() - 1
+            })
+        });
+        self.last_minute = Some((at, blobs));
+        blobs
     }
 
     /// Writes each blob's delta under `seq` (unique per transaction) into the deltas table: no
@@ -67,20 +169,12 @@ impl<'a> Deltas<'a> {
     pub fn write_deltas(self, txn: &WriteTransaction, seq: u64) -> Result<usize> {
         let mut table = txn.open_table(ROLLUP_DELTAS)?;
         let mut bytes = 0;
-        for (key, delta) in self.blobs {
-            let start = key.start_unix_nano();
-            let blob = Blob {
-                rows: delta
-                    .rows
-                    .into_iter()
-                    .map(|(d, s)| (d.to_owned(), s))
-                    .collect(),
-                totals: delta.totals,
-            };
-            let enc = blob.encode(key.cube, start);
-            let k = delta_key(&key, seq);
-            bytes += enc.len() + k.len();
-            table.insert(&k, enc.as_slice())?;
+        let mut enc = Encoder::new(&self.strings.strings);
+        for (key, delta) in &self.deltas {
+            let out = enc.encode(key.cube, key.start_unix_nano(), delta);
+            let k = delta_key(key, seq);
+            bytes += out.len() + k.len();
+            table.insert(&k, out)?;
         }
         Ok(bytes)
     }
@@ -91,7 +185,8 @@ impl<'a> Deltas<'a> {
     pub fn merge_into(self, txn: &WriteTransaction) -> Result<usize> {
         let mut table = txn.open_table(ROLLUPS)?;
         let mut bytes = 0;
-        for (key, delta) in self.blobs {
+        let strings = &self.strings;
+        for (key, delta) in self.deltas {
             let k = key.encode();
             let start = key.start_unix_nano();
             let mut blob = match table.get(&k)? {
@@ -102,9 +197,12 @@ impl<'a> Deltas<'a> {
                 rows: Default::default(),
                 totals: delta.totals,
             });
-            for (dims, stats) in delta.rows {
-                // One allocation per distinct row of the batch, not per span.
-                match blob.rows.entry(dims.to_owned()) {
+            for (row, stats) in delta.rows {
+                let dims = Dims {
+                    side: row.side,
+                    v: row.ids.map(|id| strings.get(id).map(Box::from)),
+                };
+                match blob.rows.entry(dims) {
                     std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&stats),
                     std::collections::hash_map::Entry::Vacant(e) => {
                         e.insert(stats);
@@ -116,5 +214,236 @@ impl<'a> Deltas<'a> {
             table.insert(&k, enc.as_slice())?;
         }
         Ok(bytes)
+    }
+}
+
+/// Encodes deltas as [`Blob::encode`] would encode the same rows, from interned ids: buffers are
+/// reused from one blob to the next.
+struct Encoder<'s, 'a> {
+    strings: &'s [&'a str],
+    /// Per id, its 1-based position in the current blob's string table.
+    rank: Vec<u32>,
+    used: Vec<u32>,
+    order: Vec<([u32; DIMS], Side, u32)>,
+    out: Vec<u8>,
+}
+
+impl<'s, 'a> Encoder<'s, 'a> {
+    fn new(strings: &'s [&'a str]) -> Self {
+        Encoder {
+            strings,
+            rank: vec![0; strings.len() + 1],
+            used: Vec::new(),
+            order: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    fn encode(&mut self, cube: Cube, start_unix_nano: u64, delta: &Delta) -> &[u8] {
+        let strings = self.strings;
+        // The blob's string table: the distinct strings its rows use, sorted.
+        self.used.clear();
+        for (row, _) in &delta.rows {
+            self.used
+                .extend(row.ids.iter().copied().filter(|&id| id != 0));
+        }
+        self.used.sort_unstable();
+        self.used.dedup();
+        // Distinct ids are distinct strings (interned), so this order is strict.
+        self.used
+            .sort_unstable_by(|&a, &b| strings[a as usize - 1].cmp(strings[b as usize - 1]));
+        for (pos, &id) in self.used.iter().enumerate() {
+            self.rank[id as usize] = pos as u32 + 1;
+        }
+        // Rows sorted by dimensions: by side, then per slot absent first, then by string - which
+        // is the order of the ranks.
+        self.order.clear();
+        for (i, (row, _)) in delta.rows.iter().enumerate() {
+            let ranks = row.ids.map(|id| self.rank[id as usize]);
+            self.order.push((ranks, row.side, i as u32));
+        }
+        self.order
+            .sort_unstable_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+        let table: Vec<&str> = self
+            .used
+            .iter()
+            .map(|&id| strings[id as usize - 1])
+            .collect();
+        self.out.clear();
+        encode_head(&mut self.out, cube, start_unix_nano, &delta.totals, &table);
+        crate::codec::put_varint(&mut self.out, delta.rows.len() as u64);
+        for &(ranks, side, i) in &self.order {
+            let ids = ranks.map(u64::from);
+            encode_row(
+                &mut self.out,
+                cube,
+                start_unix_nano,
+                side,
+                &ids,
+                &delta.rows[i as usize].1,
+            );
+        }
+        &self.out
+    }
+}
+
+#[cfg(test)]
+impl Deltas<'_> {
+    /// Every blob's encoded delta, as `write_deltas` would store it.
+    fn encoded(&self) -> Vec<(BlobKey, Vec<u8>)> {
+        let mut enc = Encoder::new(&self.strings.strings);
+        self.deltas
+            .iter()
+            .map(|(key, d)| {
+                (
+                    *key,
+                    enc.encode(key.cube, key.start_unix_nano(), d).to_vec(),
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{McpFields, SPAN_KIND_CLIENT, SPAN_KIND_SERVER, STATUS_ERROR, STATUS_UNSET};
+    use proptest::prelude::*;
+
+    const MINUTE0: u64 = 20_000 * 1440;
+
+    /// The aggregation before interning, kept as the reference: every span into a `Blob` per key,
+    /// rows keyed by their dimension strings.
+    fn reference(spans: &[SpanRecord]) -> HashMap<BlobKey, Blob> {
+        let mut blobs: HashMap<BlobKey, Blob> = HashMap::new();
+        for span in spans.iter().filter(|s| counts(s)) {
+            let weight = weight_of(span);
+            for cube in Cube::ALL {
+                let key = BlobKey {
+                    org: span.org_id,
+                    server: span.server_id,
+                    env: span.env,
+                    cube,
+                    res: Res::Minute,
+                    start_minute: minute_of(span.start_unix_nano),
+                };
+                let blob = blobs.entry(key).or_default();
+                let dims = Dims::of(span, cube);
+                let side = dims.side as usize;
+                let distinct = match cube {
+                    Cube::Tools => Distinct::None,
+                    Cube::Users => Distinct::Sessions,
+                };
+                blob.rows
+                    .entry(dims.to_owned())
+                    .or_default()
+                    .add_span(span, weight, distinct);
+                if cube == Cube::Tools {
+                    blob.totals[side]
+                        .get_or_insert_with(Stats::default)
+                        .add_span(span, weight, Distinct::SessionsAndUsers);
+                }
+            }
+        }
+        blobs
+    }
+
+    fn value(pick: u8) -> Option<String> {
+        match pick {
+            0 => None,
+            1 => Some(String::new()),
+            2 => Some("a".into()),
+            3 => Some("b".into()),
+            4 => Some("tools/call".into()),
+            5 => Some("get_weather".into()),
+            6 => Some("user-07@example.com".into()),
+            7 => Some(format!("long-ü-{}", "x".repeat(130))),
+            _ => Some(format!("v{pick}")),
+        }
+    }
+
+    fn span(i: usize, p: &[u8; 12], dur: u64) -> SpanRecord {
+        let start = (MINUTE0 + u64::from(p[0] % 3)) * 60_000_000_000 + u64::from(p[1]) * 1_000_000;
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+        SpanRecord {
+            org_id: 1,
+            server_id: u32::from(p[2] % 2) + 1,
+            env: if p[3] % 5 == 0 { Env::Test } else { Env::Live },
+            trace_id: id,
+            span_id: (i as u64 + 1).to_be_bytes(),
+            parent_span_id: [0; 8],
+            start_unix_nano: start,
+            end_unix_nano: start + dur,
+            name: "x".into(),
+            kind: if p[4] % 4 == 0 {
+                SPAN_KIND_CLIENT
+            } else {
+                SPAN_KIND_SERVER
+            },
+            status_code: if p[5] % 7 == 0 {
+                STATUS_ERROR
+            } else {
+                STATUS_UNSET
+            },
+            status_message: String::new(),
+            flags: 0,
+            trace_state: String::new(),
+            sample_probability: [1.0, 0.5, 0.3][usize::from(p[6] % 3)],
+            service_name: "svc".into(),
+            mcp: McpFields {
+                // Mostly a method (an MCP request), sometimes none (not counted).
+                method: value(if p[7] % 8 == 0 { 0 } else { 4 - p[7] % 3 }),
+                tool: value(p[8] % 10),
+                user_id: value(p[9] % 10),
+                client_name: value(p[10] % 4),
+                client_version: value(p[10] / 4 % 4),
+                protocol_version: value(p[11] % 3),
+                error_type: value(p[11] / 3 % 3),
+                session_id: value(p[9] / 10 % 10),
+                ..McpFields::default()
+            },
+            attributes: vec![],
+            events: vec![],
+            links: vec![],
+            origin: Default::default(),
+            dropped_attributes_count: 0,
+            dropped_events_count: 0,
+            dropped_links_count: 0,
+        }
+    }
+
+    proptest! {
+        /// Interned aggregation encodes byte for byte what aggregating by strings encoded.
+        #[test]
+        fn deltas_encode_as_the_blobs_of_the_same_spans(
+            specs in prop::collection::vec((any::<[u8; 12]>(), 0u64..100_000_000_000), 0..300),
+            runs in any::<bool>(),
+        ) {
+            let mut spans: Vec<SpanRecord> =
+                specs.iter().enumerate().map(|(i, (p, d))| span(i, p, *d)).collect();
+            if runs {
+                // Long runs of one value, as a batch of one client's requests has.
+                spans.sort_by(|a, b| (&a.mcp.tool, &a.mcp.user_id).cmp(&(&b.mcp.tool, &b.mcp.user_id)));
+            }
+            let mut deltas = Deltas::default();
+            for s in &spans {
+                deltas.add(s);
+            }
+            let got: HashMap<BlobKey, Vec<u8>> = deltas.encoded().into_iter().collect();
+            let want: HashMap<BlobKey, Vec<u8>> = reference(&spans)
+                .into_iter()
+                .map(|(k, b)| (k, b.encode(k.cube, k.start_unix_nano())))
+                .collect();
+            prop_assert_eq!(got.len(), want.len());
+            for (k, w) in &want {
+                prop_assert_eq!(got.get(k), Some(w), "blob {:?}", k);
+                // And it decodes to the reference's blob.
+                prop_assert_eq!(
+                    Blob::decode(&got[k], k.cube, k.start_unix_nano())?,
+                    Blob::decode(w, k.cube, k.start_unix_nano())?
+                );
+            }
+        }
     }
 }

@@ -325,14 +325,24 @@ impl LatencySketch {
     /// Counts `value_nanos` with `weight` (1 / sampling probability). Weights that are not finite
     /// and positive are ignored: they carry no information and would poison every sum.
     pub fn add(&mut self, value_nanos: u64, weight: f64) {
+        self.add_key(Self::key_of_value(value_nanos), weight);
+    }
+
+    /// The bucket `value_nanos` falls in (`None` for 0, which is counted apart), for
+    /// [`LatencySketch::add_key`]: a span added to several sketches looks its bucket up once.
+    pub fn key_of_value(value_nanos: u64) -> Option<u16> {
+        (value_nanos != 0).then(|| key_of(value_nanos))
+    }
+
+    /// [`LatencySketch::add`] of a value whose [`LatencySketch::key_of_value`] is `key`.
+    pub fn add_key(&mut self, key: Option<u16>, weight: f64) {
         if !(weight > 0.0 && weight.is_finite()) {
             return;
         }
-        if value_nanos == 0 {
+        let Some(key) = key else {
             self.zero += weight;
             return;
-        }
-        let key = key_of(value_nanos);
+        };
         match self.bins.binary_search_by_key(&key, |&(k, _)| k) {
             Ok(i) => self.bins[i].1 += weight,
             Err(i) => self.bins.insert(i, (key, weight)),
