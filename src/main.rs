@@ -35,6 +35,12 @@ fn main() -> anyhow::Result<()> {
     mcp_obs_storage::memory::set_allocator_purge_delay_ms(
         settings.storage.allocator_purge_delay_ms,
     );
+    if let Err(e) =
+        mcp_obs_storage::memory::set_transparent_huge_pages(settings.storage.allocator_huge_pages)
+    {
+        // Only memory use and page-fault CPU depend on it: note it and go on.
+        tracing::warn!(error = %e, "could not set transparent huge pages for the process");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("mcp-obs-worker")
