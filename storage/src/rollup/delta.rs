@@ -80,6 +80,9 @@ impl Delta {
     }
 }
 
+/// (org, server, env, minute): what a tools blob and a users blob of the batch share.
+type MinuteOf = (OrgId, ServerId, Env, u32);
+
 /// What one append adds to the rollups.
 #[derive(Default)]
 pub struct Deltas<'a> {
@@ -89,7 +92,7 @@ pub struct Deltas<'a> {
     deltas: Vec<(BlobKey, Delta)>,
     /// The (org, server, env, minute) of the last span and its tools and users blobs: a batch's
     /// spans arrive grouped and sorted by time, so most spans reuse them without a lookup.
-    last_minute: Option<((OrgId, ServerId, Env, u32), [usize; 2])>,
+    last_minute: Option<(MinuteOf, [usize; 2])>,
 }
 
 impl<'a> Deltas<'a> {
@@ -224,7 +227,7 @@ struct Encoder<'s, 'a> {
     /// Per id, its 1-based position in the current blob's string table.
     rank: Vec<u32>,
     used: Vec<u32>,
-    order: Vec<([u32; DIMS], Side, u32)>,
+    order: Vec<(Side, [u32; DIMS], u32)>,
     out: Vec<u8>,
 }
 
@@ -260,10 +263,10 @@ impl<'s, 'a> Encoder<'s, 'a> {
         self.order.clear();
         for (i, (row, _)) in delta.rows.iter().enumerate() {
             let ranks = row.ids.map(|id| self.rank[id as usize]);
-            self.order.push((ranks, row.side, i as u32));
+            self.order.push((row.side, ranks, i as u32));
         }
         self.order
-            .sort_unstable_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+            .sort_unstable_by_key(|&(side, ranks, _)| (side, ranks));
         let table: Vec<&str> = self
             .used
             .iter()
@@ -272,7 +275,7 @@ impl<'s, 'a> Encoder<'s, 'a> {
         self.out.clear();
         encode_head(&mut self.out, cube, start_unix_nano, &delta.totals, &table);
         crate::codec::put_varint(&mut self.out, delta.rows.len() as u64);
-        for &(ranks, side, i) in &self.order {
+        for &(side, ranks, i) in &self.order {
             let ids = ranks.map(u64::from);
             encode_row(
                 &mut self.out,
