@@ -13,8 +13,9 @@
 //! default false). mimalloc asks for huge pages on its arenas; with the short purge delay, memory
 //! it hands back is faulted in again as whole 2 MB pages, each zeroed at once (`clear_page_erms`
 //! under `do_huge_pmd_anonymous_page` was about 8% of ingest CPU in `perf`), and with huge pages
-//! allowed mimalloc purges only whole 2 MB ranges (its `minimal_purge_size`). Without them, peak RSS while ingesting
-//! fell by 25-40 MB at no measurable CPU cost (docs/benchmarks.md, "Ingest CPU per span, continued").
+//! allowed mimalloc purges only whole 2 MB ranges (its `minimal_purge_size`). Without them, peak
+//! RSS while ingesting fell by 25-40 MB at no measurable CPU cost (docs/benchmarks.md, "Ingest
+//! CPU per span, continued").
 
 use std::os::raw::c_long;
 
