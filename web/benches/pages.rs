@@ -7,7 +7,8 @@
 //! `$TMPDIR/mcpobs-bench-pages`) keeps it between runs, and a directory built by
 //! `cargo bench -p mcp-obs-storage --bench analytics` can be copied there. One 200-span trace is
 //! appended to today. BENCH_RUNS (default 20) requests per page. It runs with the binary's
-//! allocator and purge delay (BENCH_PURGE_DELAY_MS, default 10).
+//! allocator settings: mimalloc, purge delay BENCH_PURGE_DELAY_MS (default 10), no transparent
+//! huge pages.
 //!
 //! Run: `cargo bench -p mcp-obs-web --bench pages`.
 
@@ -49,6 +50,10 @@ fn main() {
     let runs = common::env_usize("BENCH_RUNS", 20);
     let purge_ms = common::env_usize("BENCH_PURGE_DELAY_MS", PURGE_DELAY_MS);
     mcp_obs_storage::memory::set_allocator_purge_delay_ms(purge_ms.try_into().unwrap_or(u32::MAX));
+    // The binary's default `[storage] allocator_huge_pages = false`.
+    if let Err(e) = mcp_obs_storage::memory::set_transparent_huge_pages(false) {
+        eprintln!("huge pages stay as they are: {e}");
+    }
     let dir: PathBuf = std::env::var("BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir().join("mcpobs-bench-pages"));
