@@ -540,19 +540,7 @@ impl<'l> Part<'l> {
         let i = match self.last_client {
             Some((k, i)) if k == key => i,
             _ => {
-                let clients = &mut self.clients;
-                let i = *self.client_index.entry(key).or_insert_with(|| {
-                    clients.push((
-                        key,
-                        ClientAcc {
-                            calls: 0.0,
-                            errors: 0.0,
-                            last: 0,
-                            users: UserSet::Bits(Vec::new()),
-                        },
-                    ));
-                    clients.len() - 1
-                });
+                let i = self.client_slot(key);
                 self.last_client = Some((key, i));
                 i
             }
@@ -568,6 +556,23 @@ impl<'l> Part<'l> {
         let p = self.protocols.entry(protocol).or_insert((0.0, 0));
         p.0 += calls;
         p.1 = p.1.max(last);
+    }
+
+    /// The index in `clients` of (client name id, client version id), added empty if new.
+    fn client_slot(&mut self, key: (u32, u32)) -> usize {
+        let clients = &mut self.clients;
+        *self.client_index.entry(key).or_insert_with(|| {
+            clients.push((
+                key,
+                ClientAcc {
+                    calls: 0.0,
+                    errors: 0.0,
+                    last: 0,
+                    users: UserSet::Bits(Vec::new()),
+                },
+            ));
+            clients.len() - 1
+        })
     }
 
     /// Adds what `other` (a later part of the same window) summed, renumbering its users, tools
@@ -619,19 +624,7 @@ impl<'l> Part<'l> {
         self.last_client = None;
         for ((name, version), a) in other.clients {
             let key = (o(name), o(version));
-            let clients = &mut self.clients;
-            let i = *self.client_index.entry(key).or_insert_with(|| {
-                clients.push((
-                    key,
-                    ClientAcc {
-                        calls: 0.0,
-                        errors: 0.0,
-                        last: 0,
-                        users: UserSet::Bits(Vec::new()),
-                    },
-                ));
-                clients.len() - 1
-            });
+            let i = self.client_slot(key);
             let c = &mut self.clients[i].1;
             c.calls += a.calls;
             c.errors += a.errors;
