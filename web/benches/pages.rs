@@ -8,7 +8,8 @@
 //! `cargo bench -p mcp-obs-storage --bench analytics` can be copied there. One 200-span trace is
 //! appended to today. BENCH_RUNS (default 20) requests per page. It runs with the binary's
 //! allocator settings: mimalloc, purge delay BENCH_PURGE_DELAY_MS (default 10), no transparent
-//! huge pages.
+//! huge pages. BENCH_ONLY (a part of a page's name, e.g. `one server`) measures only the pages
+//! whose names contain it.
 //!
 //! Run: `cargo bench -p mcp-obs-web --bench pages`.
 
@@ -49,6 +50,7 @@ fn main() {
     let total = common::env_usize("BENCH_SPANS", 10_000_000);
     let runs = common::env_usize("BENCH_RUNS", 20);
     let purge_ms = common::env_usize("BENCH_PURGE_DELAY_MS", PURGE_DELAY_MS);
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     mcp_obs_storage::memory::set_allocator_purge_delay_ms(purge_ms.try_into().unwrap_or(u32::MAX));
     // The binary's default `[storage] allocator_huge_pages = false`.
     if let Err(e) = mcp_obs_storage::memory::set_transparent_huge_pages(false) {
@@ -156,6 +158,9 @@ fn main() {
                 "—",
             ),
         ] {
+            if !name.contains(only.as_str()) {
+                continue;
+            }
             let mut times = Vec::with_capacity(runs);
             let mut bytes = 0;
             for _ in 0..runs {

@@ -3,6 +3,7 @@
 //! versions, errors by type, organization overview). Reads rollups only, never spans.
 
 mod acc;
+mod pool;
 #[cfg(test)]
 mod tests;
 mod users;

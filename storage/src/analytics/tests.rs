@@ -464,6 +464,13 @@ fn check_all(store: &SpanStore, spans: &[SpanRecord], q: &Query, w: &Window, sta
         .map(|v| v.iter().map(|s| weight(s)).sum())
         .collect();
     calls_sorted.sort_by(|a, b| b.total_cmp(a));
+    // Most calls first; ties (in millionths of a call) by user, then tool.
+    for r in ut.windows(2) {
+        fn key(x: &UserToolRow) -> (i64, &str, &str) {
+            (-((x.calls * 1e6).round() as i64), &x.user, &x.tool)
+        }
+        assert!(key(&r[0]) < key(&r[1]), "{stage}: user x tool order");
+    }
     for (row, want_calls) in ut.iter().zip(&calls_sorted) {
         assert!(
             close(row.calls, *want_calls),
@@ -481,6 +488,12 @@ fn check_all(store: &SpanStore, spans: &[SpanRecord], q: &Query, w: &Window, sta
         "{stage}: users, one pass"
     );
     assert_eq!(t.user_tools, ut, "{stage}: user x tool, one pass");
+    // Passes reuse the buffers earlier passes (of any query, in any test) left in the pool.
+    assert_eq!(
+        user_tables(store, q, w, 5).unwrap(),
+        t,
+        "{stage}: the same pass again, on pooled buffers"
+    );
     // The fallbacks for huge cardinalities give the same tables: pairs in a hash map from the
     // start or moved there mid-pass, clients' users in hash sets from the start or mid-pass.
     let all = users::Want {

@@ -3,10 +3,12 @@
 //! of them, and reading the cube is what they cost (about one row per span at high user
 //! cardinality), so one pass instead of three is most of their time saved.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use rustc_hash::FxBuildHasher;
 
+use super::pool::{self, Buffers, PairCounts, PairRow};
 use super::{rate, ClientRow, ProtocolRow, Query, UserRow, UserToolRow, Window, ROWS_MAX};
 use crate::error::{Result, StorageError};
 use crate::model::DAY_NANOS;
@@ -93,8 +95,6 @@ const NONE: u32 = u32::MAX;
 
 /// The encoded latency sketches of the rows, and (user id, tool id, offset in the bytes) of each.
 type Arena = (Vec<u8>, Vec<(u32, u32, u32)>);
-/// A (user id, tool id) pair and its (calls, errors).
-type PairCounts = ((u32, u32), (f64, f64));
 
 /// Ids for strings, in order of first sight.
 #[derive(Default)]
@@ -242,7 +242,7 @@ impl Pairs {
     /// while decoding: at this pass's sizes each cell is a cache miss (an hour blob has about
     /// one row per tool), and only a loop with little work per row lets the processor have many
     /// of those misses in flight at once.
-    fn add_all(&mut self, rows: &[(u32, u32, f64, f64)], users_known: usize, cells_max: usize) {
+    fn add_all(&mut self, rows: &[PairRow], users_known: usize, cells_max: usize) {
         for (i, &(u, t, calls, errors)) in rows.iter().enumerate() {
             let (ui, ti) = (u as usize, t as usize);
             match self {
@@ -301,19 +301,18 @@ impl Pairs {
     }
 
     fn make_sparse(&mut self) {
-        let counts = std::mem::replace(self, Pairs::Sparse(HashMap::default())).into_counts();
-        if let Pairs::Sparse(map) = self {
-            map.reserve(counts.len());
-            map.extend(counts.into_iter().map(|(k, (c, e))| (k, [c, e])));
-        }
+        let mut counts = Vec::new();
+        self.counts_into(&mut counts);
+        let mut map = HashMap::with_capacity_and_hasher(counts.len(), FxBuildHasher);
+        map.extend(counts.into_iter().map(|(k, (c, e))| (k, [c, e])));
+        *self = Pairs::Sparse(map);
     }
 
-    /// Every pair seen, in no particular order.
-    fn into_counts(self) -> Vec<PairCounts> {
+    /// Appends every pair seen to `out`, in no particular order.
+    fn counts_into(&self, out: &mut Vec<PairCounts>) {
         match self {
             Pairs::Dense { cells, seen, .. } => {
-                let mut out = Vec::new();
-                for (t, (cells, seen)) in cells.iter().zip(&seen).enumerate() {
+                for (t, (cells, seen)) in cells.iter().zip(seen).enumerate() {
                     for (w, &word) in seen.iter().enumerate() {
                         let mut bits = word;
                         while bits != 0 {
@@ -324,9 +323,16 @@ impl Pairs {
                         }
                     }
                 }
-                out
             }
-            Pairs::Sparse(map) => map.into_iter().map(|(k, [c, e])| (k, (c, e))).collect(),
+            Pairs::Sparse(map) => out.extend(map.iter().map(|(&k, &[c, e])| (k, (c, e)))),
+        }
+    }
+
+    /// Hands the dense table's vectors to `b` (to be pooled); a sparse table has none.
+    fn into_buffers(self, b: &mut Buffers) {
+        if let Pairs::Dense { cells, seen, .. } = self {
+            b.cells = cells;
+            b.seen = seen;
         }
     }
 }
@@ -405,9 +411,11 @@ struct Part<'l> {
     users: Vec<UserAcc>,
     pairs: Pairs,
     /// The current blob's (user, tool, calls, errors), added to `pairs` once it is read.
-    blob_pairs: Vec<(u32, u32, f64, f64)>,
-    /// `None` once over the cap.
+    blob_pairs: Vec<PairRow>,
+    /// `None` once over the cap. Empty unless `want.user_tools`.
     arena: Option<Arena>,
+    /// Where `pairs` are listed when the part is merged or done (a pooled buffer).
+    counts: Vec<PairCounts>,
     /// (client name id, client version id) -> index in `clients`; rows sorted by dimensions
     /// come in runs of one client, hence the last one looked up is kept.
     client_index: HashMap<(u32, u32), usize, FxBuildHasher>,
@@ -418,7 +426,16 @@ struct Part<'l> {
 }
 
 impl<'l> Part<'l> {
-    fn new(want: Want, limits: &'l Limits) -> Part<'l> {
+    /// A part that sums into `b`'s vectors (from the pool, empty).
+    fn new(want: Want, limits: &'l Limits, b: Buffers) -> Part<'l> {
+        let Buffers {
+            cells,
+            seen,
+            sketch_bytes,
+            sketch_refs,
+            rows,
+            counts,
+        } = b;
         Part {
             want,
             limits,
@@ -427,12 +444,13 @@ impl<'l> Part<'l> {
             other_ids: Ids::default(),
             users: Vec::new(),
             pairs: Pairs::Dense {
-                cells: Vec::new(),
-                seen: Vec::new(),
+                cells,
+                seen,
                 n_cells: 0,
             },
-            blob_pairs: Vec::new(),
-            arena: want.user_tools.then(|| (Vec::new(), Vec::new())),
+            blob_pairs: rows,
+            arena: Some((sketch_bytes, sketch_refs)),
+            counts,
             client_index: HashMap::default(),
             clients: Vec::new(),
             last_client: None,
@@ -470,7 +488,9 @@ impl<'l> Part<'l> {
                 }
                 if let Some(t) = self.tool_ids.of(strings, row.ids[D_TOOL])? {
                     self.blob_pairs.push((u, t, row.calls, row.errors));
-                    self.sketch(u, t, row.latency);
+                    if want.user_tools {
+                        self.sketch(u, t, row.latency);
+                    }
                 }
             }
             if want.clients {
@@ -578,29 +598,50 @@ impl<'l> Part<'l> {
     /// Adds what `other` (a later part of the same window) summed, renumbering its users, tools
     /// and other strings into this part's ids.
     fn absorb(&mut self, other: Part<'_>) -> Result<()> {
+        let Part {
+            user_ids,
+            tool_ids,
+            other_ids,
+            users: their_users,
+            pairs,
+            blob_pairs,
+            arena,
+            mut counts,
+            clients,
+            protocols,
+            ..
+        } = other;
         let remap = |mine: &mut Ids, theirs: &Ids| -> Result<Vec<u32>> {
             (0..theirs.interner.len() as u32)
                 .map(|i| mine.interner.id(theirs.interner.get(i)))
                 .collect()
         };
-        let users = remap(&mut self.user_ids, &other.user_ids)?;
-        let tools = remap(&mut self.tool_ids, &other.tool_ids)?;
-        let others = remap(&mut self.other_ids, &other.other_ids)?;
+        let users = remap(&mut self.user_ids, &user_ids)?;
+        let tools = remap(&mut self.tool_ids, &tool_ids)?;
+        let others = remap(&mut self.other_ids, &other_ids)?;
         let o = |i: u32| if i == NONE { NONE } else { others[i as usize] };
-        for (u, a) in other.users.into_iter().enumerate() {
+        for (u, a) in their_users.into_iter().enumerate() {
             if a.calls != 0.0 || a.errors != 0.0 || a.last != 0 {
                 self.user(users[u], a.calls, a.errors, a.last);
             }
         }
         let known = self.user_ids.interner.len();
-        let rows: Vec<(u32, u32, f64, f64)> = other
-            .pairs
-            .into_counts()
-            .into_iter()
-            .map(|((u, t), (c, e))| (users[u as usize], tools[t as usize], c, e))
-            .collect();
-        self.pairs.add_all(&rows, known, self.limits.dense_cells);
-        self.arena = match (self.arena.take(), other.arena) {
+        pairs.counts_into(&mut counts);
+        self.blob_pairs.clear();
+        self.blob_pairs.extend(
+            counts
+                .iter()
+                .map(|&((u, t), (c, e))| (users[u as usize], tools[t as usize], c, e)),
+        );
+        self.pairs
+            .add_all(&self.blob_pairs, known, self.limits.dense_cells);
+        let mut spare = Buffers {
+            rows: blob_pairs,
+            counts,
+            ..Buffers::default()
+        };
+        pairs.into_buffers(&mut spare);
+        self.arena = match (self.arena.take(), arena) {
             (Some((mut bytes, mut refs)), Some((more, more_refs)))
                 if bytes.len() + more.len() <= self.limits.sketch_bytes =>
             {
@@ -608,21 +649,23 @@ impl<'l> Part<'l> {
                 bytes.extend_from_slice(&more);
                 refs.extend(
                     more_refs
-                        .into_iter()
-                        .map(|(u, t, off)| (users[u as usize], tools[t as usize], base + off)),
+                        .iter()
+                        .map(|&(u, t, off)| (users[u as usize], tools[t as usize], base + off)),
                 );
+                (spare.sketch_bytes, spare.sketch_refs) = (more, more_refs);
                 Some((bytes, refs))
             }
             _ => None,
         };
+        pool::give(spare);
         // Protocols are summed per client row, so they move with the clients.
-        for (&version, &(calls, last)) in &other.protocols {
+        for (&version, &(calls, last)) in &protocols {
             let p = self.protocols.entry(o(version)).or_insert((0.0, 0));
             p.0 += calls;
             p.1 = p.1.max(last);
         }
         self.last_client = None;
-        for ((name, version), a) in other.clients {
+        for ((name, version), a) in clients {
             let key = (o(name), o(version));
             let i = self.client_slot(key);
             let c = &mut self.clients[i].1;
@@ -691,8 +734,8 @@ pub(super) fn pass(
     let limit = limit.min(ROWS_MAX);
     let filter = q.filter();
     let side = q.side;
-    let read = |range: ScanRange| -> Result<Part<'_>> {
-        let mut part = Part::new(want, limits);
+    let read = |range: ScanRange, buffers: Buffers| -> Result<Part<'_>> {
+        let mut part = Part::new(want, limits, buffers);
         q.scan_users_blobs_in(store, range, &mut |bk, bytes| {
             part.blob(bk, bytes, &filter, side)
         })?;
@@ -702,21 +745,28 @@ pub(super) fn pass(
         0 => pass_threads(),
         n => n,
     };
-    let ranges = split(q.clamped(window), threads, limits.part_nanos_min);
+    let mut ranges = split(q.clamped(window), threads, limits.part_nanos_min);
+    if ranges.is_empty() {
+        ranges.push(q.clamped(window));
+    }
+    // The first part (the largest pooled set) absorbs the others.
+    let mut buffers = pool::take(ranges.len()).into_iter();
+    let first = buffers.next().unwrap_or_default();
     let parts: Vec<Result<Part<'_>>> = if ranges.len() > 1 {
         std::thread::scope(|s| {
             let handles: Vec<_> = ranges[1..]
                 .iter()
-                .map(|&r| s.spawn(move || read(r)))
+                .zip(buffers)
+                .map(|(&r, b)| s.spawn(move || read(r, b)))
                 .collect();
-            let mut parts = vec![read(ranges[0])];
+            let mut parts = vec![read(ranges[0], first)];
             for h in handles {
                 parts.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
             }
             parts
         })
     } else {
-        vec![read(ranges.first().copied().unwrap_or(q.clamped(window)))]
+        vec![read(ranges[0], first)]
     };
     let mut parts = parts.into_iter();
     let mut acc = parts.next().expect("one part at least")?;
@@ -729,12 +779,14 @@ pub(super) fn pass(
         other_ids,
         mut users,
         pairs,
+        blob_pairs,
         arena,
+        mut counts,
         clients,
         protocols,
         ..
     } = acc;
-    let counts = pairs.into_counts();
+    pairs.counts_into(&mut counts);
     let (user_names, tool_names, others) =
         (&user_ids.interner, &tool_ids.interner, &other_ids.interner);
     let opt = |i: u32| (i != NONE).then(|| others.get(i).to_owned());
@@ -755,11 +807,21 @@ pub(super) fn pass(
             limit,
             (user_names, tool_names),
             &counts,
-            arena,
+            arena.as_ref(),
         )?
     } else {
         Vec::new()
     };
+    let mut spare = Buffers {
+        rows: blob_pairs,
+        counts,
+        ..Buffers::default()
+    };
+    pairs.into_buffers(&mut spare);
+    if let Some((bytes, refs)) = arena {
+        (spare.sketch_bytes, spare.sketch_refs) = (bytes, refs);
+    }
+    pool::give(spare);
     let mut c: Vec<ClientRow> = clients
         .into_iter()
         .map(|((name, version), a)| {
@@ -848,7 +910,7 @@ fn top_pairs(
     limit: usize,
     (users, tools): (&Interner, &Interner),
     counts: &[PairCounts],
-    arena: Option<Arena>,
+    arena: Option<&Arena>,
 ) -> Result<Vec<UserToolRow>> {
     let name = |i: u32| {
         let (u, t) = counts[i as usize].0;
@@ -857,28 +919,25 @@ fn top_pairs(
     // Ties (most pairs have the same few calls) are broken by (user, tool) name: compared as
     // ranks of the names, which order as the names do, instead of comparing strings.
     let (user_rank, tool_rank) = (users.ranks(), tools.ranks());
-    let mut top: Vec<(i64, u32, u32, u32)> = counts
-        .iter()
-        .enumerate()
-        .map(|(i, &((u, t), (calls, _)))| {
-            (
-                rank_key(calls),
-                user_rank[u as usize],
-                tool_rank[t as usize],
-                i as u32,
-            )
-        })
-        .collect();
-    let order = |a: &(i64, u32, u32, u32), b: &(i64, u32, u32, u32)| {
-        b.0.cmp(&a.0).then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
-    };
-    // Only the first `limit` need sorting: select them first (pairs can be as many as rows).
-    if top.len() > limit && limit > 0 {
-        top.select_nth_unstable_by(limit - 1, order);
+    // The best `limit` in a heap whose top is the worst kept (pairs can be as many as rows, so
+    // they are not all listed and sorted): a key orders most calls first, then by the names.
+    let mut best: BinaryHeap<(Reverse<i64>, u32, u32, u32)> = BinaryHeap::with_capacity(limit);
+    for (i, &((u, t), (calls, _))) in counts.iter().enumerate() {
+        let key = (
+            Reverse(rank_key(calls)),
+            user_rank[u as usize],
+            tool_rank[t as usize],
+            i as u32,
+        );
+        if best.len() < limit {
+            best.push(key);
+        } else if let Some(mut worst) = best.peek_mut() {
+            if key < *worst {
+                *worst = key;
+            }
+        }
     }
-    top.truncate(limit);
-    top.sort_by(order);
-    let top: Vec<u32> = top.into_iter().map(|k| k.3).collect();
+    let top: Vec<u32> = best.into_sorted_vec().into_iter().map(|k| k.3).collect();
     // (user id, tool id) -> its slot in `top`.
     let slot: HashMap<(u32, u32), usize, FxBuildHasher> = top
         .iter()
@@ -895,7 +954,7 @@ fn top_pairs(
     match arena {
         _ if top.is_empty() => {}
         Some((bytes, refs)) => {
-            for (u, t, off) in refs {
+            for &(u, t, off) in refs {
                 if let Some(&s) = slot.get(&(u, t)) {
                     merge(&mut sketches[s], &bytes[off as usize..])?;
                 }

@@ -454,33 +454,70 @@ impl LatencySketch {
     }
 }
 
-/// A dense accumulator for merging many sketches fast (e.g. 200k rows in a query): indexable array
-/// over all keys.
+/// A dense accumulator for merging many sketches fast (e.g. 200k rows in a query): an array
+/// indexed by key, covering only the keys seen so far.
 ///
-/// 2086 f64 (16.3 KiB) per accumulator, so keep one per result group, not per row.
-#[derive(Clone, Debug)]
+/// All 2086 keys would be 16.3 KiB per accumulator, zeroed when made; a time series keeps one per
+/// bucket (720 for 30 days of hours), and latencies of one group span a few hundred keys at most.
+#[derive(Clone, Debug, Default)]
 pub struct SketchAccumulator {
-    /// Index 0 is the zero bucket, index `k + 1` is key `k`.
+    /// Dense index of `weights[0]` (index 0 is the zero bucket, index `k + 1` is key `k`).
+    lo: usize,
+    /// Weights of dense indexes `lo..lo + weights.len()`; empty until a weight is added.
     weights: Vec<f64>,
 }
 
-impl Default for SketchAccumulator {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// Keys added beyond the one asked for when the window grows, so that a group's latencies
+/// spreading a little further do not move the window each time.
+const WINDOW_SLACK: usize = 16;
 
 impl SketchAccumulator {
     pub fn new() -> Self {
-        Self {
-            weights: vec![0.0; NUM_KEYS + 1],
+        Self::default()
+    }
+
+    /// Adds `w` at dense `index` (< `NUM_KEYS + 1`), widening the window if needed.
+    #[inline]
+    fn add(&mut self, index: usize, w: f64) {
+        match index.checked_sub(self.lo) {
+            Some(i) if i < self.weights.len() => self.weights[i] += w,
+            // An empty bucket adds nothing: no need to widen for it.
+            _ if w == 0.0 => {}
+            _ => self.widen(index, w),
         }
+    }
+
+    #[cold]
+    fn widen(&mut self, index: usize, w: f64) {
+        let end = NUM_KEYS + 1;
+        if self.weights.is_empty() {
+            self.lo = index.saturating_sub(WINDOW_SLACK);
+            self.weights = vec![0.0; (index + WINDOW_SLACK + 1).min(end) - self.lo];
+        } else if index < self.lo {
+            let lo = index.saturating_sub(WINDOW_SLACK);
+            self.weights
+                .splice(0..0, std::iter::repeat_n(0.0, self.lo - lo));
+            self.lo = lo;
+        } else {
+            let hi = (index + WINDOW_SLACK + 1).min(end);
+            self.weights.resize(hi - self.lo, 0.0);
+        }
+        self.weights[index - self.lo] += w;
+    }
+
+    /// `(dense index, weight)` of the window, ascending.
+    fn items(&self) -> impl Iterator<Item = (usize, f64)> + Clone + '_ {
+        let lo = self.lo;
+        self.weights
+            .iter()
+            .enumerate()
+            .map(move |(i, &w)| (lo + i, w))
     }
 
     pub fn add_sketch(&mut self, s: &LatencySketch) {
         for (index, w) in s.items() {
-            if let Some(slot) = self.weights.get_mut(index) {
-                *slot += w;
+            if index <= NUM_KEYS {
+                self.add(index, w);
             }
         }
     }
@@ -492,17 +529,13 @@ impl SketchAccumulator {
         // silently skew the result. The second pass re-reads bytes that are already in cache.
         let mut probe = *input;
         walk(&mut probe, |_, _| {})?;
-        let weights = &mut self.weights;
-        walk(input, |index, w| {
-            if let Some(slot) = weights.get_mut(index) {
-                *slot += w;
-            }
-        })
+        // `walk` checks every key against `NUM_KEYS`.
+        walk(input, |index, w| self.add(index, w))
     }
 
     /// Same rule and same result as [`LatencySketch::quantile`] on the merged sketch.
     pub fn quantile(&self, q: f64) -> Option<u64> {
-        quantile_of(self.weights.iter().copied().enumerate(), q)
+        quantile_of(self.items(), q)
     }
 
     pub fn total_weight(&self) -> f64 {
@@ -510,15 +543,15 @@ impl SketchAccumulator {
     }
 
     pub fn to_sketch(&self) -> LatencySketch {
-        let zero = self.weights.first().copied().unwrap_or(0.0);
-        let bins = self
-            .weights
-            .iter()
-            .enumerate()
-            .skip(1)
-            .filter(|&(_, &w)| w > 0.0)
-            .map(|(index, &w)| ((index - 1) as u16, w))
-            .collect();
+        let mut zero = 0.0;
+        let mut bins = Vec::new();
+        for (index, w) in self.items() {
+            match index.checked_sub(1) {
+                None => zero = w,
+                Some(key) if w > 0.0 => bins.push((key as u16, w)),
+                Some(_) => {}
+            }
+        }
         LatencySketch { zero, bins }
     }
 }
