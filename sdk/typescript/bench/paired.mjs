@@ -3,7 +3,7 @@
 // process, their calls interleaved in blocks of 50 (the order rotating every block), so the
 // drift of a loaded machine (other processes, frequency, GC phases) falls on all variants alike.
 //
-//   node sdk/typescript/bench/paired.mjs [--line ts1|ts2] [--calls 100000] [--reps 3]
+//   node sdk/typescript/bench/paired.mjs [--line ts1|ts2] [--calls 100000] [--reps 3] [--against DIR]...
 //
 // Variants: baseline (stock), baseline2 (a second stock server: the noise floor), unreachable
 // (instrumented, the appliance a closed port: the request path alone, nothing is encoded or sent)
@@ -12,7 +12,8 @@
 // the difference to baseline, per repetition, and the reachable server's export counters.
 // --against DIR adds `against`: the same as unreachable, instrumented by the copy of the SDK in
 // DIR (its src/index.js, e.g. a checkout of an older commit), for a before/after comparison
-// inside one process.
+// inside one process. Repeat it for more copies (`against2`, `against3`, ...): two copies of the
+// same commit show the floor between identical instrumented servers.
 
 import os from 'node:os';
 import path from 'node:path';
@@ -28,7 +29,7 @@ const { values } = parseArgs({
     reps: { type: 'string', default: '3' },
     line: { type: 'string', default: 'ts1' },
     reachable: { type: 'boolean', default: false },
-    against: { type: 'string' },
+    against: { type: 'string', multiple: true },
   },
 });
 const CALLS = Number(values.calls);
@@ -55,9 +56,9 @@ const variants = {
   baseline2: await makeClient(false),
   unreachable: await makeClient(true, closed),
 };
-if (values.against) {
-  const other = await import(pathToFileURL(path.resolve(values.against, 'src/index.js')).href);
-  variants.against = await makeClient(true, closed, {}, 'bench', other.configureMCPTelemetry);
+for (const [i, dir] of (values.against || []).entries()) {
+  const other = await import(pathToFileURL(path.resolve(dir, 'src/index.js')).href);
+  variants[i === 0 ? 'against' : `against${i + 1}`] = await makeClient(true, closed, {}, 'bench', other.configureMCPTelemetry);
 }
 if (app !== null) {
   const [, key] = await app.createServer('bench');
