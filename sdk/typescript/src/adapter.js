@@ -443,10 +443,22 @@ export function installServer(server, observerRef) {
   // note anything, so it is not watched. It is recognised as the handler McpServer installed:
   // the `tools/call` handler present when its tool handlers are already initialized, or the one
   // set while `setToolRequestHandlers` runs.
+  //
+  // McpServer turns a throwing tool into an `isError` result: `executeToolHandler` keeps the
+  // exception as an event. A body this module knows also hands the record to the tool's `extra`
+  // itself, and then McpServer's own `tools/call` handler is left unwrapped: one call layer less
+  // per tool call.
+  let toolsLinked = false;
+  if (server !== proto && typeof server.executeToolHandler === 'function') {
+    const exec = toolExecutor(server.executeToolHandler, proto);
+    server.executeToolHandler = exec.fn;
+    toolsLinked = exec.links;
+  }
+  const observe = (h, mcpTools) => (mcpTools && toolsLinked ? h : observedHandler(proto, h, mcpTools));
   const handlers = proto._requestHandlers;
   const mcp = server !== proto && typeof server.setToolRequestHandlers === 'function';
   const mcpToolCall = mcp && server._toolHandlersInitialized === true ? handlers.get('tools/call') : undefined;
-  for (const [method, h] of handlers) handlers.set(method, observedHandler(proto, h, h === mcpToolCall));
+  for (const [method, h] of handlers) handlers.set(method, observe(h, h === mcpToolCall));
   let settingToolHandlers = false;
   if (mcp) {
     const origSetTools = server.setToolRequestHandlers;
@@ -466,7 +478,7 @@ export function installServer(server, observerRef) {
     try {
       for (const [method, h] of handlers) {
         if (before.get(method) !== h && !h[ADAPTER]) {
-          handlers.set(method, observedHandler(proto, h, settingToolHandlers && method === 'tools/call'));
+          handlers.set(method, observe(h, settingToolHandlers && method === 'tools/call'));
         }
       }
     } catch (e) {
@@ -475,27 +487,88 @@ export function installServer(server, observerRef) {
     return r;
   };
 
-  // McpServer turns a throwing tool into an `isError` result: keep the exception as an event.
-  if (server !== proto && typeof server.executeToolHandler === 'function') {
-    const origExec = server.executeToolHandler;
-    server.executeToolHandler = function executeToolHandler(tool, args, extra) {
-      const p = origExec.call(this, tool, args, extra);
-      // the record is looked up only when the tool threw (it is still in flight then: this
-      // reaction runs before McpServer's own, which answers the request)
-      if (p && typeof p.then === 'function') {
-        p.then(undefined, (err) => {
-          try {
-            const rec = recordOf(extra);
-            if (rec !== undefined) rec.recordException(err);
-          } catch {
-            // nothing
-          }
-        });
-      }
-      return p;
-    };
-  }
   return observerRef;
+}
+
+/** The exception of a throwing tool, as an event on its request's record (still in flight: the
+ * tool's request is answered only after this). */
+function noteToolException(err, extra) {
+  try {
+    const rec = recordOf(extra);
+    if (rec !== undefined) rec.recordException(err);
+  } catch {
+    // nothing
+  }
+}
+
+// `McpServer.executeToolHandler` of `@modelcontextprotocol/sdk` 1.x as this module knows it (1.32;
+// comments and whitespace removed). 2.x (`return tool.executor(args, ctx)`) keeps the wrapper: the
+// same replacement measured slower there (docs/benchmarks.md), and 2.x meets its target without.
+const EXEC_TOOL_1X =
+  "asyncexecuteToolHandler(tool,args,extra){consthandler=tool.handler;constisTaskHandler='createTask'inhandler;" +
+  "if(isTaskHandler){if(!extra.taskStore){thrownewError('Notaskstoreprovided.');}consttaskExtra={...extra,taskStore:extra.taskStore};" +
+  'if(tool.inputSchema){consttypedHandler=handler;returnawaitPromise.resolve(typedHandler.createTask(args,taskExtra));}' +
+  'else{consttypedHandler=handler;returnawaitPromise.resolve(typedHandler.createTask(taskExtra));}}' +
+  'if(tool.inputSchema){consttypedHandler=handler;returnawaitPromise.resolve(typedHandler(args,extra));}' +
+  'else{consttypedHandler=handler;returnawaitPromise.resolve(typedHandler(extra));}}';
+
+function sourceShape(fn) {
+  try {
+    return Function.prototype.toString.call(fn).replace(/\/\/[^\n]*|\/\*[\s\S]*?\*\//g, '').replace(/\s+/g, '');
+  } catch {
+    return '';
+  }
+}
+
+/** `executeToolHandler` that also records a tool's exception: `{ fn, links }`.
+ *
+ * For the 1.x body this module knows, the same body with a `try`/`catch` around it: the tool's
+ * promise is awaited once, as by the original, so watching it costs no promise reaction per call
+ * (a reaction on every tool call's promise was the largest single removable cost on the 1.x
+ * request path, see docs/benchmarks.md). It also hands the request's record to the tool's
+ * `extra` (`links`: McpServer's `tools/call` handler then needs no wrapper). Task handlers
+ * (`createTask`) still go through the original. Any other body (2.x, another version, a
+ * subclass's own) is wrapped: the original runs unchanged and a rejection handler notes its
+ * exception. */
+function toolExecutor(origExec, proto) {
+  const shape = sourceShape(origExec);
+  if (shape === EXEC_TOOL_1X) {
+    const fn = async function executeToolHandler(tool, args, extra) {
+      linkExtra(proto, extra);
+      try {
+        const handler = tool.handler;
+        if ('createTask' in handler) return await origExec.call(this, tool, args, extra);
+        return await Promise.resolve(tool.inputSchema ? handler(args, extra) : handler(extra));
+      } catch (err) {
+        noteToolException(err, extra);
+        throw err;
+      }
+    };
+    return { fn, links: true };
+  }
+  const fn = function executeToolHandler(tool, args, extra) {
+    const p = origExec.call(this, tool, args, extra);
+    // the record is looked up only when the tool threw (it is still in flight then: this
+    // reaction runs before McpServer's own, which answers the request)
+    if (p && typeof p.then === 'function') p.then(undefined, (err) => noteToolException(err, extra));
+    return p;
+  };
+  return { fn, links: false };
+}
+
+/** The in-flight record of the request `extra` belongs to learns it, for recordOf(extra): what
+ * the handler wrapper does for every other handler. */
+function linkExtra(proto, extra) {
+  try {
+    if (extra === null || typeof extra !== 'object') return;
+    const t = proto._transport;
+    const session = t === undefined || t === null ? undefined : t[ADAPTER];
+    if (session === undefined) return;
+    const rec = session.get(requestIdOf(extra));
+    if (rec !== undefined) rec.extra = extra;
+  } catch {
+    // nothing: telemetry never fails the server
+  }
 }
 
 /** `h` wrapped: its request's record learns the handler's `extra` (for recordOf), and a

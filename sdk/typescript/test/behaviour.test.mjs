@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { configureMCPTelemetry, createTelemetryAdapter, telemetryOf } from '../src/index.js';
+import { configureMCPTelemetry, createTelemetryAdapter, recordException, telemetryOf } from '../src/index.js';
 import { EXPORTS_IN_FLIGHT_MAX } from '../src/export.js';
 import { Appliance, freePort, newObsServer, sleep } from './appliance.mjs';
 import { addTool, buildServer, connect, lib, skipOn } from './lines.mjs';
@@ -163,6 +163,64 @@ for (const flavour of ['ts1', 'ts2']) {
       assert.ok(span.attributes['gen_ai.tool.call.result'].includes('hello ada'));
       const [init] = await app.spans(serverId, { method: 'initialize' });
       assert.ok(!('mcp.request.arguments' in init.attributes));
+    });
+
+    test('a tool\'s exception (thrown, or handed to recordException) is its span\'s event, whatever executeToolHandler the server has', async () => {
+      // the stock McpServer.executeToolHandler (1.x: known, replaced by the same body with a
+      // catch; 2.x: wrapped), then one this SDK does not know (another version's or a
+      // subclass's: wrapped)
+      for (const custom of [false, true]) {
+        const [serverId, key] = await newObsServer(app, `tool-exception-${flavour}-${custom}`);
+        const server = await buildServer(flavour);
+        if (custom) {
+          const orig = server.executeToolHandler;
+          server.executeToolHandler = async function executeToolHandler(tool, args, extra) {
+            return orig.call(this, tool, args, extra);
+          };
+        }
+        addTool(server, flavour, 'boom', {}, () => {
+          throw new TypeError('boom on purpose');
+        });
+        addTool(server, flavour, 'boom_later', {}, async () => {
+          await sleep(1);
+          throw new RangeError('later boom on purpose');
+        });
+        // a tool that answers its own error and hands the exception over with its `extra`
+        server.registerTool('caught', { inputSchema: flavour === 'ts2' ? z.object({}) : {} }, async (_args, extra) => {
+          const found = recordException(new SyntaxError('caught on purpose'), extra);
+          return { content: [{ type: 'text', text: `found ${found}` }], isError: true };
+        });
+        const h = configureMCPTelemetry(server, { apiKey: key, endpoint: app.base });
+        assert.equal(server.executeToolHandler.name, 'executeToolHandler');
+        const conn = await connect({ server }, flavour);
+        try {
+          const res = await conn.request('tools/call', { name: 'caught', arguments: {} });
+          assert.equal(res.content[0].text, 'found true');
+          for (const name of ['boom', 'boom_later', 'get_weather']) {
+            const res = await conn.request('tools/call', { name, arguments: name === 'get_weather' ? { city: 'X' } : {} });
+            assert.equal(res.isError === true, name !== 'get_weather', `${name}: ${JSON.stringify(res)}`);
+          }
+        } finally {
+          await conn.close();
+        }
+        assert.ok(await h.flush(10000));
+        await h.shutdown();
+        for (const [name, type, message] of [
+          ['boom', 'TypeError', 'boom on purpose'],
+          ['boom_later', 'RangeError', 'later boom on purpose'],
+          ['caught', 'SyntaxError', 'caught on purpose'],
+        ]) {
+          const spans = await app.spans(serverId, { tool: name });
+          assert.equal(spans.length, 1, `${name} (custom ${custom})`);
+          assert.equal(spans[0].mcp.error_type, 'tool_error');
+          const events = spans[0].events.filter((e) => e.name === 'exception');
+          assert.equal(events.length, 1, `${name} (custom ${custom}): ${JSON.stringify(spans[0].events)}`);
+          assert.ok(JSON.stringify(events[0]).includes(type), JSON.stringify(events[0]));
+          assert.ok(JSON.stringify(events[0]).includes(message), JSON.stringify(events[0]));
+        }
+        const [ok] = await app.spans(serverId, { tool: 'get_weather' });
+        assert.deepEqual(ok.events, []);
+      }
     });
 
     test('identify callback per request; hook errors never reach the server; skipMethods', async () => {
