@@ -9,7 +9,8 @@
 //! appended to today. BENCH_RUNS (default 20) requests per page. It runs with the binary's
 //! allocator settings: mimalloc, purge delay BENCH_PURGE_DELAY_MS (default 10), no transparent
 //! huge pages. BENCH_ONLY (a part of a page's name, e.g. `one server`) measures only the pages
-//! whose names contain it.
+//! whose names contain it. BENCH_PAUSE_MS (default 0) waits that long before each request (not
+//! timed), as a person reloading a page would, so the allocator has handed freed memory back.
 //!
 //! Run: `cargo bench -p mcp-obs-web --bench pages`.
 
@@ -51,6 +52,7 @@ fn main() {
     let runs = common::env_usize("BENCH_RUNS", 20);
     let purge_ms = common::env_usize("BENCH_PURGE_DELAY_MS", PURGE_DELAY_MS);
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let pause = Duration::from_millis(common::env_usize("BENCH_PAUSE_MS", 0) as u64);
     mcp_obs_storage::memory::set_allocator_purge_delay_ms(purge_ms.try_into().unwrap_or(u32::MAX));
     // The binary's default `[storage] allocator_huge_pages = false`.
     if let Err(e) = mcp_obs_storage::memory::set_transparent_huge_pages(false) {
@@ -164,6 +166,9 @@ fn main() {
             let mut times = Vec::with_capacity(runs);
             let mut bytes = 0;
             for _ in 0..runs {
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
                 let t = Instant::now();
                 let r = warp::test::request()
                     .path(&path)
