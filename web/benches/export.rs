@@ -13,7 +13,8 @@
 //! Run: `cargo bench -p mcp-obs-web --bench export` (env BENCH_SPANS; BENCH_DIR keeps the store
 //! between runs: an existing store there is reused instead of rebuilt; BENCH_BASELINE_SPANS caps
 //! the spans the baseline reads, default 1,000,000; BENCH_SKIP_BASELINE=1 skips it; BENCH_ONLY=jsonl
-//! or csv runs only that format, in process).
+//! or csv runs only that format, in process; BENCH_RENDER_THREADS sets the in-process export's
+//! render threads, default `EXPORT_RENDER_THREADS_MAX`, 0 for the scan thread alone).
 
 #[path = "../../storage/benches/common/mod.rs"]
 mod common;
@@ -27,7 +28,7 @@ use std::time::Instant;
 use mcp_obs_storage::model::DAY_NANOS;
 use mcp_obs_storage::spans::{SpanFilter, SpanStore, SpanStoreOptions};
 use mcp_obs_storage::MetaStore;
-use mcp_obs_web::export::{export_to, Format, EXPORT_CHUNK_BYTES};
+use mcp_obs_web::export::{export_with, Format, EXPORT_CHUNK_BYTES, EXPORT_RENDER_THREADS_MAX};
 use mcp_obs_web::span_json::span_to_json;
 use mcp_obs_web::state::AppState;
 use mcp_obs_web::WebConfig;
@@ -76,6 +77,7 @@ fn main() {
         baseline(&store, total);
     }
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let threads = common::env_usize("BENCH_RENDER_THREADS", EXPORT_RENDER_THREADS_MAX);
     for format in [Format::JsonLines, Format::Csv] {
         if !only.is_empty() && only != format.extension() {
             continue;
@@ -85,12 +87,13 @@ fn main() {
         let t = Instant::now();
         let cpu0 = process_cpu_secs();
         let mut bytes = 0usize;
-        let stats = export_to(
+        let stats = export_with(
             &store,
             1,
             &SpanFilter::default(),
             format,
             EXPORT_CHUNK_BYTES,
+            threads,
             |c| {
                 bytes += c.len();
                 ControlFlow::Continue(())
@@ -101,7 +104,7 @@ fn main() {
         let cpu = process_cpu_secs() - cpu0;
         assert_eq!(stats.rows as usize, total);
         println!(
-            "export_to {format:?}: {} spans in {secs:.2} s = {:.0} spans/s, {:.0} spans per CPU-second ({:.0} MB/s, {:.0} bytes/span, {} block reads), RSS {} MB before, peak {} MB, load {}",
+            "export_to {format:?}, {threads} render threads: {} spans in {secs:.2} s = {:.0} spans/s, {:.0} spans per CPU-second ({:.0} MB/s, {:.0} bytes/span, {} block reads), RSS {} MB before, peak {} MB, load {}",
             stats.rows,
             stats.rows as f64 / secs,
             stats.rows as f64 / cpu,

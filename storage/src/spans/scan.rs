@@ -12,6 +12,7 @@
 
 use std::collections::BinaryHeap;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use redb::{ReadOnlyTable, ReadTransaction};
 
@@ -39,9 +40,10 @@ pub trait ScanSink {
     type Prepared;
 
     /// Called before the first run of `block`; `order` is every row the scan will still hand out
-    /// from it, in order (so a sink may work ahead on them). A block dropped for room and decoded
-    /// again is prepared again, with the rows it has left.
-    fn prepare(&mut self, block: &ScanBlock, order: &[u32]) -> Result<Self::Prepared>;
+    /// from it, in order (so a sink may work ahead on them, on another thread too: hence the
+    /// `Arc`; a sink that keeps a clone keeps the block's memory past the scan's own limit). A
+    /// block dropped for room and decoded again is prepared again, with the rows it has left.
+    fn prepare(&mut self, block: &Arc<ScanBlock>, order: &[u32]) -> Result<Self::Prepared>;
 
     /// Rows of `block` (indexes into it), in scan order. `Break` ends the scan at once.
     fn rows(
@@ -127,7 +129,7 @@ struct Entry<P> {
     /// Key of the row at `pos`.
     head: RowKey,
     /// The decoded block and its matching rows in scan order; `None` while dropped for room.
-    live: Option<(ScanBlock, Vec<u32>)>,
+    live: Option<(Arc<ScanBlock>, Vec<u32>)>,
     prepared: Option<P>,
 }
 
@@ -334,7 +336,11 @@ impl<'a, P> DayScan<'a, P> {
 
     /// Block `s` decoded, with its rows that match in scan order (descending key); `None` when
     /// no row matches.
-    fn load(&self, s: &Summary, stats: &mut ScanStats) -> Result<Option<(ScanBlock, Vec<u32>)>> {
+    fn load(
+        &self,
+        s: &Summary,
+        stats: &mut ScanStats,
+    ) -> Result<Option<(Arc<ScanBlock>, Vec<u32>)>> {
         let data = chunks::get(&self.bodies, s.block)?
             .ok_or_else(|| corrupt(format!("block {} has no body", s.block)))?;
         stats.blocks_read += 1;
@@ -374,7 +380,7 @@ impl<'a, P> DayScan<'a, P> {
         // Rows are stored by (start, span id, trace id); the order breaks ties by trace id
         // first. Already sorted but for such ties, so this sort is one pass.
         rows.sort_by_key(|&r| std::cmp::Reverse(row_key(&block, r)));
-        Ok(Some((block, rows)))
+        Ok(Some((Arc::new(block), rows)))
     }
 }
 

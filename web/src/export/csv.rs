@@ -120,7 +120,7 @@ impl RowFormat for Csv {
         into_out(w, out)
     }
 
-    fn prepare(&mut self, b: &ScanBlock, _order: &[u32]) -> Result<CsvBlock> {
+    fn prepare(&mut self, b: &std::sync::Arc<ScanBlock>, _order: &[u32]) -> Result<CsvBlock> {
         let strs = StrField::ALL
             .iter()
             .map(|&f| b.str_dict(f).iter().map(|s| text(s)).collect())

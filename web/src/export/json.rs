@@ -4,6 +4,7 @@
 //! distinct string, resource + scope and attribute set of a block is rendered once per block.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use mcp_obs_storage::model::{AttrValue, Env, KeyValue, SpanEvent, SpanLink, SpanOrigin};
 use mcp_obs_storage::spans::{ScanBlock, StrField};
@@ -11,6 +12,7 @@ use mcp_obs_storage::Result;
 use rustc_hash::FxHashMap;
 use serde_json::ser::{CompactFormatter, Formatter};
 
+use super::ahead::{JobId, RenderAhead};
 use super::RowFormat;
 
 /// Rendered attributes, events and links kept per block for reuse by rows with the same bytes;
@@ -392,59 +394,158 @@ impl StrFrags {
     }
 }
 
-/// The JSON Lines format: one `span_to_json` object per line.
+/// The JSON Lines format: one `span_to_json` object per line. With a [`RenderAhead`], a worker
+/// thread renders lines of the blocks ahead of the scan, which takes them in order (the same
+/// lines: who renders a row does not change its bytes).
 #[derive(Default)]
-pub struct JsonLines;
+pub struct JsonLines<'a> {
+    ahead: Option<&'a RenderAhead>,
+}
 
-/// Lines of a block rendered ahead of the merge: at most this many rows or bytes at a time.
-/// Rendering a block's rows one after another reads its columns in order (the merge interleaves
-/// blocks row by row when servers are busy at the same time, which scatters the reads).
+impl<'a> JsonLines<'a> {
+    /// Every line rendered on the scan's thread.
+    pub fn new() -> JsonLines<'a> {
+        JsonLines { ahead: None }
+    }
+
+    /// Lines rendered by `ahead`'s worker too.
+    pub fn with_ahead(ahead: &'a RenderAhead) -> JsonLines<'a> {
+        JsonLines { ahead: Some(ahead) }
+    }
+}
+
+/// A block's rows are rendered in batches: batch k is the rows `order[k * AHEAD_ROWS_MAX..]`, at
+/// most [`AHEAD_ROWS_MAX`] of them, cut short after [`AHEAD_BYTES_MAX`] bytes (the scan thread then
+/// renders the rest when it gets there). Rendering a block's rows one after another reads its
+/// columns in order (the merge interleaves blocks row by row when servers are busy at the same
+/// time, which scatters the reads), and a batch is the unit of work shared with the worker.
 pub const AHEAD_ROWS_MAX: usize = 256;
 pub const AHEAD_BYTES_MAX: usize = 128 << 10;
 
-/// What [`JsonLines`] keeps per block: each distinct value rendered once, and the lines of the
-/// next rows of the block, rendered ahead.
-pub struct JsonBlock {
-    frags: Frags,
-    /// The rows still to hand out, in order; `order[next..]` are not rendered yet.
-    order: Vec<u32>,
-    next: usize,
-    /// Rendered lines; line k of the batch is `lines[ends[k - 1]..ends[k]]` (from 0).
+/// Rendered lines of consecutive rows of a block: line k is `lines[ends[k - 1]..ends[k]]` (from
+/// 0).
+#[derive(Default)]
+pub struct Lines {
     lines: Vec<u8>,
     ends: Vec<usize>,
-    /// Lines of the batch already handed out.
-    served: usize,
 }
 
-impl JsonBlock {
-    /// Renders the next batch of lines (the previous one was handed out entirely).
-    fn render_ahead(&mut self, b: &ScanBlock) -> Result<()> {
+impl Lines {
+    pub(crate) fn clear(&mut self) {
         self.lines.clear();
         self.ends.clear();
-        self.served = 0;
-        while self.next < self.order.len()
-            && self.ends.len() < AHEAD_ROWS_MAX
-            && self.lines.len() < AHEAD_BYTES_MAX
-        {
-            write_row(
-                b,
-                &mut self.frags,
-                self.order[self.next] as usize,
-                &mut self.lines,
-            )?;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.lines.capacity()
+    }
+
+    fn line(&self, k: usize) -> &[u8] {
+        let a = if k == 0 { 0 } else { self.ends[k - 1] };
+        &self.lines[a..self.ends[k]]
+    }
+
+    /// Appends the lines of `rows` of `b`, stopping once [`AHEAD_BYTES_MAX`] bytes are held (so
+    /// at least one row is rendered).
+    pub(crate) fn render(
+        &mut self,
+        b: &ScanBlock,
+        f: &BlockFrags,
+        extras: &mut ExtraCache,
+        rows: &[u32],
+    ) -> Result<()> {
+        for &r in rows {
+            if self.lines.len() >= AHEAD_BYTES_MAX {
+                break;
+            }
+            write_row(b, f, extras, r as usize, &mut self.lines)?;
             self.ends.push(self.lines.len());
-            self.next += 1;
         }
         Ok(())
     }
 }
 
-struct Frags {
+/// What [`JsonLines`] keeps per block: each distinct value rendered once, and the lines of the
+/// next rows of the block, rendered ahead.
+pub struct JsonBlock<'a> {
+    frags: Arc<BlockFrags>,
+    extras: ExtraCache,
+    /// The rows still to hand out, in order; `order[next..]` are not in `cur` yet.
+    order: Arc<[u32]>,
+    next: usize,
+    cur: Lines,
+    /// Lines of `cur` already handed out.
+    served: usize,
+    /// The block's job with the worker, if there is one.
+    job: Option<(&'a RenderAhead, JobId)>,
+}
+
+impl JsonBlock<'_> {
+    /// Puts the next lines in `cur` (the previous ones were handed out entirely).
+    fn refill(&mut self, b: &ScanBlock) -> Result<()> {
+        self.served = 0;
+        let batch = self.next / AHEAD_ROWS_MAX;
+        if let Some((ahead, id)) = self.job {
+            if self.next % AHEAD_ROWS_MAX == 0 && ahead.take(id, batch, &mut self.cur)? {
+                self.next += self.cur.len();
+                return Ok(());
+            }
+        }
+        // Not shared (no worker, or the rest of a batch cut short): rendered here.
+        let end = ((batch + 1) * AHEAD_ROWS_MAX).min(self.order.len());
+        self.cur.clear();
+        self.cur.render(
+            b,
+            &self.frags,
+            &mut self.extras,
+            &self.order[self.next..end],
+        )?;
+        self.next += self.cur.len();
+        Ok(())
+    }
+}
+
+impl Drop for JsonBlock<'_> {
+    fn drop(&mut self) {
+        if let Some((ahead, id)) = self.job {
+            ahead.forget(id, std::mem::take(&mut self.cur));
+        }
+    }
+}
+
+/// What every row of a block shares, rendered once; read-only, so the worker renders from it too.
+pub struct BlockFrags {
     strs: Vec<StrFrags>,
     /// Renderings of the origins: (resource, scope) ranges of `origin_buf` per origin.
     origin_buf: Vec<u8>,
     origins: Vec<(Range<usize>, Range<usize>)>,
-    extras: ExtraCache,
+}
+
+impl BlockFrags {
+    fn new(b: &ScanBlock) -> BlockFrags {
+        let mut origin_buf = Vec::new();
+        let origins = b
+            .origins()
+            .iter()
+            .map(|o| {
+                let a = origin_buf.len();
+                push_attrs(&mut origin_buf, &o.resource);
+                let m = origin_buf.len();
+                push_scope(&mut origin_buf, o);
+                (a..m, m..origin_buf.len())
+            })
+            .collect();
+        pad(&mut origin_buf);
+        BlockFrags {
+            strs: StrField::ALL.iter().map(|&f| StrFrags::new(b, f)).collect(),
+            origin_buf,
+            origins,
+        }
+    }
 }
 
 /// The MCP fields in the key order of the `mcp` object (sorted), with their keys.
@@ -463,63 +564,57 @@ const MCP_KEYS: [(StrField, &[u8]); 12] = [
     (StrField::UserId, b",\"user_id\":"),
 ];
 
-impl RowFormat for JsonLines {
-    type Prepared = JsonBlock;
+impl<'a> RowFormat for JsonLines<'a> {
+    type Prepared = JsonBlock<'a>;
 
-    fn prepare(&mut self, b: &ScanBlock, order: &[u32]) -> Result<JsonBlock> {
-        let mut origin_buf = Vec::new();
-        let origins = b
-            .origins()
-            .iter()
-            .map(|o| {
-                let a = origin_buf.len();
-                push_attrs(&mut origin_buf, &o.resource);
-                let m = origin_buf.len();
-                push_scope(&mut origin_buf, o);
-                (a..m, m..origin_buf.len())
-            })
-            .collect();
-        pad(&mut origin_buf);
-        let frags = Frags {
-            strs: StrField::ALL.iter().map(|&f| StrFrags::new(b, f)).collect(),
-            origin_buf,
-            origins,
-            extras: ExtraCache::default(),
-        };
+    fn prepare(&mut self, b: &Arc<ScanBlock>, order: &[u32]) -> Result<JsonBlock<'a>> {
+        let frags = Arc::new(BlockFrags::new(b));
+        let order: Arc<[u32]> = order.into();
+        let job = self.ahead.map(|a| {
+            let id = a.register(Arc::clone(b), Arc::clone(&frags), Arc::clone(&order));
+            (a, id)
+        });
         Ok(JsonBlock {
             frags,
-            order: order.to_vec(),
+            extras: ExtraCache::default(),
+            order,
             next: 0,
-            lines: Vec::new(),
-            ends: Vec::new(),
+            cur: Lines::default(),
             served: 0,
+            job,
         })
     }
 
     fn rows(
         &mut self,
         b: &ScanBlock,
-        p: &mut JsonBlock,
+        p: &mut JsonBlock<'a>,
         rows: &[u32],
         out: &mut Vec<u8>,
     ) -> Result<()> {
         for &r in rows {
-            if p.served == p.ends.len() {
-                p.render_ahead(b)?;
+            if p.served == p.cur.len() {
+                if p.next == p.order.len() {
+                    return Err(out_of_order());
+                }
+                p.refill(b)?;
             }
             let k = p.served;
-            // Line k of the batch is row `order[next - batch + k]`.
-            if p.ends.is_empty() || p.order[p.next - p.ends.len() + k] != r {
-                return Err(mcp_obs_storage::StorageError::Io(std::io::Error::other(
-                    "export asked for rows out of the scan order",
-                )));
+            // Line k of `cur` is row `order[next - cur.len() + k]`.
+            if p.order[p.next - p.cur.len() + k] != r {
+                return Err(out_of_order());
             }
-            let a = if k == 0 { 0 } else { p.ends[k - 1] };
-            out.extend_from_slice(&p.lines[a..p.ends[k]]);
+            out.extend_from_slice(p.cur.line(k));
             p.served += 1;
         }
         Ok(())
     }
+}
+
+fn out_of_order() -> mcp_obs_storage::StorageError {
+    mcp_obs_storage::StorageError::Io(std::io::Error::other(
+        "export asked for rows out of the scan order",
+    ))
 }
 
 /// Room reserved before each row: rows of ordinary spans fit, so the appends below rarely grow.
@@ -531,11 +626,17 @@ fn put_str_field(out: &mut Vec<u8>, strs: &[StrFrags], b: &ScanBlock, f: StrFiel
     strs[f as usize].put(out, b.str_id(f, i), i);
 }
 
-fn write_row(b: &ScanBlock, p: &mut Frags, i: usize, out: &mut Vec<u8>) -> Result<()> {
+fn write_row(
+    b: &ScanBlock,
+    p: &BlockFrags,
+    extras: &mut ExtraCache,
+    i: usize,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     out.reserve(ROW_RESERVE_BYTES);
     let strs = &p.strs;
     let s = |out: &mut Vec<u8>, f: StrField| put_str_field(out, strs, b, f, i);
-    let (xbuf, x) = p.extras.get(b, i)?;
+    let (xbuf, x) = extras.get(b, i)?;
     let [d_attrs, d_events, d_links] = b.dropped_counts(i);
     let (start, end) = (b.start(i), b.end(i));
     out.extend_from_slice(b"{\"attributes\":");

@@ -5,8 +5,11 @@
 //! [`EXPORT_CHANNEL_CHUNKS`] to the response body, so an export holds a bounded amount of memory
 //! whatever its size, a slow client slows the scan down (the producer waits on the channel), a
 //! client that goes away stops it (the channel closes), and a shutdown ends the response early
-//! rather than wait for a download to finish.
+//! rather than wait for a download to finish. JSON Lines are rendered on
+//! [`EXPORT_RENDER_THREADS_MAX`] worker thread besides the scan's (`ahead.rs`); exports run at
+//! most [`EXPORTS_CONCURRENT_MAX`](crate::state::EXPORTS_CONCURRENT_MAX) at a time.
 
+pub mod ahead;
 pub mod csv;
 pub mod json;
 pub mod search;
@@ -40,6 +43,9 @@ pub const EXPORT_CHUNK_BYTES: usize = 256 << 10;
 /// Chunks waiting between the scan and the connection (with the chunk size: what one export
 /// buffers beyond the decoded blocks of the scan itself).
 pub const EXPORT_CHANNEL_CHUNKS: usize = 4;
+/// Worker threads one export renders JSON Lines on besides the scan's own (0 or 1: the worker of
+/// [`ahead::RenderAhead`]); with the cap on concurrent exports, a bound on the export's threads.
+pub const EXPORT_RENDER_THREADS_MAX: usize = 1;
 /// Rows formatted between two checks of the buffered size.
 const ROWS_PER_CHECK: usize = 256;
 
@@ -74,7 +80,11 @@ pub trait RowFormat {
         Ok(())
     }
     /// `order`: the rows that will be asked of `b`, in order (see `ScanSink::prepare`).
-    fn prepare(&mut self, b: &ScanBlock, order: &[u32]) -> mcp_obs_storage::Result<Self::Prepared>;
+    fn prepare(
+        &mut self,
+        b: &Arc<ScanBlock>,
+        order: &[u32],
+    ) -> mcp_obs_storage::Result<Self::Prepared>;
     /// Appends `rows` of `b` to `out`: always the next rows of the `order` given to `prepare`.
     fn rows(
         &mut self,
@@ -118,7 +128,11 @@ impl<R: RowFormat, F: FnMut(Vec<u8>) -> ControlFlow<()>> Chunked<R, F> {
 impl<R: RowFormat, F: FnMut(Vec<u8>) -> ControlFlow<()>> ScanSink for Chunked<R, F> {
     type Prepared = R::Prepared;
 
-    fn prepare(&mut self, b: &ScanBlock, order: &[u32]) -> mcp_obs_storage::Result<R::Prepared> {
+    fn prepare(
+        &mut self,
+        b: &Arc<ScanBlock>,
+        order: &[u32],
+    ) -> mcp_obs_storage::Result<R::Prepared> {
         self.fmt.prepare(b, order)
     }
 
@@ -143,13 +157,37 @@ impl<R: RowFormat, F: FnMut(Vec<u8>) -> ControlFlow<()>> ScanSink for Chunked<R,
 }
 
 /// Runs the export of `org`'s spans matching `filter` in `format`, handing chunks of about
-/// `chunk_bytes` to `emit` until it returns `Break`. Blocking: call it off the async runtime.
+/// `chunk_bytes` to `emit` until it returns `Break`. Blocking: call it off the async runtime. JSON
+/// Lines are rendered on [`EXPORT_RENDER_THREADS_MAX`] more threads (see [`export_with`]).
 pub fn export_to(
     store: &SpanStore,
     org: OrgId,
     filter: &SpanFilter,
     format: Format,
     chunk_bytes: usize,
+    emit: impl FnMut(Vec<u8>) -> ControlFlow<()>,
+) -> mcp_obs_storage::Result<ScanStats> {
+    export_with(
+        store,
+        org,
+        filter,
+        format,
+        chunk_bytes,
+        EXPORT_RENDER_THREADS_MAX,
+        emit,
+    )
+}
+
+/// [`export_to`] with `render_threads` worker threads (at most [`EXPORT_RENDER_THREADS_MAX`]; 0
+/// renders everything on the calling thread). The output is the same whatever the count. The
+/// worker lives in a thread scope: it has stopped when this returns, however the export ended.
+pub fn export_with(
+    store: &SpanStore,
+    org: OrgId,
+    filter: &SpanFilter,
+    format: Format,
+    chunk_bytes: usize,
+    render_threads: usize,
     emit: impl FnMut(Vec<u8>) -> ControlFlow<()>,
 ) -> mcp_obs_storage::Result<ScanStats> {
     fn run<R: RowFormat>(
@@ -165,11 +203,35 @@ pub fn export_to(
         Ok(stats)
     }
     match format {
+        Format::JsonLines if render_threads.min(EXPORT_RENDER_THREADS_MAX) > 0 => {
+            let ahead = ahead::RenderAhead::default();
+            std::thread::scope(|s| {
+                // Closes on the way out, a panic included, or the scope would wait on the worker.
+                struct Close<'a>(&'a ahead::RenderAhead);
+                impl Drop for Close<'_> {
+                    fn drop(&mut self) {
+                        self.0.close();
+                    }
+                }
+                let _close = Close(&ahead);
+                let worker = std::thread::Builder::new()
+                    .name("export-render".into())
+                    .spawn_scoped(s, || ahead.work());
+                let fmt = match worker {
+                    Ok(_) => json::JsonLines::with_ahead(&ahead),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no export render thread; rendering on one");
+                        json::JsonLines::new()
+                    }
+                };
+                run(store, org, filter, Chunked::new(fmt, chunk_bytes, emit)?)
+            })
+        }
         Format::JsonLines => run(
             store,
             org,
             filter,
-            Chunked::new(json::JsonLines, chunk_bytes, emit)?,
+            Chunked::new(json::JsonLines::new(), chunk_bytes, emit)?,
         ),
         Format::Csv => run(
             store,

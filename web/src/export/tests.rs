@@ -12,9 +12,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
+use super::ahead::RenderAhead;
 use super::csv::CSV_COLUMNS;
+use super::json::JsonLines;
 use super::search::export_search_paged;
-use super::{export_to, Format};
+use super::{export_to, Format, EXPORT_CHUNK_BYTES};
 use crate::span_json::span_to_json;
 
 /// A store in a fresh temporary directory, removed on drop.
@@ -501,4 +503,163 @@ fn parameters_are_the_span_lists_plus_format() {
     assert_eq!(name, "spans-acme_corp-1000-2000.csv");
     let name = super::file_name("default", &SpanFilter::default(), Format::JsonLines);
     assert_eq!(name, "spans-default-earliest-latest.jsonl");
+}
+
+/// An export through `export_with` with `threads` render threads, chunks checked for size.
+fn export_threads(store: &SpanStore, f: &SpanFilter, chunk: usize, threads: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let stats = super::export_with(store, 1, f, Format::JsonLines, chunk, threads, |c| {
+        assert!(!c.is_empty());
+        out.extend_from_slice(&c);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert!(!stats.stopped);
+    out
+}
+
+/// A compacted store of `n` spans of org 1 from six servers busy at the same times of one day
+/// (the merge interleaves their blocks row by row), blocks of `n / 6` rows (several render
+/// batches each), every tenth span with a 4 kB attribute (batches cut short by their byte limit).
+fn interleaved_store(n: usize, seed: u64) -> TempStore {
+    let t = TempStore::new(4096);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let spans: Vec<SpanRecord> = (0..n)
+        .map(|i| {
+            let mut s = span(&mut rng, 1, 20_000 * DAY_NANOS);
+            // Within one day: the servers' rows alternate, a few ties on the start time.
+            let d = s.end_unix_nano.saturating_sub(s.start_unix_nano);
+            s.start_unix_nano = 20_000 * DAY_NANOS + (i / 7) as u64 * 1_000_000;
+            s.end_unix_nano = s.start_unix_nano + d;
+            s.server_id = 10 + (i % 6) as u32;
+            if i % 10 == 0 {
+                s.attributes.push(KeyValue {
+                    key: "big".into(),
+                    value: AttrValue::Str("x".repeat(4096)),
+                });
+            }
+            s
+        })
+        .collect();
+    for part in spans.chunks(n / 4 + 1) {
+        t.store.append(part).unwrap();
+    }
+    while t.store.compact().unwrap().blocks_merged > 0 {}
+    t
+}
+
+#[test]
+fn render_thread_output_is_the_single_threaded_output() {
+    let t = interleaved_store(9000, 11);
+    let filters = [
+        SpanFilter::default(),
+        SpanFilter {
+            env: Some(Env::Live),
+            ..SpanFilter::default()
+        },
+    ];
+    for f in &filters {
+        let one = export_threads(&t.store, f, EXPORT_CHUNK_BYTES, 0);
+        let want = list_all(&t.store, 1, f);
+        assert!(want.len() > 4000, "{} spans", want.len());
+        assert_eq!(one.iter().filter(|&&b| b == b'\n').count(), want.len());
+        // The single-threaded path against the reference, line by line at a few places.
+        let lines: Vec<&[u8]> = one.split(|&b| b == b'\n').collect();
+        for k in [0, 1, 255, 256, 257, want.len() / 2, want.len() - 1] {
+            let reference = serde_json::to_vec(&span_to_json(&want[k])).unwrap();
+            assert_eq!(lines[k], &reference[..], "line {k}");
+        }
+        for chunk in [1, 4096, EXPORT_CHUNK_BYTES] {
+            let two = export_threads(&t.store, f, chunk, 1);
+            assert!(two == one, "chunk {chunk}: outputs differ");
+        }
+    }
+}
+
+#[test]
+fn render_thread_stops_with_the_client() {
+    let t = interleaved_store(6000, 12);
+    for stop_at in [1, 5, 40] {
+        let mut chunks = 0;
+        let mut got = Vec::new();
+        let stats = super::export_with(
+            &t.store,
+            1,
+            &SpanFilter::default(),
+            Format::JsonLines,
+            4096,
+            1,
+            |c| {
+                chunks += 1;
+                got.extend_from_slice(&c);
+                match chunks == stop_at {
+                    true => ControlFlow::Break(()),
+                    false => ControlFlow::Continue(()),
+                }
+            },
+        )
+        .unwrap();
+        assert!(stats.stopped);
+        assert_eq!(chunks, stop_at);
+        assert!(stats.rows < 6000);
+        // What was sent is the beginning of the whole export.
+        let all = export_threads(&t.store, &SpanFilter::default(), 4096, 0);
+        assert_eq!(&all[..got.len()], &got[..]);
+    }
+}
+
+/// Without a running worker (its thread could not start, or it ended), the scan thread renders
+/// every batch itself and never waits.
+#[test]
+fn render_ahead_without_a_worker_renders_on_the_scan_thread() {
+    let t = interleaved_store(3000, 13);
+    let want = export_threads(&t.store, &SpanFilter::default(), 1 << 16, 0);
+    let ahead = RenderAhead::default();
+    let mut got = Vec::new();
+    let sink = super::Chunked::new(JsonLines::with_ahead(&ahead), 1 << 16, |c| {
+        got.extend_from_slice(&c);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    let mut sink = sink;
+    let stats = t.store.scan(1, &SpanFilter::default(), &mut sink).unwrap();
+    assert!(sink.finish().is_continue());
+    assert_eq!(stats.rows, 3000);
+    assert!(got == want);
+    // A worker that ends early (closed before it starts) changes nothing either.
+    ahead.close();
+    ahead.work();
+    let mut again = Vec::new();
+    let mut sink = super::Chunked::new(JsonLines::with_ahead(&ahead), 1 << 16, |c| {
+        again.extend_from_slice(&c);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    t.store.scan(1, &SpanFilter::default(), &mut sink).unwrap();
+    assert!(sink.finish().is_continue());
+    assert!(again == want);
+}
+
+/// Batches rendered ahead (here by the worker's step run on the scan thread between chunks, so
+/// deterministically) are handed out in place of the scan thread's own rendering, unchanged.
+#[test]
+fn batches_rendered_ahead_are_the_lines_the_scan_hands_out() {
+    let t = interleaved_store(4000, 14);
+    let want = export_threads(&t.store, &SpanFilter::default(), 4096, 0);
+    for steps in [1, 3, 40] {
+        let ahead = RenderAhead::default();
+        let mut got = Vec::new();
+        let mut sink = super::Chunked::new(JsonLines::with_ahead(&ahead), 4096, |c| {
+            got.extend_from_slice(&c);
+            for _ in 0..steps {
+                ahead.step();
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        t.store.scan(1, &SpanFilter::default(), &mut sink).unwrap();
+        assert!(sink.finish().is_continue());
+        assert!(ahead.batches_taken_ahead() > 10, "steps {steps}");
+        assert!(got == want, "steps {steps}: outputs differ");
+    }
 }

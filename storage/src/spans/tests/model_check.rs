@@ -99,7 +99,7 @@ struct Collect {
 
 impl ScanSink for Collect {
     type Prepared = ();
-    fn prepare(&mut self, _: &ScanBlock, _: &[u32]) -> crate::Result<()> {
+    fn prepare(&mut self, _: &std::sync::Arc<ScanBlock>, _: &[u32]) -> crate::Result<()> {
         Ok(())
     }
     fn rows(
