@@ -3,7 +3,10 @@
 //! on, renders the next batch nobody has started. Both threads take the batch needed soonest (by
 //! the start time of its first row, which is the scan's order), so they share the work whatever
 //! the blocks' interleaving; the scan thread still hands every line out itself, in its order, so
-//! the output is byte for byte that of the single-threaded path.
+//! the output is byte for byte that of the single-threaded path. When the worker is on the batch
+//! the scan needs but has not delivered it within [`RENDER_WAIT_US_MAX`] (it is not running: a
+//! busy machine), the scan thread renders that batch too and the worker's copy is dropped, so a
+//! starved worker does not make the export slower than one thread.
 //!
 //! Bounds: at most [`RENDER_AHEAD_BATCHES_MAX`] batches (each at most
 //! [`AHEAD_BYTES_MAX`](super::json::AHEAD_BYTES_MAX) plus one row) rendered and not yet handed
@@ -26,6 +29,11 @@ pub const RENDER_AHEAD_BATCHES_MAX: usize = 16;
 /// Spare line buffers kept for reuse.
 const SPARE_LINES_MAX: usize = RENDER_AHEAD_BATCHES_MAX + 2;
 /// Caches of rendered extras kept per block: one per thread rendering it at the same time.
+/// How long the scan thread waits for a batch the worker is on before rendering it itself (the
+/// worker's copy is then dropped): a batch takes a few hundred µs, so a longer wait means the
+/// worker is not running (a busy machine), and waiting on it would make two threads slower than
+/// one.
+pub const RENDER_WAIT_US_MAX: u64 = 1000;
 const CACHES_PER_JOB_MAX: usize = 2;
 
 /// A block registered with [`RenderAhead`].
@@ -67,6 +75,8 @@ struct Job {
     done: Vec<(usize, Result<Lines>)>,
     /// Batches claimed for later whose rendering has not finished.
     rendering: usize,
+    /// Of those, batches the scan thread stopped waiting for and rendered itself.
+    abandoned: Vec<usize>,
     /// Caches of rendered extras not in use.
     caches: Vec<ExtraCache>,
 }
@@ -81,7 +91,7 @@ impl Job {
 }
 
 /// A claimed batch, rendered without the lock.
-struct Claim {
+pub(crate) struct Claim {
     id: JobId,
     batch: usize,
     block: Arc<ScanBlock>,
@@ -143,7 +153,16 @@ impl State {
                 if j.caches.len() < CACHES_PER_JOB_MAX {
                     j.caches.push(c.cache);
                 }
-                j.done.push((c.batch, r.map(|()| c.lines)));
+                match j.abandoned.iter().position(|&b| b == c.batch) {
+                    Some(at) => {
+                        j.abandoned.swap_remove(at);
+                        self.in_flight -= 1;
+                        if r.is_ok() {
+                            self.recycle(c.lines);
+                        }
+                    }
+                    None => j.done.push((c.batch, r.map(|()| c.lines))),
+                }
             }
             // The scan dropped the block meanwhile.
             None => {
@@ -203,6 +222,20 @@ impl RenderAhead {
         true
     }
 
+    /// Claims the batch needed soonest as the worker would, without rendering it: a worker that
+    /// stalls until [`RenderAhead::finish_stalled`].
+    #[cfg(test)]
+    pub(crate) fn stall(&self) -> Option<Claim> {
+        self.state.lock().claim_ahead()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn finish_stalled(&self, mut c: Claim) {
+        let r = c.render();
+        self.state.lock().file(c, r);
+        self.ready.notify_one();
+    }
+
     /// Batches the scan thread found rendered ahead, so far.
     pub fn batches_taken_ahead(&self) -> u64 {
         self.state.lock().taken_ahead
@@ -233,6 +266,7 @@ impl RenderAhead {
                 next_claim: 0,
                 done: Vec::new(),
                 rendering: 0,
+                abandoned: Vec::new(),
                 caches: Vec::new(),
             },
         );
@@ -264,6 +298,7 @@ impl RenderAhead {
     /// has claimed the batch: it is now the caller's, to render itself.
     pub(crate) fn take(&self, id: JobId, batch: usize, cur: &mut Lines) -> Result<bool> {
         let mut st = self.state.lock();
+        let mut waited = false;
         loop {
             let worker_gone = st.worker_gone;
             let Some(j) = st.jobs.get_mut(&id) else {
@@ -280,7 +315,11 @@ impl RenderAhead {
                 self.work.notify_one();
                 return Ok(true);
             }
-            if j.next_claim <= batch || j.rendering == 0 || worker_gone {
+            if waited {
+                // The worker is on it but not getting on: render it here, drop its copy.
+                j.abandoned.push(batch);
+            }
+            if j.next_claim <= batch || j.rendering == 0 || worker_gone || waited {
                 // Unclaimed: the caller's (skipping none: the caller asks in order). Or claimed
                 // for later but not coming (its renderer is gone): rendered by the caller too.
                 j.next_claim = j.next_claim.max(batch + 1);
@@ -293,7 +332,8 @@ impl RenderAhead {
             }
             // The worker is on it: render what is needed next meanwhile, rather than wait.
             if !self.render_one(&mut st) {
-                self.ready.wait(&mut st);
+                let wait = std::time::Duration::from_micros(RENDER_WAIT_US_MAX);
+                waited = self.ready.wait_for(&mut st, wait).timed_out();
             }
         }
     }

@@ -663,3 +663,35 @@ fn batches_rendered_ahead_are_the_lines_the_scan_hands_out() {
         assert!(got == want, "steps {steps}: outputs differ");
     }
 }
+
+/// A worker that claims the batch needed soonest and then does not run: the scan thread stops
+/// waiting for it, renders it itself, and the late copy is dropped; the output does not change.
+#[test]
+fn a_stalled_worker_is_not_waited_for() {
+    let t = interleaved_store(4000, 15);
+    let want = export_threads(&t.store, &SpanFilter::default(), 4096, 0);
+    let ahead = RenderAhead::default();
+    let mut got = Vec::new();
+    let (mut stalled, mut stalls, mut chunks) = (None, 0, 0);
+    let mut sink = super::Chunked::new(JsonLines::with_ahead(&ahead), 4096, |c| {
+        got.extend_from_slice(&c);
+        chunks += 1;
+        // Every 20 chunks the stalled claim is finished late and another one stalls.
+        if chunks % 20 == 0 {
+            if let Some(c) = stalled.take() {
+                ahead.finish_stalled(c);
+            }
+            stalled = ahead.stall();
+            stalls += usize::from(stalled.is_some());
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    t.store.scan(1, &SpanFilter::default(), &mut sink).unwrap();
+    assert!(sink.finish().is_continue());
+    if let Some(c) = stalled.take() {
+        ahead.finish_stalled(c);
+    }
+    assert!(stalls > 5, "{stalls} stalls");
+    assert!(got == want, "outputs differ");
+}
