@@ -10,8 +10,8 @@
 //!
 //! Bounds: at most [`RENDER_AHEAD_BATCHES_MAX`] batches (each at most
 //! [`AHEAD_BYTES_MAX`](super::json::AHEAD_BYTES_MAX) plus one row) rendered and not yet handed
-//! out, plus the one each thread is rendering; blocks the scan drops are dropped here too (at most
-//! one more is kept alive while the worker finishes a batch of it). The worker stops when the
+//! out, plus the one each thread is rendering; blocks the scan drops are dropped here too (each
+//! thread keeps at most one more alive while it finishes a batch of it). The worker stops when the
 //! export ends for any reason (finished, client gone, error): [`export_to`](super::export_to)
 //! runs it in a thread scope, so it is joined before the export returns.
 
@@ -28,12 +28,12 @@ use super::json::{BlockFrags, ExtraCache, Lines, AHEAD_ROWS_MAX};
 pub const RENDER_AHEAD_BATCHES_MAX: usize = 16;
 /// Spare line buffers kept for reuse.
 const SPARE_LINES_MAX: usize = RENDER_AHEAD_BATCHES_MAX + 2;
-/// Caches of rendered extras kept per block: one per thread rendering it at the same time.
 /// How long the scan thread waits for a batch the worker is on before rendering it itself (the
 /// worker's copy is then dropped): a batch takes a few hundred µs, so a longer wait means the
 /// worker is not running (a busy machine), and waiting on it would make two threads slower than
 /// one.
 pub const RENDER_WAIT_US_MAX: u64 = 1000;
+/// Caches of rendered extras kept per block: one per thread rendering it at the same time.
 const CACHES_PER_JOB_MAX: usize = 2;
 
 /// A block registered with [`RenderAhead`].
