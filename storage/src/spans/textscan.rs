@@ -7,12 +7,9 @@
 //! of its fields' masks has every bit. A block whose dictionaries together miss a term is skipped
 //! without looking at its rows.
 
-use rustc_hash::FxHashMap;
-
 use super::block::ColumnRead;
 use super::header::Summary;
 use super::lazy::LazyBody;
-use super::materialize::Materialize;
 use super::partition::{decode_u64, BODIES, KEY_NEXT_BLOCK, META};
 use super::{corrupt, SpanFilter, SpanPage, SpanStore};
 use crate::codec::strdict::{self, StrVals};
@@ -138,15 +135,6 @@ fn decode_strs(raw: &[u8], rows: usize) -> Result<StrVals<'_>> {
     Ok(v)
 }
 
-/// A field is read for the undecided rows alone when they are fewer than one in this many of the
-/// block's rows; otherwise its whole column is decoded (each distinct value analyzed once).
-#[cfg(not(test))]
-const ROWS_READ_ALONE_RATIO: usize = 16;
-/// Tests' blocks are tiny: take the row path whenever fewer than half the rows are left, so that
-/// both paths are compared with brute force.
-#[cfg(test)]
-const ROWS_READ_ALONE_RATIO: usize = 2;
-
 /// The rows of `a..b` (index `i - a`) that pass `mask` (`None`: all) and match the text query;
 /// `None` when none does. Fields are read one at a time and only for rows not yet decided; a
 /// dictionary value is analyzed at most once per block, and only if a row being checked uses it.
@@ -170,21 +158,6 @@ pub fn text_mask(
             break;
         }
         if fields & (1 << i) == 0 {
-            continue;
-        }
-        if open.len() * ROWS_READ_ALONE_RATIO < body.rows() {
-            // Few rows left to decide (the index narrowed them to a few buckets): read only
-            // their values (their row groups and dictionary segments where the column is
-            // segmented) instead of decoding the whole column and its dictionary.
-            let rows: Vec<usize> = open.iter().map(|&k| a + k).collect();
-            let vals = body.row_strs(f.column(), &rows)?;
-            let mut memo: FxHashMap<&str, u64> = FxHashMap::default();
-            for (&k, v) in open.iter().zip(&vals) {
-                if let Some(v) = v.as_deref() {
-                    acc[k] |= *memo.entry(v).or_insert_with(|| m.value_mask(v));
-                }
-            }
-            open.retain(|&k| acc[k] != full);
             continue;
         }
         let raw = body.column(f.column())?;
