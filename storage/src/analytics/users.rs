@@ -597,75 +597,55 @@ impl<'l> Part<'l> {
 
     /// Adds what `other` (a later part of the same window) summed, renumbering its users, tools
     /// and other strings into this part's ids.
-    fn absorb(&mut self, other: Part<'_>) -> Result<()> {
-        let Part {
-            user_ids,
-            tool_ids,
-            other_ids,
-            users: their_users,
-            pairs,
-            blob_pairs,
-            arena,
-            mut counts,
-            clients,
-            protocols,
-            ..
-        } = other;
+    fn absorb(&mut self, mut other: Part<'_>) -> Result<()> {
         let remap = |mine: &mut Ids, theirs: &Ids| -> Result<Vec<u32>> {
             (0..theirs.interner.len() as u32)
                 .map(|i| mine.interner.id(theirs.interner.get(i)))
                 .collect()
         };
-        let users = remap(&mut self.user_ids, &user_ids)?;
-        let tools = remap(&mut self.tool_ids, &tool_ids)?;
-        let others = remap(&mut self.other_ids, &other_ids)?;
+        let users = remap(&mut self.user_ids, &other.user_ids)?;
+        let tools = remap(&mut self.tool_ids, &other.tool_ids)?;
+        let others = remap(&mut self.other_ids, &other.other_ids)?;
         let o = |i: u32| if i == NONE { NONE } else { others[i as usize] };
-        for (u, a) in their_users.into_iter().enumerate() {
+        for (u, a) in std::mem::take(&mut other.users).into_iter().enumerate() {
             if a.calls != 0.0 || a.errors != 0.0 || a.last != 0 {
                 self.user(users[u], a.calls, a.errors, a.last);
             }
         }
         let known = self.user_ids.interner.len();
-        pairs.counts_into(&mut counts);
+        other.pairs.counts_into(&mut other.counts);
         self.blob_pairs.clear();
         self.blob_pairs.extend(
-            counts
+            other
+                .counts
                 .iter()
                 .map(|&((u, t), (c, e))| (users[u as usize], tools[t as usize], c, e)),
         );
         self.pairs
             .add_all(&self.blob_pairs, known, self.limits.dense_cells);
-        let mut spare = Buffers {
-            rows: blob_pairs,
-            counts,
-            ..Buffers::default()
-        };
-        pairs.into_buffers(&mut spare);
-        self.arena = match (self.arena.take(), arena) {
+        self.arena = match (self.arena.take(), other.arena.as_ref()) {
             (Some((mut bytes, mut refs)), Some((more, more_refs)))
                 if bytes.len() + more.len() <= self.limits.sketch_bytes =>
             {
                 let base = bytes.len() as u32;
-                bytes.extend_from_slice(&more);
+                bytes.extend_from_slice(more);
                 refs.extend(
                     more_refs
                         .iter()
                         .map(|&(u, t, off)| (users[u as usize], tools[t as usize], base + off)),
                 );
-                (spare.sketch_bytes, spare.sketch_refs) = (more, more_refs);
                 Some((bytes, refs))
             }
             _ => None,
         };
-        pool::give(spare);
         // Protocols are summed per client row, so they move with the clients.
-        for (&version, &(calls, last)) in &protocols {
+        for (&version, &(calls, last)) in &other.protocols {
             let p = self.protocols.entry(o(version)).or_insert((0.0, 0));
             p.0 += calls;
             p.1 = p.1.max(last);
         }
         self.last_client = None;
-        for ((name, version), a) in clients {
+        for ((name, version), a) in std::mem::take(&mut other.clients) {
             let key = (o(name), o(version));
             let i = self.client_slot(key);
             let c = &mut self.clients[i].1;
@@ -680,8 +660,28 @@ impl<'l> Part<'l> {
                 );
             }
         }
+        other.recycle();
         Ok(())
     }
+
+    /// Gives this part's large buffers back to the pool.
+    fn recycle(self) {
+        recycle(self.pairs, self.blob_pairs, self.counts, self.arena);
+    }
+}
+
+/// Gives a pass's large buffers back to the pool.
+fn recycle(pairs: Pairs, rows: Vec<PairRow>, counts: Vec<PairCounts>, arena: Option<Arena>) {
+    let mut b = Buffers {
+        rows,
+        counts,
+        ..Buffers::default()
+    };
+    pairs.into_buffers(&mut b);
+    if let Some((bytes, refs)) = arena {
+        (b.sketch_bytes, b.sketch_refs) = (bytes, refs);
+    }
+    pool::give(b);
 }
 
 /// `range` cut into at most `parts` consecutive pieces of at least `piece_nanos_min` each, at
@@ -812,16 +812,7 @@ pub(super) fn pass(
     } else {
         Vec::new()
     };
-    let mut spare = Buffers {
-        rows: blob_pairs,
-        counts,
-        ..Buffers::default()
-    };
-    pairs.into_buffers(&mut spare);
-    if let Some((bytes, refs)) = arena {
-        (spare.sketch_bytes, spare.sketch_refs) = (bytes, refs);
-    }
-    pool::give(spare);
+    recycle(pairs, blob_pairs, counts, arena);
     let mut c: Vec<ClientRow> = clients
         .into_iter()
         .map(|((name, version), a)| {
