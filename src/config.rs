@@ -54,7 +54,7 @@ CONFIG FILE (TOML, --config / MCPOBS_CONFIG). Every key is optional; shown with 
   search_commit_interval_ms = 1000  # how often the search index commits (its lag, about 1-2x this)
   search_queue_spans_max = 200000   # spans waiting for the indexer before it re-reads them from disk
   search_candidates_per_day_max = 200000  # index hits of one day beyond which a search scans that day
-  search_open_days_max = 32         # day search indexes kept open; least recently used ones close
+  search_open_days_max = 100        # day search indexes kept open; least recently used ones close
   allocator_purge_delay_ms = 10     # how long freed memory stays with the allocator before it goes
                                     # back to the OS: 0 saves ~20 MB RSS more for ~15% ingest CPU;
                                     # mimalloc's own default, 1000, keeps ~50 MB more resident
