@@ -832,6 +832,20 @@ fn fixture_query() -> Query {
 }
 
 /// Every span of organization 1, through the span list.
+/// A copy of the fixture day file `tests/data/<version>/2026-11-20.redb` in a fresh directory,
+/// opened: (the directory, the file, the store).
+fn open_fixture(version: &str) -> (tempfile::TempDir, std::path::PathBuf, SpanStore) {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(version)
+        .join("2026-11-20.redb");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("2026-11-20.redb");
+    std::fs::copy(fixture, &path).unwrap();
+    let store = SpanStore::open(dir.path(), SpanStoreOptions::default()).unwrap();
+    (dir, path, store)
+}
+
 fn all_spans(store: &SpanStore) -> Vec<SpanRecord> {
     let f = crate::spans::SpanFilter::default();
     let mut spans = Vec::new();
@@ -852,13 +866,7 @@ fn all_spans(store: &SpanStore) -> Vec<SpanRecord> {
 /// rebuilding its rollups from its spans, and every answer equals brute force over those spans.
 #[test]
 fn format_2_file_is_upgraded_with_rollups_rebuilt() {
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/spans-v2/2026-11-20.redb"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(fixture, dir.path().join("2026-11-20.redb")).unwrap();
-    let store = SpanStore::open(dir.path(), SpanStoreOptions::default()).unwrap();
+    let (_dir, path, store) = open_fixture("spans-v2");
     let day = 1_795_132_800 * 1_000_000_000u64;
     let spans = all_spans(&store);
     assert_eq!(spans.len(), 60, "the fixture's spans read back");
@@ -886,7 +894,7 @@ fn format_2_file_is_upgraded_with_rollups_rebuilt() {
     check_all(&store, &spans, &base, &w, "upgraded+rolled");
     drop(store);
     // The upgrade is durable: the file now says the current version and opens without rebuilding.
-    assert_current_version(&dir.path().join("2026-11-20.redb"));
+    assert_current_version(&path);
 }
 
 /// A day file written by format 3 (rolled and sealed, without day overviews; made by
@@ -936,14 +944,7 @@ fn format_3_file_is_upgraded_with_day_overviews() {
 /// force.
 #[test]
 fn format_4_file_is_read_and_upgraded() {
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/spans-v4/2026-11-20.redb"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("2026-11-20.redb");
-    std::fs::copy(fixture, &path).unwrap();
-    let store = SpanStore::open(dir.path(), SpanStoreOptions::default()).unwrap();
+    let (_dir, path, store) = open_fixture("spans-v4");
     let day = 1_795_132_800 * 1_000_000_000u64;
     let spans = all_spans(&store);
     assert_eq!(spans.len(), 60, "the fixture's spans read back");
@@ -962,14 +963,7 @@ fn format_4_file_is_read_and_upgraded() {
 #[test]
 fn format_5_file_is_read_and_upgraded() {
     use crate::spans::SpanFilter;
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/spans-v5/2026-11-20.redb"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("2026-11-20.redb");
-    std::fs::copy(fixture, &path).unwrap();
-    let store = SpanStore::open(dir.path(), SpanStoreOptions::default()).unwrap();
+    let (_dir, path, store) = open_fixture("spans-v5");
     let day = 1_795_132_800 * 1_000_000_000u64;
     let spans = all_spans(&store);
     assert_eq!(spans.len(), 600, "the fixture's spans read back");
