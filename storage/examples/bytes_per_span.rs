@@ -47,7 +47,7 @@ fn span(rng: &mut StdRng, i: u64, t0: u64, spacing_nanos: u64) -> SpanRecord {
         parent_span_id: [0; 8],
         start_unix_nano: start,
         end_unix_nano: start + dur,
-        name: format!("tools/call {tool}"),
+        name: format!("tools/call {tool}").into(),
         kind: SPAN_KIND_SERVER,
         status_code: if error { STATUS_ERROR } else { STATUS_UNSET },
         status_message: if error {
@@ -62,9 +62,9 @@ fn span(rng: &mut StdRng, i: u64, t0: u64, spacing_nanos: u64) -> SpanRecord {
         mcp: McpFields {
             method: Some("tools/call".into()),
             tool: Some(tool.into()),
-            request_id: Some(rng.gen_range(1..400u32).to_string()),
-            session_id: Some(session),
-            user_id: Some(format!("user-{user}@example.com")),
+            request_id: Some(rng.gen_range(1..400u32).to_string().into()),
+            session_id: Some(session.into()),
+            user_id: Some(format!("user-{user}@example.com").into()),
             client_name: Some(
                 if user % 2 == 0 {
                     "claude-desktop"
@@ -99,7 +99,10 @@ fn span(rng: &mut StdRng, i: u64, t0: u64, spacing_nanos: u64) -> SpanRecord {
                 kv("service.name", AttrValue::Str("acme-mcp".into())),
                 kv("service.version", AttrValue::Str("2.3.1".into())),
                 kv("telemetry.sdk.language", AttrValue::Str("python".into())),
-                kv("host.name", AttrValue::Str(format!("mcp-{}", user % 3))),
+                kv(
+                    "host.name",
+                    AttrValue::Str(format!("mcp-{}", user % 3).into()),
+                ),
             ],
             scope_name: "opentelemetry.instrumentation.mcp".into(),
             scope_version: "0.47.0".into(),

@@ -7,6 +7,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+/// A span's short strings (MCP fields, span name): kept inline up to 24 bytes, so most spans carry
+/// no heap allocation for them. Ingest allocates these on its worker threads and the span writer
+/// frees them; with one `String` per field that churn was about a sixth of ingest CPU (cross-thread
+/// frees, cold free lists; docs/benchmarks.md "Inline span strings").
+pub type Text = compact_str::CompactString;
+
 /// Internal id of an organization (dense, assigned by the metadata store).
 pub type OrgId = u32;
 /// Internal id of an MCP server (dense, unique across organizations).
@@ -62,7 +68,7 @@ pub const STATUS_ERROR: StatusCode = 2;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum AttrValue {
-    Str(String),
+    Str(Text),
     Bool(bool),
     Int(i64),
     Double(f64),
@@ -74,7 +80,7 @@ pub enum AttrValue {
 /// One attribute: key and value.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KeyValue {
-    pub key: String,
+    pub key: Text,
     pub value: AttrValue,
 }
 
@@ -105,24 +111,24 @@ pub struct SpanOrigin {
 /// The canonical MCP fields (design.md section 4). `None` means the span did not carry it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct McpFields {
-    pub method: Option<String>,
-    pub tool: Option<String>,
-    pub prompt: Option<String>,
-    pub resource_uri: Option<String>,
-    pub request_id: Option<String>,
-    pub session_id: Option<String>,
-    pub user_id: Option<String>,
-    pub client_name: Option<String>,
-    pub client_version: Option<String>,
+    pub method: Option<Text>,
+    pub tool: Option<Text>,
+    pub prompt: Option<Text>,
+    pub resource_uri: Option<Text>,
+    pub request_id: Option<Text>,
+    pub session_id: Option<Text>,
+    pub user_id: Option<Text>,
+    pub client_name: Option<Text>,
+    pub client_version: Option<Text>,
     /// `tool_error`, a JSON-RPC code such as `-32602`, or an exception type.
-    pub error_type: Option<String>,
-    pub transport: Option<String>,
-    pub protocol_version: Option<String>,
+    pub error_type: Option<Text>,
+    pub transport: Option<Text>,
+    pub protocol_version: Option<Text>,
 }
 
 impl McpFields {
     /// Every field with its canonical name, in the order the API documents them.
-    pub fn named(&self) -> [(&'static str, &Option<String>); 12] {
+    pub fn named(&self) -> [(&'static str, &Option<Text>); 12] {
         [
             ("method", &self.method),
             ("tool", &self.tool),
@@ -153,7 +159,7 @@ pub struct SpanRecord {
     pub parent_span_id: [u8; 8],
     pub start_unix_nano: u64,
     pub end_unix_nano: u64,
-    pub name: String,
+    pub name: Text,
     pub kind: SpanKind,
     pub status_code: StatusCode,
     pub status_message: String,
@@ -162,7 +168,7 @@ pub struct SpanRecord {
     /// Probability in (0, 1] with which the sender kept this span; analytics weigh it 1/p.
     pub sample_probability: f64,
     /// `service.name` of the resource, kept as its own column for filtering and display.
-    pub service_name: String,
+    pub service_name: Text,
     pub mcp: McpFields,
     /// Attributes not consumed into canonical columns (the canonical keys are removed).
     pub attributes: Vec<KeyValue>,

@@ -223,7 +223,7 @@ fn append_trace(store: &SpanStore, now: u64) -> String {
             if i > 0 {
                 s.parent_span_id = 1u64.to_be_bytes();
                 s.mcp.method = None;
-                s.name = format!("step {i}");
+                s.name = format!("step {i}").into();
             }
             s
         })

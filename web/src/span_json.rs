@@ -61,14 +61,14 @@ pub fn span_to_json(s: &SpanRecord) -> Value {
 pub fn attrs_to_json(attrs: &[KeyValue]) -> Value {
     let mut map = Map::with_capacity(attrs.len());
     for kv in attrs {
-        map.insert(kv.key.clone(), value_to_json(&kv.value));
+        map.insert(kv.key.to_string(), value_to_json(&kv.value));
     }
     Value::Object(map)
 }
 
 fn value_to_json(v: &AttrValue) -> Value {
     match v {
-        AttrValue::Str(s) => Value::String(s.clone()),
+        AttrValue::Str(s) => Value::String(s.to_string()),
         AttrValue::Bool(b) => Value::Bool(*b),
         AttrValue::Int(i) => Value::from(*i),
         AttrValue::Double(d) => serde_json::Number::from_f64(*d)

@@ -10,8 +10,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::model::{
-    McpFields, SpanOrigin, SpanRecord, SPAN_KIND_CLIENT, SPAN_KIND_INTERNAL, SPAN_KIND_SERVER,
-    STATUS_ERROR, STATUS_UNSET,
+    McpFields, SpanOrigin, SpanRecord, Text, SPAN_KIND_CLIENT, SPAN_KIND_INTERNAL,
+    SPAN_KIND_SERVER, STATUS_ERROR, STATUS_UNSET,
 };
 use crate::rollup::sketch::RELATIVE_ACCURACY;
 use crate::rollup::HOUR_NANOS;
@@ -102,11 +102,11 @@ fn spec() -> impl Strategy<Value = Spec> {
 fn span(i: usize, s: &Spec) -> SpanRecord {
     let start = DAY0 + s.minute * MINUTE_NANOS + s.second_nanos;
     // method: mostly tools/call; some other methods; 1 in 10 a plain internal span (no method).
-    let method = match s.method {
+    let method: Option<Text> = match s.method {
         0 => None,
-        1 => Some("tools/list".to_string()),
-        2 => Some("initialize".to_string()),
-        _ => Some("tools/call".to_string()),
+        1 => Some("tools/list".into()),
+        2 => Some("initialize".into()),
+        _ => Some("tools/call".into()),
     };
     let is_call = method.as_deref() == Some("tools/call");
     let (cname, cver) = CLIENTS[s.client];
@@ -140,12 +140,12 @@ fn span(i: usize, s: &Spec) -> SpanRecord {
         mcp: McpFields {
             method,
             tool: if is_call {
-                s.tool.map(|t| TOOLS[t].to_string())
+                s.tool.map(|t| TOOLS[t].into())
             } else {
                 None
             },
-            user_id: s.user.map(|u| USERS[u].to_string()),
-            session_id: (s.session > 0).then(|| format!("session-{}", s.session % 7)),
+            user_id: s.user.map(|u| USERS[u].into()),
+            session_id: (s.session > 0).then(|| format!("session-{}", s.session % 7).into()),
             client_name: Some(cname.into()),
             client_version: Some(cver.into()),
             protocol_version: Some(
@@ -187,16 +187,16 @@ fn matching<'a>(spans: &'a [SpanRecord], q: &Query, w: &Window) -> Vec<&'a SpanR
                 && s.start_unix_nano < w.to_unix_nano
                 && q.method
                     .as_ref()
-                    .is_none_or(|m| s.mcp.method.as_ref() == Some(m))
+                    .is_none_or(|m| s.mcp.method.as_deref() == Some(m.as_str()))
                 && q.tool
                     .as_ref()
-                    .is_none_or(|m| s.mcp.tool.as_ref() == Some(m))
+                    .is_none_or(|m| s.mcp.tool.as_deref() == Some(m.as_str()))
                 && q.user
                     .as_ref()
-                    .is_none_or(|m| s.mcp.user_id.as_ref() == Some(m))
+                    .is_none_or(|m| s.mcp.user_id.as_deref() == Some(m.as_str()))
                 && q.client
                     .as_ref()
-                    .is_none_or(|m| s.mcp.client_name.as_ref() == Some(m))
+                    .is_none_or(|m| s.mcp.client_name.as_deref() == Some(m.as_str()))
         })
         .collect()
 }
@@ -541,7 +541,7 @@ fn check_all(store: &SpanStore, spans: &[SpanRecord], q: &Query, w: &Window, sta
                 .error_type
                 .clone()
                 .unwrap_or_else(|| crate::rollup::ERROR_TYPE_UNSPECIFIED.into());
-            by_type.entry(t).or_default().push(s);
+            by_type.entry(t.to_string()).or_default().push(s);
         }
     }
     assert_eq!(errs.len(), by_type.len(), "{stage}: error types");
@@ -572,7 +572,10 @@ fn check_all(store: &SpanStore, spans: &[SpanRecord], q: &Query, w: &Window, sta
         let sp: Vec<&SpanRecord> = m
             .iter()
             .copied()
-            .filter(|s| s.mcp.client_name == c.name && s.mcp.client_version == c.version)
+            .filter(|s| {
+                s.mcp.client_name.as_deref() == c.name.as_deref()
+                    && s.mcp.client_version.as_deref() == c.version.as_deref()
+            })
             .collect();
         let calls: f64 = sp.iter().map(|s| weight(s)).sum();
         assert!(close(c.calls, calls), "{stage}: client {:?}", c.name);

@@ -3,7 +3,7 @@
 
 use super::Result;
 use super::{corrupt, put_bytes, put_str, put_varint, unzigzag, zigzag, Reader};
-use crate::model::{AttrValue, KeyValue, SpanEvent, SpanLink, SpanOrigin};
+use crate::model::{AttrValue, KeyValue, SpanEvent, SpanLink, SpanOrigin, Text};
 
 const T_STR: u8 = 0;
 const T_BOOL: u8 = 1;
@@ -65,7 +65,7 @@ pub fn read_value(r: &mut Reader<'_>, depth: usize) -> Result<AttrValue> {
         return Err(corrupt("attribute nesting too deep"));
     }
     Ok(match r.u8()? {
-        T_STR => AttrValue::Str(r.str()?.to_owned()),
+        T_STR => AttrValue::Str(Text::from(r.str()?)),
         T_BOOL => match r.u8()? {
             0 => AttrValue::Bool(false),
             1 => AttrValue::Bool(true),
@@ -96,7 +96,7 @@ fn read_kvs_at(r: &mut Reader<'_>, depth: usize) -> Result<Vec<KeyValue>> {
     let n = r.count(2)?;
     let mut kvs = Vec::with_capacity(n);
     for _ in 0..n {
-        let key = r.str()?.to_owned();
+        let key = Text::from(r.str()?);
         let value = read_value(r, depth)?;
         kvs.push(KeyValue { key, value });
     }
@@ -189,7 +189,7 @@ pub(crate) mod strategies {
 
     pub fn value() -> impl Strategy<Value = AttrValue> {
         let leaf = prop_oneof![
-            "\\PC{0,12}".prop_map(AttrValue::Str),
+            "\\PC{0,12}".prop_map(|s: String| AttrValue::Str(s.into())),
             any::<bool>().prop_map(AttrValue::Bool),
             any::<i64>().prop_map(AttrValue::Int),
             f64_any().prop_map(AttrValue::Double),
@@ -201,7 +201,10 @@ pub(crate) mod strategies {
                 proptest::collection::vec(("[a-z.]{0,6}", inner), 0..4).prop_map(|kvs| {
                     AttrValue::KvList(
                         kvs.into_iter()
-                            .map(|(key, value)| KeyValue { key, value })
+                            .map(|(key, value): (String, AttrValue)| KeyValue {
+                                key: key.into(),
+                                value,
+                            })
                             .collect(),
                     )
                 }),
@@ -212,7 +215,10 @@ pub(crate) mod strategies {
     pub fn kvs(max: usize) -> impl Strategy<Value = Vec<KeyValue>> {
         proptest::collection::vec(("\\PC{0,8}", value()), 0..max).prop_map(|v| {
             v.into_iter()
-                .map(|(key, value)| KeyValue { key, value })
+                .map(|(key, value): (String, AttrValue)| KeyValue {
+                    key: key.into(),
+                    value,
+                })
                 .collect()
         })
     }

@@ -310,7 +310,9 @@ impl Deltas<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{McpFields, SPAN_KIND_CLIENT, SPAN_KIND_SERVER, STATUS_ERROR, STATUS_UNSET};
+    use crate::model::{
+        McpFields, Text, SPAN_KIND_CLIENT, SPAN_KIND_SERVER, STATUS_ERROR, STATUS_UNSET,
+    };
     use proptest::prelude::*;
 
     const MINUTE0: u64 = 20_000 * 1440;
@@ -351,17 +353,17 @@ mod tests {
         blobs
     }
 
-    fn value(pick: u8) -> Option<String> {
+    fn value(pick: u8) -> Option<Text> {
         match pick {
             0 => None,
-            1 => Some(String::new()),
+            1 => Some(Text::default()),
             2 => Some("a".into()),
             3 => Some("b".into()),
             4 => Some("tools/call".into()),
             5 => Some("get_weather".into()),
             6 => Some("user-07@example.com".into()),
-            7 => Some(format!("long-ü-{}", "x".repeat(130))),
-            _ => Some(format!("v{pick}")),
+            7 => Some(format!("long-ü-{}", "x".repeat(130)).into()),
+            _ => Some(format!("v{pick}").into()),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The fixed column set of a span block: column ids, and which `SpanRecord` string field each
 //! dictionary column holds. Shared by the block encoder and decoder so the two cannot disagree.
 
-use crate::model::SpanRecord;
+use crate::model::{SpanRecord, Text};
 
 pub const C_START: usize = 0;
 pub const C_END: usize = 1;
@@ -102,24 +102,30 @@ impl StrField {
 
     /// Stores a decoded value; the caller has checked that `None` only reaches optional fields.
     pub fn set(self, s: &mut SpanRecord, v: Option<String>) {
+        self.set_str(s, v.as_deref())
+    }
+
+    /// [`StrField::set`] from a borrowed value (a short one is stored inline, without allocating).
+    pub fn set_str(self, s: &mut SpanRecord, v: Option<&str>) {
         let m = &mut s.mcp;
+        let t = || v.map(Text::from);
         match self {
-            StrField::Name => s.name = v.unwrap_or_default(),
-            StrField::StatusMessage => s.status_message = v.unwrap_or_default(),
-            StrField::TraceState => s.trace_state = v.unwrap_or_default(),
-            StrField::ServiceName => s.service_name = v.unwrap_or_default(),
-            StrField::Method => m.method = v,
-            StrField::Tool => m.tool = v,
-            StrField::Prompt => m.prompt = v,
-            StrField::ResourceUri => m.resource_uri = v,
-            StrField::RequestId => m.request_id = v,
-            StrField::SessionId => m.session_id = v,
-            StrField::UserId => m.user_id = v,
-            StrField::ClientName => m.client_name = v,
-            StrField::ClientVersion => m.client_version = v,
-            StrField::ErrorType => m.error_type = v,
-            StrField::Transport => m.transport = v,
-            StrField::ProtocolVersion => m.protocol_version = v,
+            StrField::Name => s.name = t().unwrap_or_default(),
+            StrField::StatusMessage => s.status_message = v.unwrap_or_default().to_owned(),
+            StrField::TraceState => s.trace_state = v.unwrap_or_default().to_owned(),
+            StrField::ServiceName => s.service_name = t().unwrap_or_default(),
+            StrField::Method => m.method = t(),
+            StrField::Tool => m.tool = t(),
+            StrField::Prompt => m.prompt = t(),
+            StrField::ResourceUri => m.resource_uri = t(),
+            StrField::RequestId => m.request_id = t(),
+            StrField::SessionId => m.session_id = t(),
+            StrField::UserId => m.user_id = t(),
+            StrField::ClientName => m.client_name = t(),
+            StrField::ClientVersion => m.client_version = t(),
+            StrField::ErrorType => m.error_type = t(),
+            StrField::Transport => m.transport = t(),
+            StrField::ProtocolVersion => m.protocol_version = t(),
         }
     }
 }

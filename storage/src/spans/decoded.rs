@@ -12,7 +12,7 @@ use crate::codec::strdict::{self, StrColumn, StrVals};
 use crate::codec::{value, Reader};
 use crate::error::Result;
 use crate::model::{
-    Env, KeyValue, McpFields, OrgId, ServerId, SpanEvent, SpanLink, SpanOrigin, SpanRecord,
+    Env, KeyValue, McpFields, OrgId, ServerId, SpanEvent, SpanLink, SpanOrigin, SpanRecord, Text,
     STATUS_ERROR,
 };
 
@@ -215,14 +215,14 @@ impl ScanBlock {
             parent_span_id: self.parents[i],
             start_unix_nano: self.starts[i],
             end_unix_nano: self.ends[i],
-            name: String::new(),
+            name: Text::default(),
             kind: self.kinds[i],
             status_code: self.statuses[i],
             status_message: String::new(),
             flags: self.flags(i),
             trace_state: String::new(),
             sample_probability: self.sample_probability(i),
-            service_name: String::new(),
+            service_name: Text::default(),
             mcp: McpFields::default(),
             attributes,
             events,
@@ -233,7 +233,7 @@ impl ScanBlock {
             dropped_links_count,
         };
         for f in StrField::ALL {
-            f.set(&mut rec, self.str(f, i).map(str::to_owned));
+            f.set_str(&mut rec, self.str(f, i));
         }
         Ok(rec)
     }

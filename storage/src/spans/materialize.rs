@@ -7,7 +7,7 @@ use super::corrupt;
 use super::fast;
 use crate::codec::{self, bitpack, value, Reader};
 use crate::error::Result;
-use crate::model::{McpFields, SpanOrigin, SpanRecord};
+use crate::model::{McpFields, SpanOrigin, SpanRecord, Text};
 use std::sync::Arc;
 
 impl<T: ColumnRead> Materialize for T {}
@@ -59,14 +59,14 @@ pub trait Materialize: ColumnRead {
                 parent_span_id: parents[i],
                 start_unix_nano: starts[i],
                 end_unix_nano: starts[i].wrapping_add(codec::unzigzag(ends[k][0]) as u64),
-                name: String::new(),
+                name: Text::default(),
                 kind: kinds[i],
                 status_code: statuses[i],
                 status_message: String::new(),
                 flags: count(k, 0)?,
                 trace_state: String::new(),
                 sample_probability: f64::from_bits(u64::from_le_bytes(probs[k])),
-                service_name: String::new(),
+                service_name: Text::default(),
                 mcp: McpFields::default(),
                 attributes: Vec::new(),
                 events: Vec::new(),

@@ -52,7 +52,7 @@ fn round_trip_extreme_values() {
     spans[1].end_unix_nano = spans[1].start_unix_nano - 5;
     spans[2].start_unix_nano = u64::MAX;
     spans[2].end_unix_nano = 0;
-    spans[3].name = "ünï✓ode 🚀".repeat(1000);
+    spans[3].name = "ünï✓ode 🚀".repeat(1000).into();
     spans[4].parent_span_id = [0xff; 8];
     spans[5].flags = u32::MAX;
     spans[5].dropped_links_count = u32::MAX;
@@ -508,7 +508,7 @@ fn row_group_reads_equal_whole_column_reads() {
     for (i, s) in spans.iter_mut().enumerate() {
         (s.org_id, s.server_id) = (1, 10);
         // A numeric string column (request ids) with values in some row groups only.
-        s.mcp.request_id = (i % 50 < 20).then(|| (i * 7).to_string());
+        s.mcp.request_id = (i % 50 < 20).then(|| (i * 7).to_string().into());
     }
     let mut refs: Vec<&SpanRecord> = spans.iter().collect();
     sort_rows(&mut refs);
@@ -558,8 +558,8 @@ fn ranked_filter_equals_dictionary_walk() {
     let mut spans: Vec<SpanRecord> = (0..n).map(|_| g.span()).collect();
     for (i, s) in spans.iter_mut().enumerate() {
         (s.org_id, s.server_id) = (1, 10);
-        s.mcp.user_id = (i % 7 != 0).then(|| format!("u{}", (i * 13) % 1500));
-        s.mcp.tool = Some(format!("tool_{}", i % 40));
+        s.mcp.user_id = (i % 7 != 0).then(|| format!("u{}", (i * 13) % 1500).into());
+        s.mcp.tool = Some(format!("tool_{}", i % 40).into());
     }
     let mut refs: Vec<&SpanRecord> = spans.iter().collect();
     sort_rows(&mut refs);

@@ -85,7 +85,7 @@ fn text(rng: &mut StdRng) -> String {
 
 fn value(rng: &mut StdRng, depth: u32) -> AttrValue {
     match rng.gen_range(0..if depth > 2 { 5 } else { 7 }) {
-        0 => AttrValue::Str(text(rng)),
+        0 => AttrValue::Str(text(rng).into()),
         1 => AttrValue::Bool(rng.gen()),
         2 => AttrValue::Int(match rng.gen_range(0..3) {
             0 => i64::MIN,
@@ -117,20 +117,20 @@ fn kvs(rng: &mut StdRng, depth: u32) -> Vec<KeyValue> {
     (0..n)
         .map(|_| KeyValue {
             key: match rng.gen_range(0..4) {
-                0 => "dup".to_string(),
-                1 => text(rng),
-                _ => format!("k{}", rng.gen_range(0..6)),
+                0 => "dup".into(),
+                1 => text(rng).into(),
+                _ => format!("k{}", rng.gen_range(0..6)).into(),
             },
             value: value(rng, depth),
         })
         .collect()
 }
 
-fn opt(rng: &mut StdRng, pool: &[&str]) -> Option<String> {
+fn opt(rng: &mut StdRng, pool: &[&str]) -> Option<Text> {
     match rng.gen_range(0..5) {
         0 => None,
-        1 => Some(text(rng)),
-        _ => Some(pool[rng.gen_range(0..pool.len())].to_string()),
+        1 => Some(text(rng).into()),
+        _ => Some(pool[rng.gen_range(0..pool.len())].into()),
     }
 }
 
@@ -157,7 +157,7 @@ fn span(rng: &mut StdRng, org: OrgId, t0: u64) -> SpanRecord {
             0 => start.saturating_sub(5),
             _ => start + rng.gen_range(0..5_000_000_000u64),
         },
-        name: text(rng),
+        name: text(rng).into(),
         kind: rng.gen_range(0..7),
         status_code: rng.gen_range(0..4),
         status_message: text(rng),
@@ -169,7 +169,7 @@ fn span(rng: &mut StdRng, org: OrgId, t0: u64) -> SpanRecord {
             2 => f64::from_bits(rng.gen()),
             _ => 1.0,
         },
-        service_name: text(rng),
+        service_name: text(rng).into(),
         mcp: McpFields {
             method: opt(rng, &["tools/call", "resources/read"]),
             tool: opt(rng, &["search", "=cmd|'/C calc'!A0"]),
@@ -177,7 +177,7 @@ fn span(rng: &mut StdRng, org: OrgId, t0: u64) -> SpanRecord {
             resource_uri: opt(rng, &["file:///x"]),
             request_id: match rng.gen_range(0..3) {
                 0 => None,
-                1 => Some(rng.gen_range(0..1000u32).to_string()),
+                1 => Some(rng.gen_range(0..1000u32).to_string().into()),
                 _ => opt(rng, &["abc", "007"]),
             },
             session_id: opt(rng, &["s1", "s2"]),
@@ -535,7 +535,7 @@ fn interleaved_store(n: usize, seed: u64) -> TempStore {
             if i % 10 == 0 {
                 s.attributes.push(KeyValue {
                     key: "big".into(),
-                    value: AttrValue::Str("x".repeat(4096)),
+                    value: AttrValue::Str("x".repeat(4096).into()),
                 });
             }
             s

@@ -7,7 +7,7 @@
 //! traceloop (`tools/list.mcp`, `get_weather.tool`).
 
 use super::attrs::{scalar_string, Attrs};
-use mcp_obs_storage::model::McpFields;
+use mcp_obs_storage::model::{McpFields, Text};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as PValue;
 use opentelemetry_proto::tonic::trace::v1::span::Event;
 
@@ -66,21 +66,27 @@ pub(super) fn extract(
         .take_first_str(&["gen_ai.prompt.name", "mcp.prompt.name"])
         .or_else(|| target_if(PROMPTS_GET));
 
+    let t = |s: Option<String>| s.map(Text::from);
     let mut fields = McpFields {
-        tool,
-        prompt,
-        resource_uri: attrs.take_str("mcp.resource.uri"),
-        request_id: attrs.take_first_scalar(&["jsonrpc.request.id", "mcp.request.id"]),
-        session_id: attrs.take_scalar("mcp.session.id"),
-        user_id: attrs.take_first_scalar(&["enduser.id", "user.id", "mcp.user.id"]),
-        client_name: attrs.take_str("mcp.client.name"),
-        client_version: attrs.take_scalar("mcp.client.version"),
+        tool: t(tool),
+        prompt: t(prompt),
+        resource_uri: t(attrs.take_str("mcp.resource.uri")),
+        request_id: t(attrs.take_first_scalar(&["jsonrpc.request.id", "mcp.request.id"])),
+        session_id: t(attrs.take_scalar("mcp.session.id")),
+        user_id: t(attrs.take_first_scalar(&["enduser.id", "user.id", "mcp.user.id"])),
+        client_name: t(attrs.take_str("mcp.client.name")),
+        client_version: t(attrs.take_scalar("mcp.client.version")),
         error_type: None,
-        transport: attrs.take_first_str(&["network.transport", "mcp.transport"]),
-        protocol_version: attrs.take_scalar("mcp.protocol.version"),
-        method,
+        transport: t(attrs.take_first_str(&["network.transport", "mcp.transport"])),
+        protocol_version: t(attrs.take_scalar("mcp.protocol.version")),
+        method: t(method),
     };
-    fields.error_type = error_type(attrs, status_is_error, events, fields.method.as_deref());
+    fields.error_type = t(error_type(
+        attrs,
+        status_is_error,
+        events,
+        fields.method.as_deref(),
+    ));
     fields
 }
 

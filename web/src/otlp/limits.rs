@@ -4,7 +4,7 @@
 //! Truncation never rejects anything; it is counted so normalization can mark the span
 //! (`mcpobs.truncated`) and report the total.
 
-use mcp_obs_storage::model::{AttrValue, KeyValue};
+use mcp_obs_storage::model::{AttrValue, KeyValue, Text};
 use opentelemetry_proto::tonic::common::v1::{
     any_value::Value as PValue, AnyValue as PAnyValue, KeyValue as PKeyValue,
 };
@@ -16,6 +16,19 @@ pub(crate) fn truncate_utf8(s: &mut String, max: usize) -> bool {
     }
     let mut cut = max;
     // A UTF-8 character is at most 4 bytes, so this walks back at most 3 steps.
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    true
+}
+
+/// [`truncate_utf8`] for a [`Text`].
+pub(crate) fn truncate_text(s: &mut Text, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let mut cut = max;
     while !s.is_char_boundary(cut) {
         cut -= 1;
     }
@@ -48,8 +61,13 @@ impl Clamp {
         s
     }
 
-    pub fn opt_string(&mut self, s: Option<String>) -> Option<String> {
-        s.map(|s| self.string(s))
+    pub fn opt_text(&mut self, s: Option<Text>) -> Option<Text> {
+        s.map(|mut s| {
+            if truncate_text(&mut s, self.value_bytes_max) {
+                self.truncated += 1;
+            }
+            s
+        })
     }
 
     fn bytes(&mut self, mut b: Vec<u8>) -> Vec<u8> {
@@ -73,7 +91,7 @@ impl Clamp {
     /// string-table reference become an empty string: the storage model has no "empty" variant.
     pub fn value(&mut self, v: Option<PAnyValue>) -> AttrValue {
         match v.and_then(|v| v.value) {
-            Some(PValue::StringValue(s)) => AttrValue::Str(self.string(s)),
+            Some(PValue::StringValue(s)) => AttrValue::Str(Text::from(self.string(s))),
             Some(PValue::BoolValue(b)) => AttrValue::Bool(b),
             Some(PValue::IntValue(i)) => AttrValue::Int(i),
             Some(PValue::DoubleValue(d)) => AttrValue::Double(d),
@@ -86,13 +104,13 @@ impl Clamp {
                 let values = self.cap_items(l.values);
                 AttrValue::KvList(values.into_iter().map(|kv| self.key_value(kv)).collect())
             }
-            Some(PValue::StringValueStrindex(_)) | None => AttrValue::Str(String::new()),
+            Some(PValue::StringValueStrindex(_)) | None => AttrValue::Str(Text::default()),
         }
     }
 
     fn key_value(&mut self, kv: PKeyValue) -> KeyValue {
         KeyValue {
-            key: self.string(kv.key),
+            key: Text::from(self.string(kv.key)),
             value: self.value(kv.value),
         }
     }
@@ -147,6 +165,6 @@ mod tests {
         );
         // One for the array cut, one for "abcdef".
         assert_eq!(clamp.truncated, 2);
-        assert_eq!(clamp.value(None), AttrValue::Str(String::new()));
+        assert_eq!(clamp.value(None), AttrValue::Str(Text::default()));
     }
 }

@@ -19,6 +19,7 @@ use super::canonical;
 use super::limits::{truncate_utf8, Clamp};
 use super::reject::{Reject, Tally};
 use super::sampling;
+use mcp_obs_storage::model::Text;
 use mcp_obs_storage::model::{
     AttrValue, Env, KeyValue, OrgId, ServerId, SpanEvent, SpanLink, SpanOrigin, SpanRecord,
 };
@@ -168,7 +169,7 @@ fn convert_resource(
 pub(super) fn mark_truncated(attributes: &mut Vec<KeyValue>, truncated: u64) {
     if truncated > 0 {
         attributes.push(KeyValue {
-            key: TRUNCATED_KEY.to_owned(),
+            key: Text::const_new(TRUNCATED_KEY),
             value: AttrValue::Int(i64::try_from(truncated).unwrap_or(i64::MAX)),
         });
     }
@@ -264,7 +265,7 @@ fn normalize_span(
 
     let (events, events_dropped) = convert_events(events, limits, &mut clamp);
     let (links, links_dropped) = convert_links(links, limits, &mut clamp);
-    let record_name = clamp.string(name);
+    let record_name = Text::from(clamp.string(name));
     let status_message = clamp.string(status.message);
     let trace_state = clamp.string(trace_state);
     mark_truncated(&mut attributes, clamp.truncated);
@@ -285,7 +286,7 @@ fn normalize_span(
         flags,
         trace_state,
         sample_probability,
-        service_name: service_name.to_owned(),
+        service_name: Text::from(service_name),
         mcp,
         attributes,
         events,
@@ -325,7 +326,7 @@ fn clamp_fields(
         &mut f.transport,
         &mut f.protocol_version,
     ] {
-        *field = clamp.opt_string(field.take());
+        *field = clamp.opt_text(field.take());
     }
     f
 }

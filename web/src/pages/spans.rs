@@ -94,7 +94,7 @@ pub async fn page(ctx: &Ctx<'_>, slug: &str) -> PageResult {
 fn row(slug: &str, s: &SpanRecord, server: &str) -> Markup {
     let trace = hex::encode(s.trace_id);
     let span = hex::encode(s.span_id);
-    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "–".into());
+    let dash = |v: &Option<mcp_obs_storage::model::Text>| v.as_deref().unwrap_or("–").to_owned();
     html! {
         tr {
             td { (time(s.start_unix_nano / 1_000_000)) }

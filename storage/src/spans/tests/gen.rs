@@ -37,7 +37,7 @@ impl Gen {
         (0..n)
             .map(|i| {
                 let value = match self.rng.gen_range(0..6) {
-                    0 => AttrValue::Str(format!("v{}", self.rng.gen_range(0..5))),
+                    0 => AttrValue::Str(format!("v{}", self.rng.gen_range(0..5)).into()),
                     1 => AttrValue::Bool(self.rng.gen()),
                     2 => AttrValue::Int(self.rng.gen()),
                     3 => AttrValue::Double(f64::from_bits(self.rng.gen())),
@@ -45,7 +45,7 @@ impl Gen {
                     _ => AttrValue::Array(vec![AttrValue::Int(i), AttrValue::KvList(vec![])]),
                 };
                 KeyValue {
-                    key: format!("k{i}"),
+                    key: format!("k{i}").into(),
                     value,
                 }
             })
@@ -65,18 +65,18 @@ impl Gen {
         let error_type = if self.rng.gen_bool(0.15) {
             // `_OTHER` literally, as well as errors without a type, land in analytics' `_OTHER`.
             self.pick(&["tool_error", "timeout", "_OTHER"])
-                .map(String::from)
+                .map(Text::from)
         } else {
             None
         };
         let mcp = McpFields {
-            method: self.pick(&METHODS).map(String::from),
-            tool: self.pick(&TOOLS).map(String::from),
-            user_id: self.pick(&USERS).map(String::from),
-            session_id: self.pick(&["s1", "s2"]).map(String::from),
-            request_id: Some(self.rng.gen_range(0..1000).to_string()),
+            method: self.pick(&METHODS).map(Text::from),
+            tool: self.pick(&TOOLS).map(Text::from),
+            user_id: self.pick(&USERS).map(Text::from),
+            session_id: self.pick(&["s1", "s2"]).map(Text::from),
+            request_id: Some(self.rng.gen_range(0..1000).to_string().into()),
             error_type,
-            client_name: self.pick(&["claude-desktop", "cursor"]).map(String::from),
+            client_name: self.pick(&["claude-desktop", "cursor"]).map(Text::from),
             ..McpFields::default()
         };
         SpanRecord {
@@ -96,7 +96,7 @@ impl Gen {
             },
             start_unix_nano: start,
             end_unix_nano: start + self.rng.gen_range(0..5_000_000_000u64),
-            name: format!("span {}", self.rng.gen_range(0..4)),
+            name: format!("span {}", self.rng.gen_range(0..4)).into(),
             kind: self.rng.gen_range(0..6),
             status_code: self.rng.gen_range(0..3),
             status_message: String::new(),

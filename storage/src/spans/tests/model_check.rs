@@ -10,7 +10,10 @@ use crate::spans::cursor::RowKey;
 use crate::spans::{ScanBlock, ScanSink, SpanFilter, SpanStore, StatusFilter};
 
 pub(super) fn matches(s: &SpanRecord, f: &SpanFilter) -> bool {
-    let eq = |want: &Option<String>, have: &Option<String>| want.is_none() || want == have;
+    let eq = |want: &Option<String>, have: &Option<Text>| {
+        want.as_ref()
+            .is_none_or(|w| have.as_deref() == Some(w.as_str()))
+    };
     f.server_ids
         .as_ref()
         .is_none_or(|ids| ids.contains(&s.server_id))

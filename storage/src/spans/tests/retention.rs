@@ -52,7 +52,7 @@ fn retention_drops_purges_and_budgets() {
                 .collect();
             s.attributes.push(crate::model::KeyValue {
                 key: "payload".into(),
-                value: crate::model::AttrValue::Str(payload),
+                value: crate::model::AttrValue::Str(payload.into()),
             });
             s
         })

@@ -92,7 +92,7 @@ fn pick<'a>(rng: &mut StdRng, xs: &[&'a str]) -> Option<&'a str> {
 /// A span of `Gen` with varied searchable text.
 fn texty(g: &mut Gen, rng: &mut StdRng) -> SpanRecord {
     let mut s = g.span();
-    let own = |v: Option<&str>| v.map(String::from);
+    let own = |v: Option<&str>| v.map(Text::from);
     s.mcp.tool = own(pick(rng, &TOOLS));
     s.mcp.user_id = own(pick(rng, &USERS));
     s.mcp.session_id = own(pick(rng, &SESSIONS));
@@ -171,8 +171,8 @@ fn model_suggest(
         .iter()
         .filter(|s| s.org_id == org)
         .filter_map(|s| match field {
-            SuggestField::Tool => s.mcp.tool.clone(),
-            SuggestField::User => s.mcp.user_id.clone(),
+            SuggestField::Tool => s.mcp.tool.as_deref().map(String::from),
+            SuggestField::User => s.mcp.user_id.as_deref().map(String::from),
         })
         .filter(|v| !v.is_empty() && v.to_lowercase().starts_with(&prefix))
         .map(|v| (v.to_lowercase(), v))
@@ -304,7 +304,7 @@ fn span_of(org: OrgId, server: ServerId, start: u64, tool: &str, user: &str) -> 
     s.end_unix_nano = start + 1000;
     s.mcp.tool = Some(tool.into());
     s.mcp.user_id = Some(user.into());
-    s.name = format!("tools/call {tool}");
+    s.name = format!("tools/call {tool}").into();
     s
 }
 

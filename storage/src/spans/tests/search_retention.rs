@@ -21,8 +21,8 @@ fn span_of(org: OrgId, server: ServerId, start: u64, tool: &str) -> SpanRecord {
     s.start_unix_nano = start;
     s.end_unix_nano = start + 1000;
     s.mcp.tool = Some(tool.into());
-    s.mcp.user_id = Some(format!("user_{org}"));
-    s.name = format!("tools/call {tool}");
+    s.mcp.user_id = Some(format!("user_{org}").into());
+    s.name = format!("tools/call {tool}").into();
     s
 }
 

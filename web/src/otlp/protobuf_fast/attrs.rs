@@ -2,12 +2,13 @@
 //! count limits applied while copying them into storage values (see `otlp::limits::Clamp`).
 
 use super::super::canonical::{TRACELOOP_ENTITY_NAME, TRACELOOP_SPAN_KIND};
-use super::super::limits::truncate_utf8;
+use super::super::limits::truncate_text;
 use super::super::normalize::{NormalizeLimits, TRUNCATED_KEY};
 use super::super::sampling::SAMPLE_PROBABILITY_KEY;
 use super::messages::{Kv, Val};
 use super::span::{over_limit, Fields};
-use mcp_obs_storage::model::{AttrValue, KeyValue, McpFields};
+use compact_str::ToCompactString;
+use mcp_obs_storage::model::{AttrValue, KeyValue, McpFields, Text};
 
 // --- attribute lookup and consumption (see `attrs`) ---
 
@@ -159,7 +160,7 @@ impl<'v, 'a> Attrs<'v, 'a> {
         })
     }
 
-    pub(super) fn take_scalar(&mut self, id: u8) -> Option<String> {
+    pub(super) fn take_scalar(&mut self, id: u8) -> Option<Text> {
         self.take_if(id, scalar_string)
     }
 
@@ -167,18 +168,20 @@ impl<'v, 'a> Attrs<'v, 'a> {
         ids.iter().find_map(|id| self.take_str(*id))
     }
 
-    pub(super) fn take_first_scalar(&mut self, ids: &[u8]) -> Option<String> {
+    pub(super) fn take_first_scalar(&mut self, ids: &[u8]) -> Option<Text> {
         ids.iter().find_map(|id| self.take_scalar(*id))
     }
 }
 
-pub(super) fn scalar_string(v: &Val<'_>) -> Option<String> {
+pub(super) fn scalar_string(v: &Val<'_>) -> Option<Text> {
     match *v {
-        Val::Str(s) if !s.is_empty() => Some(s.to_owned()),
-        Val::Int(i) => Some(i.to_string()),
-        Val::Double(d) if d.is_finite() => Some(d.to_string()),
-        Val::Bool(b) => Some(b.to_string()),
-        Val::Bytes(b) if !b.is_empty() => Some(hex::encode(b)),
+        Val::Str(s) if !s.is_empty() => Some(Text::from(s)),
+        // Integers through itoa, as `to_string` would spell them; doubles through `Display`, whose
+        // spelling (no exponent) is the one stored so far.
+        Val::Int(i) => Some(i.to_compact_string()),
+        Val::Double(d) if d.is_finite() => Some(Text::from(d.to_string())),
+        Val::Bool(b) => Some(Text::const_new(if b { "true" } else { "false" })),
+        Val::Bytes(b) if !b.is_empty() => Some(Text::from(hex::encode(b))),
         _ => None,
     }
 }
@@ -213,8 +216,22 @@ impl Clamp {
         s[..cut].to_owned()
     }
 
-    pub(super) fn string(&mut self, mut s: String) -> String {
-        if truncate_utf8(&mut s, self.value_bytes_max) {
+    /// [`Clamp::str`] into an inline-when-short [`Text`].
+    pub(super) fn text(&mut self, s: &str) -> Text {
+        if s.len() <= self.value_bytes_max {
+            return Text::from(s);
+        }
+        let mut cut = self.value_bytes_max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.truncated += 1;
+        Text::from(&s[..cut])
+    }
+
+    /// [`Clamp::string`] for a [`Text`].
+    pub(super) fn owned_text(&mut self, mut s: Text) -> Text {
+        if truncate_text(&mut s, self.value_bytes_max) {
             self.truncated += 1;
         }
         s
@@ -222,18 +239,18 @@ impl Clamp {
 
     pub(super) fn fields(&mut self, f: Fields<'_>) -> McpFields {
         McpFields {
-            method: f.method.map(|s| self.str(s)),
-            tool: f.tool.map(|s| self.str(s)),
-            prompt: f.prompt.map(|s| self.str(s)),
-            resource_uri: f.resource_uri.map(|s| self.str(s)),
-            request_id: f.request_id.map(|s| self.string(s)),
-            session_id: f.session_id.map(|s| self.string(s)),
-            user_id: f.user_id.map(|s| self.string(s)),
-            client_name: f.client_name.map(|s| self.str(s)),
-            client_version: f.client_version.map(|s| self.string(s)),
-            error_type: f.error_type.map(|s| self.string(s)),
-            transport: f.transport.map(|s| self.str(s)),
-            protocol_version: f.protocol_version.map(|s| self.string(s)),
+            method: f.method.map(|s| self.text(s)),
+            tool: f.tool.map(|s| self.text(s)),
+            prompt: f.prompt.map(|s| self.text(s)),
+            resource_uri: f.resource_uri.map(|s| self.text(s)),
+            request_id: f.request_id.map(|s| self.owned_text(s)),
+            session_id: f.session_id.map(|s| self.owned_text(s)),
+            user_id: f.user_id.map(|s| self.owned_text(s)),
+            client_name: f.client_name.map(|s| self.text(s)),
+            client_version: f.client_version.map(|s| self.owned_text(s)),
+            error_type: f.error_type.map(|s| self.owned_text(s)),
+            transport: f.transport.map(|s| self.text(s)),
+            protocol_version: f.protocol_version.map(|s| self.owned_text(s)),
         }
     }
 
@@ -258,7 +275,7 @@ impl Clamp {
 
     pub(super) fn value(&mut self, v: Option<&Val<'_>>) -> AttrValue {
         match v {
-            Some(Val::Str(s)) => AttrValue::Str(self.str(s)),
+            Some(Val::Str(s)) => AttrValue::Str(self.text(s)),
             Some(Val::Bool(b)) => AttrValue::Bool(*b),
             Some(Val::Int(i)) => AttrValue::Int(*i),
             Some(Val::Double(d)) => AttrValue::Double(*d),
@@ -271,13 +288,13 @@ impl Clamp {
                 let values = self.cap_items(values);
                 AttrValue::KvList(values.iter().map(|kv| self.key_value(kv)).collect())
             }
-            Some(Val::Strindex) | None => AttrValue::Str(String::new()),
+            Some(Val::Strindex) | None => AttrValue::Str(Text::default()),
         }
     }
 
     pub(super) fn key_value(&mut self, kv: &Kv<'_>) -> KeyValue {
         KeyValue {
-            key: self.str(kv.key),
+            key: self.text(kv.key),
             value: self.value(kv.value.as_ref()),
         }
     }

@@ -13,7 +13,7 @@ use super::super::reject::Reject;
 use super::super::sampling::{clamp_probability, probability_from_tracestate};
 use super::attrs::{key, scalar_string, Attrs, Clamp};
 use super::messages::{EventRaw, Kv, LinkRaw, SpanRaw, Val};
-use mcp_obs_storage::model::{KeyValue, SpanEvent, SpanLink, SpanOrigin, SpanRecord};
+use mcp_obs_storage::model::{KeyValue, SpanEvent, SpanLink, SpanOrigin, SpanRecord, Text};
 
 pub(super) fn convert_resource(
     mut raw: Vec<Kv<'_>>,
@@ -57,7 +57,7 @@ pub(super) fn normalize_span(
 
     let (events, events_dropped) = convert_events(&span.events, limits, &mut clamp);
     let (links, links_dropped) = convert_links(&span.links, limits, &mut clamp);
-    let name = clamp.str(span.name);
+    let name = clamp.text(span.name);
     let status_message = clamp.str(span.status_message);
     let trace_state = clamp.str(span.trace_state);
     mark_truncated(&mut attributes, clamp.truncated);
@@ -78,7 +78,7 @@ pub(super) fn normalize_span(
         flags: span.flags,
         trace_state,
         sample_probability,
-        service_name: service_name.to_owned(),
+        service_name: Text::from(service_name),
         mcp,
         attributes,
         events,
@@ -145,14 +145,14 @@ pub(super) struct Fields<'a> {
     pub(super) tool: Option<&'a str>,
     pub(super) prompt: Option<&'a str>,
     pub(super) resource_uri: Option<&'a str>,
-    pub(super) request_id: Option<String>,
-    pub(super) session_id: Option<String>,
-    pub(super) user_id: Option<String>,
+    pub(super) request_id: Option<Text>,
+    pub(super) session_id: Option<Text>,
+    pub(super) user_id: Option<Text>,
     pub(super) client_name: Option<&'a str>,
-    pub(super) client_version: Option<String>,
-    pub(super) error_type: Option<String>,
+    pub(super) client_version: Option<Text>,
+    pub(super) error_type: Option<Text>,
     pub(super) transport: Option<&'a str>,
-    pub(super) protocol_version: Option<String>,
+    pub(super) protocol_version: Option<Text>,
 }
 
 pub(super) fn extract<'a>(
@@ -211,7 +211,7 @@ pub(super) fn error_type(
     status_is_error: bool,
     events: &[EventRaw<'_>],
     method: Option<&str>,
-) -> Option<String> {
+) -> Option<Text> {
     if let Some(explicit) = attrs.take_scalar(key::ERROR_TYPE) {
         return Some(explicit);
     }
@@ -221,7 +221,7 @@ pub(super) fn error_type(
         _ => None,
     });
     if is_error_flag.is_some() {
-        return Some(TOOL_ERROR.to_owned());
+        return Some(Text::const_new(TOOL_ERROR));
     }
     if !status_is_error {
         return None;
@@ -235,7 +235,7 @@ pub(super) fn error_type(
     if exception.is_some() {
         return exception;
     }
-    (method == Some(TOOLS_CALL)).then(|| TOOL_ERROR.to_owned())
+    (method == Some(TOOLS_CALL)).then(|| Text::const_new(TOOL_ERROR))
 }
 
 // --- sampling (see `sampling::take_probability`) ---
