@@ -75,6 +75,10 @@ class Session {
     this.clientInfo = null;
     this.protocolVersion = null;
     this.viaProtocol = false; // true: hooked at the server's Protocol, false: a transport proxy
+    // true: requests are seen by the transport's own `onmessage`, which the server's `connect`
+    // (a body this module knows) calls first for every message (see `observeMessages`)
+    this.preHooked = false;
+    this.pending = null; // preHooked, with a context manager: the record `_onrequest` runs in
     this.shared = null; // the session-wide attributes, reused while they do not change
   }
 
@@ -351,8 +355,11 @@ function requestIdOf(extra) {
 }
 
 /** Hook a transport the server connects to: its session state, and `send` (each response
- * closes its request's span). In place, so the application and the SDK keep the same object. */
-export function attachSession(transport, observerRef) {
+ * closes its request's span). In place, so the application and the SDK keep the same object.
+ * `proto`: the server about to connect with a `connect` body this module knows (see
+ * `CONNECT_1X`), or null; then the transport's own `onmessage` (unset: the server chains it)
+ * sees the requests too, and the server needs no `_onrequest` wrapper for this connection. */
+export function attachSession(transport, observerRef, proto = null) {
   const existing = transport[ADAPTER];
   if (existing !== undefined) {
     existing.observerRef.observer = observerRef.observer; // re-configured, or a proxy's session
@@ -367,11 +374,88 @@ export function attachSession(transport, observerRef) {
       session.outgoing(msg);
       return origSend.call(this, msg, options);
     };
+    if (proto !== null && (transport.onmessage === undefined || transport.onmessage === null)) {
+      transport.onmessage = observeMessages(session, proto);
+      session.preHooked = true;
+    }
     return transport;
   } catch {
     // a frozen or exotic transport: hook it through a proxy instead
     return wrapTransport(transport, observerRef);
   }
+}
+
+// `Protocol.connect` of `@modelcontextprotocol/sdk` 1.x as this module knows it (1.32; comments
+// and whitespace removed): it keeps the transport's own `onmessage` and calls it first, with the
+// message and `extra`, for every message, then hands a request to `this._onrequest(message,
+// extra)`. Any other body (2.x, another version, a subclass's own) keeps the `_onrequest` wrapper.
+const CONNECT_1X =
+  'asyncconnect(transport){if(this._transport){thrownewError(\'Alreadyconnectedtoatransport.Callclose()beforeconnectingtoanewtransport,' +
+  "oruseaseparateProtocolinstanceperconnection.');}this._transport=transport;const_onclose=this.transport?.onclose;" +
+  'this._transport.onclose=()=>{_onclose?.();this._onclose();};const_onerror=this.transport?.onerror;' +
+  'this._transport.onerror=(error)=>{_onerror?.(error);this._onerror(error);};const_onmessage=this._transport?.onmessage;' +
+  'this._transport.onmessage=(message,extra)=>{_onmessage?.(message,extra);' +
+  'if(isJSONRPCResultResponse(message)||isJSONRPCErrorResponse(message)){this._onresponse(message);}' +
+  'elseif(isJSONRPCRequest(message)){this._onrequest(message,extra);}' +
+  'elseif(isJSONRPCNotification(message)){this._onnotification(message);}' +
+  'else{this._onerror(newError(`Unknownmessagetype:${JSON.stringify(message)}`));}};awaitthis._transport.start();}';
+
+/** The transport's `onmessage` for a server whose `connect` chains it (`CONNECT_1X`): every
+ * message passes here first, as through a transport proxy (`wrapTransport`), with the `extra`
+ * `_onrequest` receives next. With a context manager the request's handler must run inside its
+ * span's context, which only a wrapper around `_onrequest` can do: then the record is left in
+ * `session.pending` for that wrapper, installed here on first need. */
+function observeMessages(session, proto) {
+  return function onmessage(msg, extra) {
+    if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) return;
+    const rec = session.incoming(msg, extra); // never throws
+    if (contextActive) {
+      session.pending = rec;
+      try {
+        ensureRequestHook(proto);
+      } catch (e) {
+        // a frozen server: its handlers run outside the span's context, nothing else changes
+        const obs = session.observerRef.observer;
+        if (obs !== null) obs.hookError(e);
+      }
+    }
+  };
+}
+
+/** Hook one connection of `proto` (from its `connect` wrapper, or when configured after
+ * connecting, `preHook` false); an `_onrequest` wrapper when its requests need one. Returns the
+ * transport the server is to use. */
+export function hookConnection(proto, transport, observerRef, preHook) {
+  const t = attachSession(transport, observerRef, preHook ? proto : null);
+  const session = t !== null && typeof t === 'object' ? t[ADAPTER] : undefined;
+  // a transport proxy (createTelemetryAdapter, viaProtocol false) records its own requests
+  if (session !== undefined && session.viaProtocol && !session.preHooked) ensureRequestHook(proto);
+  return t;
+}
+
+/** The `_onrequest` wrapper: sees each request (unless the transport's `onmessage` did) and runs
+ * its handler in the span's OpenTelemetry context when a context manager is registered. */
+function ensureRequestHook(proto) {
+  const state = proto[ADAPTER];
+  if (state === undefined || state.requestHooked) return;
+  state.requestHooked = true;
+  const origOnRequest = proto._onrequest;
+  proto._onrequest = function _onrequest(request, extra) {
+    const t = this._transport;
+    const session = t === undefined || t === null ? undefined : t[ADAPTER];
+    let rec = null;
+    if (session !== undefined && session.viaProtocol) {
+      if (session.preHooked) {
+        rec = session.pending; // recorded by the transport's onmessage a moment ago
+        session.pending = null;
+        if (rec !== null && rec.requestId !== request.id) rec = null;
+      } else {
+        rec = session.incoming(request, extra);
+      }
+    }
+    if (rec !== null && contextActive) return runInSpanContext(rec, origOnRequest, request, extra, this);
+    return origOnRequest.call(this, request, extra);
+  };
 }
 
 /** Install on `server` (McpServer or low-level Server, 1.x or 2.x). Idempotent: re-configuration
@@ -387,35 +471,35 @@ export function installServer(server, observerRef) {
     state.observerRef.observer = observerRef.observer;
     return state.observerRef;
   }
-  Object.defineProperty(proto, ADAPTER, { value: { observerRef }, enumerable: false });
+  Object.defineProperty(proto, ADAPTER, { value: { observerRef, requestHooked: false }, enumerable: false });
 
+  // Requests are seen by the transport's `onmessage` when the server's `connect` is a body this
+  // module knows (it calls that first, with the same arguments as `_onrequest`): one wrapper less
+  // on every request. Otherwise, and for connections that cannot be hooked that way, by an
+  // `_onrequest` wrapper (installed on first need).
   const origConnect = proto.connect;
+  const knownConnect = sourceShape(origConnect) === CONNECT_1X;
   proto.connect = function connect(transport, ...rest) {
     let t = transport;
     try {
-      t = attachSession(transport, observerRef);
+      t = hookConnection(this, transport, observerRef, knownConnect && !this._transport);
     } catch (e) {
       if (observerRef.observer) observerRef.observer.hookError(e);
     }
     return origConnect.call(this, t, ...rest);
   };
 
-  const origOnRequest = proto._onrequest;
-  proto._onrequest = function _onrequest(request, extra) {
-    const t = this._transport;
-    const session = t === undefined || t === null ? undefined : t[ADAPTER];
-    // a transport proxy (createTelemetryAdapter) records its own requests
-    const rec = session !== undefined && session.viaProtocol ? session.incoming(request, extra) : null;
-    if (rec !== null && contextActive) return runInSpanContext(rec, origOnRequest, request, extra, this);
-    return origOnRequest.call(this, request, extra);
-  };
+  if (!knownConnect) ensureRequestHook(proto);
 
   const origOnNotification = proto._onnotification;
   proto._onnotification = function _onnotification(notification, ...rest) {
     try {
       if (notification && notification.method === 'notifications/cancelled') {
         const session = this._transport && this._transport[ADAPTER];
-        if (session !== undefined && session.viaProtocol) session.cancel(notification.params && notification.params.requestId);
+        // a preHooked session saw it in `onmessage` already
+        if (session !== undefined && session.viaProtocol && !session.preHooked) {
+          session.cancel(notification.params && notification.params.requestId);
+        }
       }
     } catch (e) {
       if (observerRef.observer) observerRef.observer.hookError(e);

@@ -5,7 +5,7 @@
 //
 // See README.md for the options. Mirrors the Python SDK (sdk/python) in camelCase.
 
-import { ADAPTER, attachSession, installServer, isSupportedServer, probeContextManager, protocolOf, recordOf, wrapTransport } from './adapter.js';
+import { ADAPTER, hookConnection, installServer, isSupportedServer, probeContextManager, protocolOf, recordOf, wrapTransport } from './adapter.js';
 import { TelemetryHandle, VERSION, build, registerLive } from './core.js';
 
 export { TelemetryHandle, VERSION as version };
@@ -64,7 +64,7 @@ export function configureMCPTelemetry(server, options = {}) {
   try {
     const t = proto._transport;
     if (t && typeof t === 'object' && t[ADAPTER] === undefined) {
-      const hooked = attachSession(t, observerRef);
+      const hooked = hookConnection(proto, t, observerRef, false);
       if (hooked !== t) proto._transport = hooked;
     }
   } catch (e) {
