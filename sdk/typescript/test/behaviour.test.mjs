@@ -223,6 +223,62 @@ for (const flavour of ['ts1', 'ts2']) {
       }
     });
 
+    test('every request is a span whatever connect the server has (1.x stock: seen by the transport\'s onmessage, no _onrequest wrapper)', async () => {
+      // the stock connect (1.x: a body this SDK knows, which calls the transport's own onmessage
+      // first; 2.x: not known), then one this SDK does not know (another version's or a
+      // subclass's): requests are then seen by an `_onrequest` wrapper, as before
+      for (const custom of [false, true]) {
+        const [serverId, key] = await newObsServer(app, `connect-${flavour}-${custom}`);
+        const server = await buildServer(flavour);
+        const proto = server.server; // McpServer's low-level Server
+        if (custom) {
+          const orig = proto.connect;
+          proto.connect = async function connect(transport) {
+            return orig.call(this, transport);
+          };
+        }
+        addTool(server, flavour, 'slow', {}, async () => {
+          await sleep(400);
+          return { content: [{ type: 'text', text: 'late' }] };
+        });
+        const h = configureMCPTelemetry(server, { apiKey: key, endpoint: app.base });
+        const conn = await connect({ server }, flavour);
+        try {
+          await conn.request('tools/call', { name: 'get_weather', arguments: { city: 'X' } });
+          await assert.rejects(conn.request('no/such/method'), (e) => e.code === -32601);
+          await conn.request('ping');
+          // cancelled by the client: notifications/cancelled ends the span
+          const ac = new AbortController();
+          const pending = conn.client.request({ method: 'tools/call', params: { name: 'slow', arguments: {} } }, z.object({}).passthrough(), {
+            signal: ac.signal,
+          });
+          await sleep(50);
+          ac.abort('changed my mind');
+          await assert.rejects(pending);
+          await sleep(450); // the handler finishes; nothing is answered for a cancelled request
+          // ended by the notification, not by the connection closing below
+          assert.equal(h.stats().spansRecorded, 5, `custom ${custom}`);
+        } finally {
+          await conn.close();
+        }
+        // which hook saw the requests
+        assert.equal(Object.hasOwn(proto, '_onrequest'), !(flavour === 'ts1' && !custom), `custom ${custom}`);
+        assert.ok(await h.flush(10000));
+        await h.shutdown();
+        assert.equal(h.stats().hookErrors, 0);
+        const all = await app.spans(serverId);
+        assert.equal(all.length, 5, `custom ${custom}: ${all.map((s) => s.name).join(', ')}`);
+        assert.equal((await app.spans(serverId, { method: 'initialize' })).length, 1);
+        assert.equal((await app.spans(serverId, { method: 'ping' })).length, 1);
+        const [weather] = await app.spans(serverId, { tool: 'get_weather' });
+        assert.equal(weather.mcp.error_type, null, JSON.stringify(weather.mcp));
+        const [unknown] = await app.spans(serverId, { method: 'no/such/method' });
+        assert.equal(unknown.mcp.error_type, '-32601');
+        const [slow] = await app.spans(serverId, { tool: 'slow' });
+        assert.equal(slow.mcp.error_type, 'cancelled');
+      }
+    });
+
     test('identify callback per request; hook errors never reach the server; skipMethods', async () => {
       const [serverId, key] = await newObsServer(app, `identify-${flavour}`);
       const server = await buildServer(flavour);
