@@ -3,7 +3,7 @@
 // process, their calls interleaved in blocks of 50 (the order rotating every block), so the
 // drift of a loaded machine (other processes, frequency, GC phases) falls on all variants alike.
 //
-//   node sdk/typescript/bench/paired.mjs [--line ts1|ts2] [--calls 100000] [--reps 3] [--against DIR]...
+//   node sdk/typescript/bench/paired.mjs [--line ts1|ts2] [--calls 100000] [--reps 3] [--reachable] [--against DIR]...
 //
 // Variants: baseline (stock), baseline2 (a second stock server: the noise floor), unreachable
 // (instrumented, the appliance a closed port: the request path alone, nothing is encoded or sent)
@@ -13,7 +13,9 @@
 // --against DIR adds `against`: the same as unreachable, instrumented by the copy of the SDK in
 // DIR (its src/index.js, e.g. a checkout of an older commit), for a before/after comparison
 // inside one process. Repeat it for more copies (`against2`, `against3`, ...): two copies of the
-// same commit show the floor between identical instrumented servers.
+// same commit show the floor between identical instrumented servers. With --reachable, each
+// --against copy also gets a server exporting to the same appliance (`reachable-against`,
+// `reachable-against2`, ...): before and after with export running, side by side.
 
 import os from 'node:os';
 import path from 'node:path';
@@ -56,13 +58,20 @@ const variants = {
   baseline2: await makeClient(false),
   unreachable: await makeClient(true, closed),
 };
+const others = [];
 for (const [i, dir] of (values.against || []).entries()) {
   const other = await import(pathToFileURL(path.resolve(dir, 'src/index.js')).href);
-  variants[i === 0 ? 'against' : `against${i + 1}`] = await makeClient(true, closed, {}, 'bench', other.configureMCPTelemetry);
+  const name = i === 0 ? 'against' : `against${i + 1}`;
+  others.push([name, other]);
+  variants[name] = await makeClient(true, closed, {}, 'bench', other.configureMCPTelemetry);
 }
 if (app !== null) {
   const [, key] = await app.createServer('bench');
   variants.reachable = await makeClient(true, app.base, {}, key);
+  for (const [name, other] of others) {
+    const [, otherKey] = await app.createServer(`bench-${name}`);
+    variants[`reachable-${name}`] = await makeClient(true, app.base, {}, otherKey, other.configureMCPTelemetry);
+  }
 }
 const names = Object.keys(variants);
 const args = { name: 'echo', arguments: { x: 1 } };
@@ -92,11 +101,11 @@ for (let rep = 0; rep <= REPS; rep++) {
   });
   console.log(`rep ${rep}: ${parts.join('  ')}  load ${os.loadavg()[0].toFixed(2)}`);
 }
-if (app !== null) {
-  const h = variants.reachable.handle;
+for (const k of names.filter((n) => n.startsWith('reachable'))) {
+  const h = variants[k].handle;
   await h.flush(10000);
   const st = h.stats();
-  console.log(`reachable: recorded ${st.spansRecorded}, exported ${st.spansExported}, dropped ${st.spansDropped} (queue full ${st.spansDroppedQueueFull})`);
+  console.log(`${k}: recorded ${st.spansRecorded}, exported ${st.spansExported}, dropped ${st.spansDropped} (queue full ${st.spansDroppedQueueFull})`);
 }
 for (const v of Object.values(variants)) {
   await v.client.close();
