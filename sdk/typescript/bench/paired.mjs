@@ -3,7 +3,7 @@
 // process, their calls interleaved in blocks of 50 (the order rotating every block), so the
 // drift of a loaded machine (other processes, frequency, GC phases) falls on all variants alike.
 //
-//   node sdk/typescript/bench/paired.mjs [--line ts1|ts2] [--calls 100000] [--reps 3] [--reachable] [--against DIR]...
+//   node sdk/typescript/bench/paired.mjs [--line ts1|ts2] [--calls 100000] [--reps 3] [--reachable] [--against DIR]... [--sdk DIR]
 //
 // Variants: baseline (stock), baseline2 (a second stock server: the noise floor), unreachable
 // (instrumented, the appliance a closed port: the request path alone, nothing is encoded or sent)
@@ -16,6 +16,10 @@
 // same commit show the floor between identical instrumented servers. With --reachable, each
 // --against copy also gets a server exporting to the same appliance (`reachable-against`,
 // `reachable-against2`, ...): before and after with export running, side by side.
+// --sdk DIR instruments `unreachable` and `reachable` with the copy in DIR instead of this one:
+// runs alternating with and without it compare two copies in separate processes, where each
+// process holds one SDK copy only (with two copies in one process the MCP library's own call
+// sites see both copies' hooks, which can flatter or penalise either).
 
 import os from 'node:os';
 import path from 'node:path';
@@ -32,6 +36,7 @@ const { values } = parseArgs({
     line: { type: 'string', default: 'ts1' },
     reachable: { type: 'boolean', default: false },
     against: { type: 'string', multiple: true },
+    sdk: { type: 'string' },
   },
 });
 const CALLS = Number(values.calls);
@@ -51,12 +56,13 @@ async function makeClient(instrument, endpoint, extraOpts = {}, apiKey = 'bench'
   return { client, handle };
 }
 
+const own = values.sdk ? (await import(pathToFileURL(path.resolve(values.sdk, 'src/index.js')).href)).configureMCPTelemetry : configureMCPTelemetry;
 const closed = `http://127.0.0.1:${await freePort()}`;
 const app = values.reachable ? await new Appliance().start() : null;
 const variants = {
   baseline: await makeClient(false),
   baseline2: await makeClient(false),
-  unreachable: await makeClient(true, closed),
+  unreachable: await makeClient(true, closed, {}, 'bench', own),
 };
 const others = [];
 for (const [i, dir] of (values.against || []).entries()) {
@@ -67,7 +73,7 @@ for (const [i, dir] of (values.against || []).entries()) {
 }
 if (app !== null) {
   const [, key] = await app.createServer('bench');
-  variants.reachable = await makeClient(true, app.base, {}, key);
+  variants.reachable = await makeClient(true, app.base, {}, key, own);
   for (const [name, other] of others) {
     const [, otherKey] = await app.createServer(`bench-${name}`);
     variants[`reachable-${name}`] = await makeClient(true, app.base, {}, otherKey, other.configureMCPTelemetry);
@@ -75,7 +81,7 @@ if (app !== null) {
 }
 const names = Object.keys(variants);
 const args = { name: 'echo', arguments: { x: 1 } };
-console.log(`load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; node ${process.version}; ${line}; ${CALLS} calls per variant, blocks of ${BLOCK}`);
+console.log(`load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; node ${process.version}; ${line}; ${CALLS} calls per variant, blocks of ${BLOCK}${values.sdk ? `; sdk ${values.sdk}` : ''}`);
 for (let rep = 0; rep <= REPS; rep++) {
   const samples = Object.fromEntries(names.map((k) => [k, new Float64Array(CALLS)]));
   const n = rep === 0 ? Math.min(CALLS, 20000) : CALLS; // rep 0: warm-up, not printed
