@@ -5,11 +5,11 @@
 //! Reading the record every time is what makes revocation effective at once, whatever path
 //! revoked the key; the read is a point lookup, far cheaper than argon2.
 
-use mcp_obs_storage::meta::{parse_key, verify_secret, KeyKind};
+use mcp_obs_storage::meta::{parse_key, KeyKind};
 use mcp_obs_storage::model::{Env, OrgId, ServerId};
 use warp::http::HeaderMap;
 
-use super::{bearer, blocking_hash};
+use super::{bearer, verify_cached};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -78,16 +78,8 @@ pub async fn resolve_api_key(
             return Err(ApiError::Unauthorized(INVALID.into()));
         }
     };
-    if !state
-        .keys
-        .is_verified(parsed.key_id, presented, &record.hash)
-    {
-        let (hash, key) = (record.hash.clone(), presented.to_string());
-        let ok = blocking_hash(state, move |_| Ok(verify_secret(&hash, &key))).await?;
-        if !ok {
-            return Err(ApiError::Unauthorized(INVALID.into()));
-        }
-        state.keys.insert(parsed.key_id, presented, &record.hash);
+    if !verify_cached(state, &state.keys, parsed.key_id, presented, &record.hash).await? {
+        return Err(ApiError::Unauthorized(INVALID.into()));
     }
     let retention_days = state
         .meta

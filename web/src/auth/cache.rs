@@ -5,8 +5,14 @@
 //! never the key itself. A hit needs both to match: the presented key (compared in constant time)
 //! and the hash currently in the store, so a re-keyed record cannot ride on an old entry.
 //! Revocation is not the cache's job: callers read the record on every request and check it first.
+//!
+//! First verifications of one key are serialized (`gate`): a burst of requests with a key not yet
+//! cached (an SDK's first batches, several exporters starting at once) runs argon2 once, and the
+//! others find the key verified when their turn comes.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use mcp_obs_storage::meta::token_digest;
 use parking_lot::Mutex;
@@ -17,9 +23,15 @@ struct Entry {
     hash_fingerprint: [u8; 32],
 }
 
+/// Stripes of the first-verification gate: keys hashed onto them, so distinct keys rarely wait
+/// for each other, and the gate's memory does not grow with the number of keys.
+pub const VERIFY_GATES: usize = 16;
+
 pub struct KeyCache {
     entries: Mutex<HashMap<String, Entry>>,
     capacity: usize,
+    gates: [tokio::sync::Mutex<()>; VERIFY_GATES],
+    verifications: AtomicU64,
 }
 
 impl KeyCache {
@@ -27,7 +39,27 @@ impl KeyCache {
         KeyCache {
             entries: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
+            gates: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
+            verifications: AtomicU64::new(0),
         }
+    }
+
+    /// The lock a request holds while it verifies `key_id` with argon2 (and re-checks the cache
+    /// first, since the request before it may have just verified the same key).
+    pub fn gate(&self, key_id: &str) -> &tokio::sync::Mutex<()> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key_id.hash(&mut h);
+        &self.gates[(h.finish() % VERIFY_GATES as u64) as usize]
+    }
+
+    /// Counts one argon2 verification run for a key of this cache.
+    pub fn note_verification(&self) {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// argon2 verifications run so far (successful or not).
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// Whether `presented` (the whole key) was verified before against `stored_hash`.

@@ -115,6 +115,36 @@ where
     blocking(&state.meta, f).await
 }
 
+/// Whether `presented` is the key (API key or access token) `key_id` whose argon2id hash is
+/// `hash`: from `cache` when it was verified before, else one argon2 run, remembered on success.
+/// Runs for one key are serialized (`KeyCache::gate`), so a burst of requests with a key not yet
+/// cached verifies it once.
+pub(crate) async fn verify_cached(
+    state: &AppState,
+    cache: &cache::KeyCache,
+    key_id: &str,
+    presented: &str,
+    hash: &str,
+) -> Result<bool, ApiError> {
+    if cache.is_verified(key_id, presented, hash) {
+        return Ok(true);
+    }
+    let _gate = cache.gate(key_id).lock().await;
+    if cache.is_verified(key_id, presented, hash) {
+        return Ok(true);
+    }
+    cache.note_verification();
+    let (h, p) = (hash.to_string(), presented.to_string());
+    let ok = blocking_hash(state, move |_| {
+        Ok(mcp_obs_storage::meta::verify_secret(&h, &p))
+    })
+    .await?;
+    if ok {
+        cache.insert(key_id, presented, hash);
+    }
+    Ok(ok)
+}
+
 /// Identifies the caller from `Authorization: Bearer mcpobs_pat_...` or the `mcpobs_session`
 /// cookie. 401 when neither is present or valid (unknown, revoked, expired).
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
@@ -155,16 +185,8 @@ async fn authenticate_pat(state: &AppState, token: &str) -> Result<Principal, Ap
     if record.info.is_revoked() {
         return Err(unauthorized(INVALID));
     }
-    if !state.pats.is_verified(parsed.key_id, token, &record.hash) {
-        let (hash, presented) = (record.hash.clone(), token.to_string());
-        let ok = blocking_hash(state, move |_| {
-            Ok(mcp_obs_storage::meta::verify_secret(&hash, &presented))
-        })
-        .await?;
-        if !ok {
-            return Err(unauthorized(INVALID));
-        }
-        state.pats.insert(parsed.key_id, token, &record.hash);
+    if !verify_cached(state, &state.pats, parsed.key_id, token, &record.hash).await? {
+        return Err(unauthorized(INVALID));
     }
     state.usage.add_pat(parsed.key_id);
     Ok(Principal {

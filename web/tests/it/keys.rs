@@ -186,6 +186,38 @@ async fn verify_api_key_caches_but_revocation_is_immediate() {
     }
 }
 
+/// A burst of requests with a key nobody verified yet (an SDK's first batches, several exporters
+/// starting at once) runs argon2 once, not once per request; a wrong secret is still refused and
+/// verified on its own.
+#[tokio::test]
+async fn a_burst_with_a_new_key_verifies_it_once() {
+    let h = Harness::new();
+    let admin = h.admin().await;
+    let (_, key) = h.server(&admin, "default", "s", true).await;
+    let key = key.unwrap();
+    let before = h.state.keys.verifications();
+    let headers = key_headers(&key);
+    let burst = (0..8).map(|_| verify_api_key(&h.state, &headers));
+    for r in futures_util::future::join_all(burst).await {
+        r.unwrap();
+    }
+    assert_eq!(h.state.keys.verifications() - before, 1);
+    // Cached from now on: no further run.
+    verify_api_key(&h.state, &headers).await.unwrap();
+    assert_eq!(h.state.keys.verifications() - before, 1);
+    let last = key.chars().last().unwrap();
+    let forged = format!(
+        "{}{}",
+        &key[..key.len() - 1],
+        if last == 'x' { 'y' } else { 'x' }
+    );
+    assert!(matches!(
+        verify_api_key(&h.state, &key_headers(&forged)).await,
+        Err(ApiError::Unauthorized(_))
+    ));
+    assert_eq!(h.state.keys.verifications() - before, 2);
+}
+
 #[tokio::test]
 async fn telemetry_switch_and_server_deletion() {
     let h = Harness::new();
