@@ -4,7 +4,9 @@
 //!
 //! Run: `cargo bench -p mcp-obs-storage --bench query` (env BENCH_SPANS, BENCH_DIR to keep the
 //! store between runs: an existing store there is reused instead of rebuilt; BENCH_ONLY=user runs
-//! only the pages whose name contains `user`, for profiling one query).
+//! only the pages whose name contains `user`, for profiling one query; BENCH_REPEAT=n walks each
+//! page sequence n times, the percentiles then over all n x 20 pages, for A/B runs on a busy
+//! machine).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -120,19 +122,26 @@ fn main() {
     ];
     // BENCH_ONLY=user runs only the pages whose name contains it (for profiling one query).
     let only = std::env::var("BENCH_ONLY").ok();
+    let repeat: usize = std::env::var("BENCH_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, 1000);
     for (name, f) in filters {
         if only.as_deref().is_some_and(|o| !name.contains(o)) {
             continue;
         }
         let mut times = Vec::new();
-        let mut cursor: Option<String> = None;
-        for _ in 0..20 {
-            let t = Instant::now();
-            let page = store.list(1, &f, cursor.as_deref(), 100).unwrap();
-            times.push(t.elapsed());
-            cursor = page.next_cursor;
-            if cursor.is_none() {
-                break;
+        for _ in 0..repeat {
+            let mut cursor: Option<String> = None;
+            for _ in 0..20 {
+                let t = Instant::now();
+                let page = store.list(1, &f, cursor.as_deref(), 100).unwrap();
+                times.push(t.elapsed());
+                cursor = page.next_cursor;
+                if cursor.is_none() {
+                    break;
+                }
             }
         }
         println!(
