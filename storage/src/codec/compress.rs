@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 
 use super::Result;
-use super::{corrupt, put_varint, Reader};
+use super::{corrupt, put_varint, DecodeError, Reader};
 
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
@@ -25,7 +25,13 @@ thread_local! {
     static CCTX: RefCell<Option<(i32, zstd::bulk::Compressor<'static>, Vec<u8>)>> =
         const { RefCell::new(None) };
     static DCTX: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+    /// One output buffer per thread for [`read_frame_with`], kept between calls (a column read
+    /// for every block of a scan otherwise allocates, and faults in, a fresh buffer each time).
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Largest buffer [`read_frame_with`] keeps between calls: bounds what one thread holds.
+const SCRATCH_BYTES_MAX: usize = 1 << 20;
 
 /// Appends `raw` framed, compressed at `level` if that makes it smaller.
 pub fn put_frame(out: &mut Vec<u8>, raw: &[u8], level: i32) -> std::io::Result<()> {
@@ -155,6 +161,50 @@ pub fn segments(head: &[u8], frame_len: usize) -> Result<Option<Vec<Segment>>> {
     Ok(Some(out))
 }
 
+/// [`read_frame`], handing the raw bytes to `f` instead of returning them: a zstd frame is
+/// decompressed into a per-thread buffer kept between calls, a raw one is not copied. Same checks.
+pub fn read_frame_with<T, E: From<DecodeError>>(
+    r: &mut Reader<'_>,
+    f: impl FnOnce(&[u8]) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    let mut peek = Reader::new(r.rest());
+    let codec = peek.u8()?;
+    if codec != ZSTD {
+        return f(&read_frame(r)?);
+    }
+    let raw_len = peek.varint()?;
+    if raw_len > RAW_BYTES_MAX as u64 {
+        return Err(corrupt(format!("column of {raw_len} bytes exceeds the limit")).into());
+    }
+    let raw_len = raw_len as usize;
+    let stored = peek.len_bytes()?;
+    r.bytes(peek.position())?;
+    // Taken out while `f` runs, so `f` may read frames itself.
+    let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    buf.clear();
+    buf.reserve(raw_len);
+    let done = DCTX.with(|d| -> std::io::Result<()> {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        let Some(dctx) = d.as_mut() else {
+            unreachable!()
+        };
+        dctx.decompress_to_buffer(stored, &mut buf)?;
+        Ok(())
+    });
+    done.map_err(|e| corrupt(format!("zstd: {e}")))?;
+    if buf.len() != raw_len {
+        return Err(corrupt("decompressed length mismatch").into());
+    }
+    let out = f(&buf);
+    if buf.capacity() <= SCRATCH_BYTES_MAX {
+        SCRATCH.with(|s| *s.borrow_mut() = buf);
+    }
+    out
+}
+
 /// The raw bytes of one segment from its stored bytes.
 pub fn read_segment(seg: &Segment, stored: &[u8]) -> Result<Vec<u8>> {
     let raw_len = seg.raw.1 - seg.raw.0;
@@ -252,7 +302,10 @@ mod tests {
             let mut out = Vec::new();
             put_frame(&mut out, &raw, level).unwrap();
             let mut r = Reader::new(&out);
-            prop_assert_eq!(read_frame(&mut r).unwrap(), raw);
+            prop_assert_eq!(read_frame(&mut r).unwrap(), raw.clone());
+            prop_assert!(r.finish("t").is_ok());
+            let mut r = Reader::new(&out);
+            prop_assert_eq!(read_frame_with(&mut r, |b| Ok::<_, DecodeError>(b.to_vec())).unwrap(), raw);
             prop_assert!(r.finish("t").is_ok());
         }
 
@@ -281,6 +334,7 @@ mod tests {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = read_frame(&mut Reader::new(&bytes));
+            let _ = read_frame_with(&mut Reader::new(&bytes), |b| Ok::<_, DecodeError>(b.len()));
             let _ = segments(&bytes, bytes.len());
             let mut seg = vec![SEGMENTED];
             seg.extend_from_slice(&bytes);
@@ -302,5 +356,6 @@ mod tests {
         let _ = r.varint().unwrap();
         lie.extend_from_slice(&out[1 + r.position()..]);
         assert!(read_frame(&mut Reader::new(&lie)).is_err());
+        assert!(read_frame_with(&mut Reader::new(&lie), |_| Ok::<_, DecodeError>(())).is_err());
     }
 }

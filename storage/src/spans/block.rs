@@ -1,6 +1,9 @@
 //! Encoding of a block body (the columns of up to `block_rows_max` spans of one org and server) and
 //! lazy, per-column decoding of it. Layout in docs/format.md, "Block body".
 
+use std::borrow::Cow;
+use std::rc::Rc;
+
 use super::columns::*;
 use super::corrupt;
 use crate::codec::{self, compress, Reader};
@@ -180,8 +183,9 @@ pub trait ColumnRead {
         Ok(None)
     }
 
-    /// The raw bytes of segment `k` of column `col` (only called after `segments` gave some).
-    fn segment(&self, col: usize, k: usize) -> Result<Vec<u8>> {
+    /// The raw bytes of segment `k` of column `col` (only called after `segments` gave some); a
+    /// lazy body keeps them, so the filter and `materialize` decompress a segment once.
+    fn segment(&self, col: usize, k: usize) -> Result<Rc<Vec<u8>>> {
         Err(corrupt(format!(
             "column {col} segment {k} read from a whole body"
         )))
@@ -201,6 +205,11 @@ pub trait ColumnRead {
             *x = acc;
         }
         Ok(v)
+    }
+
+    /// The start column, borrowed when the body keeps it decoded (a lazy body does).
+    fn start_times(&self) -> Result<Cow<'_, [u64]>> {
+        Ok(Cow::Owned(self.starts()?))
     }
 
     fn ends(&self, starts: &[u64]) -> Result<Vec<u64>> {

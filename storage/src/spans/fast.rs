@@ -41,8 +41,63 @@ fn varint_at(raw: &[u8], mut i: usize) -> Result<(u64, usize)> {
     Err(corrupt("varint longer than 10 bytes"))
 }
 
+/// The start column's `n` delta varints, summed into absolute start times in `out` (cleared
+/// first; its allocation is reused). Exactly `n` varints must fill `raw`.
+pub fn start_times_into(raw: &[u8], n: usize, out: &mut Vec<u64>) -> Result<()> {
+    out.clear();
+    out.reserve(n);
+    let (mut i, mut acc) = (0, 0u64);
+    while out.len() < n {
+        let (v, next) = varint_at(raw, i)?;
+        acc = acc
+            .checked_add(v)
+            .ok_or_else(|| corrupt("start time overflow"))?;
+        out.push(acc);
+        i = next;
+    }
+    if i != raw.len() {
+        return Err(corrupt("varint column trailing bytes"));
+    }
+    Ok(())
+}
+
+/// `n` varints from byte `i` of `raw` and the offset after them (the rest of `raw` is not read).
+pub fn varints_from(raw: &[u8], mut i: usize, n: usize) -> Result<(Vec<u64>, usize)> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let (v, next) = varint_at(raw, i)?;
+        out.push(v);
+        i = next;
+    }
+    Ok((out, i))
+}
+
+/// The offset after the `count` varints starting at byte `i` of `raw`, found by counting their
+/// last bytes (high bit clear) a word at a time; the skipped values are not decoded, so their
+/// 10-byte limit is not checked (nothing reads them).
+pub fn skip_varints(raw: &[u8], mut i: usize, mut count: usize) -> Result<usize> {
+    const W: usize = 64;
+    while count > 0 {
+        let rest = raw.get(i..).ok_or_else(|| corrupt("varint past end"))?;
+        if count >= W && rest.len() >= W {
+            let ends = rest[..W].iter().filter(|&&b| b & 0x80 == 0).count();
+            if ends <= count {
+                (i, count) = (i + W, count - ends);
+                continue;
+            }
+        }
+        let p = rest
+            .iter()
+            .position(|&b| b & 0x80 == 0)
+            .ok_or_else(|| corrupt("varint past end"))?;
+        (i, count) = (i + p + 1, count - 1);
+    }
+    Ok(i)
+}
+
 /// Values `per_row` varints wide at `rows` of a column of such rows (one pass, decoding only
-/// the rows asked for; the column must hold exactly `n * per_row` varints).
+/// the rows asked for and skipping the others; the column must hold exactly `n * per_row`
+/// varints).
 pub fn varint_rows(raw: &[u8], n: usize, per_row: usize, rows: &[usize]) -> Result<Vec<Vec<u64>>> {
     let mut want: Vec<(usize, usize)> = rows
         .iter()
@@ -52,44 +107,28 @@ pub fn varint_rows(raw: &[u8], n: usize, per_row: usize, rows: &[usize]) -> Resu
         .collect();
     want.sort_unstable();
     let mut out = vec![Vec::new(); rows.len()];
+    let (mut row, mut i) = (0, 0);
     let mut w = want.iter().peekable();
-    let mut i = 0;
-    for row in 0..n {
-        if w.peek().is_some_and(|x| x.0 == row) {
-            let mut vals = Vec::with_capacity(per_row);
-            for _ in 0..per_row {
-                let (v, next) = varint_at(raw, i)?;
-                vals.push(v);
-                i = next;
+    while let Some(&&(r, _)) = w.peek() {
+        if r >= n {
+            return Err(corrupt("row past varint column end"));
+        }
+        i = skip_varints(raw, i, (r - row) * per_row)?;
+        let (vals, next) = varints_from(raw, i, per_row)?;
+        (row, i) = (r + 1, next);
+        while let Some(&&(r2, k)) = w.peek() {
+            if r2 != r {
+                break;
             }
-            while let Some(&&(r, k)) = w.peek() {
-                if r != row {
-                    break;
-                }
-                out[k] = vals.clone();
-                w.next();
-            }
-        } else {
-            for _ in 0..per_row {
-                i = skip_varint(raw, i)?;
-            }
+            out[k] = vals.clone();
+            w.next();
         }
     }
+    i = skip_varints(raw, i, (n - row) * per_row)?;
     if i != raw.len() {
         return Err(corrupt("varint column trailing bytes"));
     }
     Ok(out)
-}
-
-#[inline]
-fn skip_varint(raw: &[u8], i: usize) -> Result<usize> {
-    match raw
-        .get(i..)
-        .and_then(|r| r.iter().take(10).position(|&b| b & 0x80 == 0))
-    {
-        Some(p) => Ok(i + p + 1),
-        None => varint_at(raw, i).map(|x| x.1),
-    }
 }
 
 /// Value `idx` of a bit-packed run of `width`-bit values (LSB first); `data` was length-checked.
@@ -324,6 +363,61 @@ mod tests {
             prop_assert_eq!(&all, &vals);
             for (i, v) in vals.iter().enumerate() {
                 prop_assert_eq!(get_bits(data, i, w), *v);
+            }
+        }
+
+        /// Skipping varints by counting their last bytes lands where decoding them one by one
+        /// does; `varint_rows` (which skips between the rows asked for) equals decoding every row;
+        /// `start_times_into` equals the running sums; and a column one varint short or long is an
+        /// error for both whole-column readers.
+        #[test]
+        fn varint_shortcuts_equal_decoding(vals in proptest::collection::vec(
+                                               prop_oneof![0u64..128, 0u64..100_000, any::<u64>()], 1..400),
+                                           per_row in 1usize..5,
+                                           picks in proptest::collection::vec(any::<usize>(), 0..12)) {
+            let mut raw = Vec::new();
+            for v in &vals {
+                crate::codec::put_varint(&mut raw, *v);
+            }
+            let all = varints(&raw, vals.len()).unwrap();
+            prop_assert_eq!(&all, &vals);
+            let mut at = vec![0usize];
+            for k in 0..vals.len() {
+                at.push(varint_at(&raw, at[k]).unwrap().1);
+            }
+            for &p in &picks {
+                let (from, count) = (p % vals.len(), (p / 7) % vals.len());
+                let count = count.min(vals.len() - from);
+                prop_assert_eq!(skip_varints(&raw, at[from], count).unwrap(), at[from + count]);
+                let (got, next) = varints_from(&raw, at[from], count).unwrap();
+                prop_assert_eq!(&got[..], &vals[from..from + count]);
+                prop_assert_eq!(next, at[from + count]);
+            }
+            prop_assert!(skip_varints(&raw, 0, vals.len() + 1).is_err());
+            let n = vals.len() / per_row;
+            let rows: Vec<usize> = picks.iter().map(|p| p % n.max(1)).filter(|_| n > 0).collect();
+            let body = &raw[..at[n * per_row]];
+            let got = varint_rows(body, n, per_row, &rows).unwrap();
+            for (k, &r) in rows.iter().enumerate() {
+                prop_assert_eq!(&got[k][..], &vals[r * per_row..(r + 1) * per_row]);
+            }
+            if n > 1 {
+                prop_assert!(varint_rows(body, n - 1, per_row, &[]).is_err());
+                prop_assert!(varint_rows(body, n + 1, per_row, &[]).is_err());
+            }
+            let small: Vec<u64> = vals.iter().map(|v| v % 1_000_000).collect();
+            let mut raw = Vec::new();
+            for v in &small {
+                crate::codec::put_varint(&mut raw, *v);
+            }
+            let mut starts = vec![42];
+            start_times_into(&raw, small.len(), &mut starts).unwrap();
+            let sums: Vec<u64> = small.iter().scan(0, |a, v| { *a += v; Some(*a) }).collect();
+            prop_assert_eq!(starts, sums);
+            let mut v = Vec::new();
+            prop_assert!(start_times_into(&raw, small.len() + 1, &mut v).is_err());
+            if small.len() > 1 {
+                prop_assert!(start_times_into(&raw, small.len() - 1, &mut v).is_err());
             }
         }
     }

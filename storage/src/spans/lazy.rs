@@ -3,7 +3,9 @@
 //! (trace and span ids, 75% of a block) only the chunks holding the rows they return; a column
 //! stored as row groups (segmented frame) is read one segment at a time.
 
+use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use redb::ReadOnlyTable;
@@ -12,12 +14,25 @@ use super::block::{read_frames, read_prelude, ColumnRead, BLOCK_ROWS_LIMIT};
 use super::chunks::{body_key, BodyKey, CHUNK_BYTES};
 use super::columns::*;
 use super::corrupt;
+use super::fast;
 use super::header::Summary;
 use crate::codec::{compress, Reader};
 use crate::error::Result;
 use crate::model::{OrgId, ServerId};
 
 pub type BodiesTable = ReadOnlyTable<&'static BodyKey, &'static [u8]>;
+
+thread_local! {
+    /// Start columns of bodies dropped on this thread, for the next bodies' start columns: a list
+    /// reads the start column of every block it visits, and a fresh 64 KB vector per block was
+    /// measured (allocation, page faults) in the user page's profile.
+    static START_BUFS: RefCell<Vec<Vec<u64>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Most start column buffers one thread keeps.
+const START_BUFS_MAX: usize = 4;
+/// Largest start column buffer kept for reuse (128 Ki rows): bounds what one thread holds.
+const START_BUF_BYTES_MAX: usize = 1 << 20;
 
 /// Frame codec byte of a column stored uncompressed (docs/format.md, "Block body").
 const CODEC_RAW: u8 = 0;
@@ -30,6 +45,9 @@ const SEGMENTED_READ_MIN_BYTES: usize = 16 << 10;
 /// Tests' blocks are tiny: read every segmented frame by segments there.
 #[cfg(test)]
 const SEGMENTED_READ_MIN_BYTES: usize = 0;
+
+/// A decompressed segment: (column, segment index, raw bytes).
+type RawSegment = (usize, usize, Rc<Vec<u8>>);
 
 pub struct LazyBody {
     table: Arc<BodiesTable>,
@@ -46,6 +64,10 @@ pub struct LazyBody {
     starts: OnceCell<Vec<u64>>,
     /// Segment tables parsed so far, by column (`None` inside: a plain frame).
     segs: RefCell<Vec<Option<Option<Vec<compress::Segment>>>>>,
+    /// Segments decompressed so far, by (column, segment): the filter's segments (a string
+    /// column's first dictionary run and ids) are read again by `materialize`. At most the body's
+    /// raw columns in all.
+    raw_segs: RefCell<Vec<RawSegment>>,
 }
 
 impl LazyBody {
@@ -57,7 +79,7 @@ impl LazyBody {
             return Err(corrupt(format!("block {} has an empty body", h.block)));
         }
         let n_chunks = len.div_ceil(CHUNK_BYTES);
-        let body = LazyBody {
+        let mut body = LazyBody {
             table,
             block: h.block,
             org: h.org,
@@ -70,6 +92,7 @@ impl LazyBody {
             chunks: RefCell::new(vec![None; n_chunks]),
             starts: OnceCell::new(),
             segs: RefCell::new(vec![None; NCOLS]),
+            raw_segs: RefCell::new(Vec::new()),
         };
         let first = body.read(0, len.min(CHUNK_BYTES))?;
         let mut r = Reader::new(&first);
@@ -84,26 +107,26 @@ impl LazyBody {
                 h.block
             )));
         }
-        let frames = read_frames(&mut r, len)?;
-        Ok(LazyBody {
-            frames,
-            group_rows: p.group_rows,
-            hash_dicts: p.hash_dicts,
-            ..body
-        })
+        body.frames = read_frames(&mut r, len)?;
+        body.group_rows = p.group_rows;
+        body.hash_dicts = p.hash_dicts;
+        Ok(body)
     }
 
-    /// The start column, decoded once and kept.
+    /// The start column, decoded once and kept (into a buffer of an earlier body when this
+    /// thread has one).
     pub fn start_col(&self) -> Result<&[u64]> {
         if self.starts.get().is_none() {
-            let mut v = self.varints(C_START, 1)?;
-            let mut acc = 0u64;
-            for x in &mut v {
-                acc = acc
-                    .checked_add(*x)
-                    .ok_or_else(|| corrupt("start time overflow"))?;
-                *x = acc;
-            }
+            let (a, b) = self.frames[C_START];
+            let frame = self.read(a, b)?;
+            let mut r = Reader::new(&frame);
+            let mut v = START_BUFS
+                .with(|p| p.borrow_mut().pop())
+                .unwrap_or_default();
+            compress::read_frame_with(&mut r, |raw| {
+                fast::start_times_into(raw, self.rows, &mut v)
+            })?;
+            r.finish("column frame")?;
             let _ = self.starts.set(v);
         }
         Ok(self.starts.get().map_or(&[][..], Vec::as_slice))
@@ -188,6 +211,21 @@ impl LazyBody {
     }
 }
 
+impl Drop for LazyBody {
+    fn drop(&mut self) {
+        let Some(v) = self.starts.take() else { return };
+        if v.capacity() * 8 <= START_BUF_BYTES_MAX {
+            // `try_with`: a body dropped while the thread's locals are torn down just frees it.
+            let _ = START_BUFS.try_with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() < START_BUFS_MAX {
+                    p.push(v);
+                }
+            });
+        }
+    }
+}
+
 impl ColumnRead for LazyBody {
     fn group_rows(&self) -> usize {
         self.group_rows
@@ -222,7 +260,15 @@ impl ColumnRead for LazyBody {
         Ok(parsed)
     }
 
-    fn segment(&self, col: usize, k: usize) -> Result<Vec<u8>> {
+    fn segment(&self, col: usize, k: usize) -> Result<Rc<Vec<u8>>> {
+        if let Some((_, _, raw)) = self
+            .raw_segs
+            .borrow()
+            .iter()
+            .find(|s| (s.0, s.1) == (col, k))
+        {
+            return Ok(raw.clone());
+        }
         let segs = self.segments(col)?;
         let s = segs
             .as_ref()
@@ -230,7 +276,9 @@ impl ColumnRead for LazyBody {
             .ok_or_else(|| corrupt(format!("column {col} has no segment {k}")))?;
         let a = self.frames[col].0;
         let stored = self.read(a + s.stored.0, a + s.stored.1)?;
-        Ok(compress::read_segment(s, &stored)?)
+        let raw = Rc::new(compress::read_segment(s, &stored)?);
+        self.raw_segs.borrow_mut().push((col, k, raw.clone()));
+        Ok(raw)
     }
 
     fn rows(&self) -> usize {
@@ -254,6 +302,10 @@ impl ColumnRead for LazyBody {
 
     fn starts(&self) -> Result<Vec<u64>> {
         Ok(self.start_col()?.to_vec())
+    }
+
+    fn start_times(&self) -> Result<Cow<'_, [u64]>> {
+        Ok(Cow::Borrowed(self.start_col()?))
     }
 
     fn fixed_rows<const N: usize>(&self, col: usize, rows: &[usize]) -> Result<Vec<[u8; N]>> {

@@ -8,6 +8,7 @@ use super::fast;
 use crate::codec::{self, bitpack, value, Reader};
 use crate::error::Result;
 use crate::model::{McpFields, SpanOrigin, SpanRecord, Text};
+use std::rc::Rc;
 use std::sync::Arc;
 
 impl<T: ColumnRead> Materialize for T {}
@@ -22,12 +23,12 @@ pub trait Materialize: ColumnRead {
         if rows.iter().any(|&i| i >= self.rows()) {
             return Err(corrupt("row index past block end"));
         }
-        let starts = self.starts()?;
+        let starts = self.start_times()?;
         let ends = self.row_varints(C_END, 1, rows)?;
         // Only the requested rows of the two widest (raw) columns.
         let traces = self.fixed_rows::<16>(C_TRACE, rows)?;
         let spans = self.fixed_rows::<8>(C_SPAN, rows)?;
-        let parents = self.parents()?;
+        let parents = self.row_parents(rows)?;
         let envs = self.envs()?;
         let kinds = self.bytes(C_KIND)?;
         let statuses = self.bytes(C_STATUS)?;
@@ -56,7 +57,7 @@ pub trait Materialize: ColumnRead {
                 env: envs[i],
                 trace_id: traces[k],
                 span_id: spans[k],
-                parent_span_id: parents[i],
+                parent_span_id: parents[k],
                 start_unix_nano: starts[i],
                 end_unix_nano: starts[i].wrapping_add(codec::unzigzag(ends[k][0]) as u64),
                 name: Text::default(),
@@ -184,7 +185,7 @@ pub trait Materialize: ColumnRead {
             ir.finish("string ids")?;
             // Each dictionary segment read so far: its raw bytes and its entries' ranges.
             #[allow(clippy::type_complexity)]
-            let mut parts: Vec<Option<(Vec<u8>, Vec<(usize, usize)>)>> = vec![None; nd];
+            let mut parts: Vec<Option<(Rc<Vec<u8>>, Vec<(usize, usize)>)>> = vec![None; nd];
             let mut out = Vec::with_capacity(rows.len());
             for &i in rows {
                 let id = fast::get_bits(data, i, width) as usize;
@@ -282,11 +283,15 @@ pub trait Materialize: ColumnRead {
             let all = extra_slices(&raw, self.rows())?;
             return Ok(rows.iter().map(|&i| all[i].to_vec()).collect());
         }
-        let lens = fast::varints(&self.segment(C_EXTRA, 0)?, self.rows())?;
+        // Only the lengths of the groups asked for are decoded; the others are skipped.
+        let lens_raw = self.segment(C_EXTRA, 0)?;
+        let (mut row, mut pos) = (0, 0);
         let mut out = vec![Vec::new(); rows.len()];
         for (g, want) in self.by_group(rows) {
             let base = g * self.group_rows();
-            let group = &lens[base..base + self.group_len(g)];
+            pos = fast::skip_varints(&lens_raw, pos, base - row)?;
+            let (group, next) = fast::varints_from(&lens_raw, pos, self.group_len(g))?;
+            (row, pos) = (base + group.len(), next);
             let seg = self.segment(C_EXTRA, 1 + g)?;
             let total = group.iter().try_fold(0u64, |a, &l| a.checked_add(l));
             if total != Some(seg.len() as u64) {
@@ -302,6 +307,47 @@ pub trait Materialize: ColumnRead {
             }
         }
         Ok(out)
+    }
+
+    /// Parent span ids of each of `rows` (zeros when absent): one pass over the presence bits
+    /// (every bit checked, as `parents` does), reading only the ids of the rows asked for.
+    fn row_parents(&self, rows: &[usize]) -> Result<Vec<[u8; 8]>> {
+        let raw = self.column(C_PARENT)?;
+        let mut r = Reader::new(&raw);
+        let n = self.rows();
+        let (width, bits) = fast::bitpacked(&mut r, n)?;
+        let mut want: Vec<(usize, usize)> = rows.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+        want.sort_unstable();
+        let mut w = want.iter().peekable();
+        // For each wanted present row, its rank among present rows.
+        let mut at: Vec<Option<usize>> = vec![None; rows.len()];
+        let mut present = 0usize;
+        for i in 0..n {
+            let p = fast::get_bits(bits, i, width);
+            if p > 1 {
+                return Err(corrupt("parent presence bit"));
+            }
+            while let Some(&&(j, k)) = w.peek() {
+                if j != i {
+                    break;
+                }
+                at[k] = (p == 1).then_some(present);
+                w.next();
+            }
+            present += p as usize;
+        }
+        let ids = r.rest();
+        if Some(ids.len()) != present.checked_mul(8) {
+            return Err(corrupt("parent column length"));
+        }
+        Ok(at
+            .into_iter()
+            .map(|a| {
+                a.map_or([0; 8], |a| {
+                    ids[a * 8..a * 8 + 8].try_into().unwrap_or([0; 8])
+                })
+            })
+            .collect())
     }
 
     fn parents(&self) -> Result<Vec<[u8; 8]>> {
