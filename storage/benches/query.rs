@@ -132,12 +132,17 @@ fn main() {
             continue;
         }
         let mut times = Vec::new();
+        let mut cpu = Vec::new();
         for _ in 0..repeat {
             let mut cursor: Option<String> = None;
             for _ in 0..20 {
+                let c = thread_cpu();
                 let t = Instant::now();
                 let page = store.list(1, &f, cursor.as_deref(), 100).unwrap();
                 times.push(t.elapsed());
+                if let (Some(a), Some(b)) = (c, thread_cpu()) {
+                    cpu.push(b.saturating_sub(a));
+                }
                 cursor = page.next_cursor;
                 if cursor.is_none() {
                     break;
@@ -150,5 +155,20 @@ fn main() {
             times.iter().max().unwrap().as_secs_f64() * 1e3,
             times.len()
         );
+        if !cpu.is_empty() {
+            println!(
+                "  (thread CPU time per page: p50 {:.2} ms, max {:.2} ms)",
+                percentile(cpu.clone(), 0.5).as_secs_f64() * 1e3,
+                cpu.iter().max().unwrap().as_secs_f64() * 1e3,
+            );
+        }
     }
+}
+
+/// CPU time this thread has run (Linux `/proc/thread-self/schedstat`, first field, ns): on a
+/// shared machine it moves far less with the load than the wall-clock time does.
+fn thread_cpu() -> Option<std::time::Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(std::time::Duration::from_nanos(ns))
 }
