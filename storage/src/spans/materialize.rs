@@ -7,7 +7,7 @@ use super::corrupt;
 use super::fast;
 use crate::codec::{self, bitpack, value, Reader};
 use crate::error::Result;
-use crate::model::{McpFields, SpanOrigin, SpanRecord, Text};
+use crate::model::{Env, McpFields, SpanOrigin, SpanRecord, Text};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -29,9 +29,14 @@ pub trait Materialize: ColumnRead {
         let traces = self.fixed_rows::<16>(C_TRACE, rows)?;
         let spans = self.fixed_rows::<8>(C_SPAN, rows)?;
         let parents = self.row_parents(rows)?;
-        let envs = self.envs()?;
-        let kinds = self.bytes(C_KIND)?;
-        let statuses = self.bytes(C_STATUS)?;
+        // One byte per row: only the rows asked for are copied out (and envs checked).
+        let envs = self
+            .fixed_rows::<1>(C_ENV, rows)?
+            .into_iter()
+            .map(|[b]| Env::from_u8(b).ok_or_else(|| corrupt(format!("env byte {b}"))))
+            .collect::<Result<Vec<Env>>>()?;
+        let kinds = self.fixed_rows::<1>(C_KIND, rows)?;
+        let statuses = self.fixed_rows::<1>(C_STATUS, rows)?;
         let counts = self.row_varints(C_COUNTS, 4, rows)?;
         let probs = self.row_probs(rows)?;
         let origins = self.origins()?;
@@ -54,15 +59,15 @@ pub trait Materialize: ColumnRead {
             let mut rec = SpanRecord {
                 org_id: self.org(),
                 server_id: self.server(),
-                env: envs[i],
+                env: envs[k],
                 trace_id: traces[k],
                 span_id: spans[k],
                 parent_span_id: parents[k],
                 start_unix_nano: starts[i],
                 end_unix_nano: starts[i].wrapping_add(codec::unzigzag(ends[k][0]) as u64),
                 name: Text::default(),
-                kind: kinds[i],
-                status_code: statuses[i],
+                kind: kinds[k][0],
+                status_code: statuses[k][0],
                 status_message: String::new(),
                 flags: count(k, 0)?,
                 trace_state: String::new(),
