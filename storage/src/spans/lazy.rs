@@ -1,7 +1,8 @@
 //! A block body read chunk by chunk on demand: `list` and `trace` fetch the prelude (first chunk)
 //! and then only the chunks holding the column frames they decode, and for a column stored raw
 //! (trace and span ids, 75% of a block) only the chunks holding the rows they return; a column
-//! stored as row groups (segmented frame) is read one segment at a time.
+//! stored as row groups (segmented frame) is read one segment at a time, and each segment is
+//! decompressed once per body (the filter and `materialize` share it).
 
 use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell};
