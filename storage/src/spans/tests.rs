@@ -628,7 +628,8 @@ fn list_with_shared_segments_equals_model() {
                 let mut s = g.span();
                 (s.org_id, s.server_id) = (1, 10 + (i + b) % 2);
                 // About 700 distinct users per block: three dictionary segments of 256.
-                s.mcp.user_id = (i % 9 != 0).then(|| format!("user-{}", (i * 7 + b * 13) % 2000));
+                s.mcp.user_id =
+                    (i % 9 != 0).then(|| format!("user-{}", (i * 7 + b * 13) % 2000).into());
                 s
             })
             .collect();
