@@ -19,24 +19,31 @@ after(async () => {
   await app.stop();
 });
 
+/** An appliance server and an MCP server whose `work` tool opens a `db.query` span of the
+ * application's own tracer (recorded in `mem`), inside whatever context is active. */
+async function tracedServer(flavour, name) {
+  const mem = new InMemorySpanExporter();
+  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(mem)] });
+  const tracer = provider.getTracer('app');
+  const [serverId, key] = await newObsServer(app, name);
+  const server = await buildServer(flavour);
+  addTool(server, flavour, 'work', {}, async () => {
+    await Promise.resolve();
+    return tracer.startActiveSpan('db.query', (span) => {
+      span.end();
+      return { content: [{ type: 'text', text: 'ok' }] };
+    });
+  });
+  return { mem, serverId, key, server };
+}
+
 for (const flavour of ['ts1', 'ts2']) {
   test(`app spans are children of the MCP span (${flavour}); global tracer provider untouched`, { skip: skipOn(flavour) }, async () => {
     const manager = new AsyncLocalStorageContextManager().enable();
     context.setGlobalContextManager(manager);
     try {
-      const mem = new InMemorySpanExporter();
-      const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(mem)] });
-      const tracer = provider.getTracer('app');
       const globalBefore = trace.getTracerProvider();
-      const [serverId, key] = await newObsServer(app, `ctx-${flavour}`);
-      const server = await buildServer(flavour);
-      addTool(server, flavour, 'work', {}, async () => {
-        await Promise.resolve();
-        return tracer.startActiveSpan('db.query', (span) => {
-          span.end();
-          return { content: [{ type: 'text', text: 'ok' }] };
-        });
-      });
+      const { mem, serverId, key, server } = await tracedServer(flavour, `ctx-${flavour}`);
       const h = configureMCPTelemetry(server, { apiKey: key, endpoint: app.base });
       assert.equal(trace.getTracerProvider(), globalBefore); // no global provider installed
       const conn = await connect({ server }, flavour);
@@ -63,18 +70,7 @@ for (const flavour of ['ts1', 'ts2']) {
     process.env.MCPOBS_EXPORT_INTERVAL_MS = '20';
     let manager = null;
     try {
-      const mem = new InMemorySpanExporter();
-      const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(mem)] });
-      const tracer = provider.getTracer('app');
-      const [serverId, key] = await newObsServer(app, `ctx-late-${flavour}`);
-      const server = await buildServer(flavour);
-      addTool(server, flavour, 'work', {}, async () => {
-        await Promise.resolve();
-        return tracer.startActiveSpan('db.query', (span) => {
-          span.end();
-          return { content: [{ type: 'text', text: 'ok' }] };
-        });
-      });
+      const { mem, serverId, key, server } = await tracedServer(flavour, `ctx-late-${flavour}`);
       const h = configureMCPTelemetry(server, { apiKey: key, endpoint: app.base });
       const conn = await connect({ server }, flavour);
       await conn.request('tools/call', { name: 'work', arguments: {} }); // no context manager yet

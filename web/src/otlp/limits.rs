@@ -9,31 +9,27 @@ use opentelemetry_proto::tonic::common::v1::{
     any_value::Value as PValue, AnyValue as PAnyValue, KeyValue as PKeyValue,
 };
 
-/// Shortens `s` to at most `max` bytes, cutting at a character boundary. Returns whether it cut.
-pub(crate) fn truncate_utf8(s: &mut String, max: usize) -> bool {
+/// Where to cut `s` to keep at most `max` bytes at a character boundary; `None` when it fits.
+pub(crate) fn utf8_cut(s: &str, max: usize) -> Option<usize> {
     if s.len() <= max {
-        return false;
+        return None;
     }
     let mut cut = max;
     // A UTF-8 character is at most 4 bytes, so this walks back at most 3 steps.
     while !s.is_char_boundary(cut) {
         cut -= 1;
     }
-    s.truncate(cut);
-    true
+    Some(cut)
+}
+
+/// Shortens `s` to at most `max` bytes, cutting at a character boundary. Returns whether it cut.
+pub(crate) fn truncate_utf8(s: &mut String, max: usize) -> bool {
+    utf8_cut(s, max).map(|cut| s.truncate(cut)).is_some()
 }
 
 /// [`truncate_utf8`] for a [`Text`].
 pub(crate) fn truncate_text(s: &mut Text, max: usize) -> bool {
-    if s.len() <= max {
-        return false;
-    }
-    let mut cut = max;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    s.truncate(cut);
-    true
+    utf8_cut(s, max).map(|cut| s.truncate(cut)).is_some()
 }
 
 /// Applies the value and count limits and counts what it shortened. One `Clamp` per span (or per

@@ -118,12 +118,7 @@ async fn verify_api_key_caches_but_revocation_is_immediate() {
     let mut alt = HeaderMap::new();
     alt.insert("x-api-key", HeaderValue::from_str(&key).unwrap());
     assert!(verify_api_key(&h.state, &alt).await.is_ok());
-    let last = key.chars().last().unwrap();
-    let forged = format!(
-        "{}{}",
-        &key[..key.len() - 1],
-        if last == 'x' { 'y' } else { 'x' }
-    );
+    let forged = forged(&key);
     assert!(matches!(
         verify_api_key(&h.state, &key_headers(&forged)).await,
         Err(ApiError::Unauthorized(_))
@@ -205,12 +200,7 @@ async fn a_burst_with_a_new_key_verifies_it_once() {
     // Cached from now on: no further run.
     verify_api_key(&h.state, &headers).await.unwrap();
     assert_eq!(h.state.keys.verifications() - before, 1);
-    let last = key.chars().last().unwrap();
-    let forged = format!(
-        "{}{}",
-        &key[..key.len() - 1],
-        if last == 'x' { 'y' } else { 'x' }
-    );
+    let forged = forged(&key);
     assert!(matches!(
         verify_api_key(&h.state, &key_headers(&forged)).await,
         Err(ApiError::Unauthorized(_))
@@ -333,4 +323,14 @@ async fn key_usage_accumulates_and_flushes_in_one_batch() {
         h.get(&path, &admin).await.json["keys"][0]["usage"],
         json!({ "requests": 2, "spans": 15 })
     );
+}
+
+/// `key` with its last character changed: the same key id, another secret.
+fn forged(key: &str) -> String {
+    let last = key.chars().last().unwrap();
+    format!(
+        "{}{}",
+        &key[..key.len() - 1],
+        if last == 'x' { 'y' } else { 'x' }
+    )
 }

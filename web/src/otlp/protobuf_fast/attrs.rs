@@ -2,7 +2,7 @@
 //! count limits applied while copying them into storage values (see `otlp::limits::Clamp`).
 
 use super::super::canonical::{TRACELOOP_ENTITY_NAME, TRACELOOP_SPAN_KIND};
-use super::super::limits::truncate_text;
+use super::super::limits::{truncate_text, utf8_cut};
 use super::super::normalize::{NormalizeLimits, TRUNCATED_KEY};
 use super::super::sampling::SAMPLE_PROBABILITY_KEY;
 use super::messages::{Kv, Val};
@@ -205,31 +205,26 @@ impl Clamp {
 
     /// Copies at most `value_bytes_max` bytes of `s`, cut at a character boundary.
     pub(super) fn str(&mut self, s: &str) -> String {
-        if s.len() <= self.value_bytes_max {
-            return s.to_owned();
+        self.cut(s).to_owned()
+    }
+
+    /// `s` shortened to the value limit (counted when it is).
+    fn cut<'s>(&mut self, s: &'s str) -> &'s str {
+        match utf8_cut(s, self.value_bytes_max) {
+            None => s,
+            Some(cut) => {
+                self.truncated += 1;
+                &s[..cut]
+            }
         }
-        let mut cut = self.value_bytes_max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        self.truncated += 1;
-        s[..cut].to_owned()
     }
 
     /// [`Clamp::str`] into an inline-when-short [`Text`].
     pub(super) fn text(&mut self, s: &str) -> Text {
-        if s.len() <= self.value_bytes_max {
-            return Text::from(s);
-        }
-        let mut cut = self.value_bytes_max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        self.truncated += 1;
-        Text::from(&s[..cut])
+        Text::from(self.cut(s))
     }
 
-    /// [`Clamp::string`] for a [`Text`].
+    /// An owned [`Text`] shortened to the value limit (counted when it is).
     pub(super) fn owned_text(&mut self, mut s: Text) -> Text {
         if truncate_text(&mut s, self.value_bytes_max) {
             self.truncated += 1;
