@@ -162,7 +162,8 @@ pub fn segments(head: &[u8], frame_len: usize) -> Result<Option<Vec<Segment>>> {
 }
 
 /// [`read_frame`], handing the raw bytes to `f` instead of returning them: a zstd frame is
-/// decompressed into a per-thread buffer kept between calls, a raw one is not copied. Same checks.
+/// decompressed into a per-thread buffer kept between calls (a raw or segmented frame goes
+/// through `read_frame`). Same checks.
 pub fn read_frame_with<T, E: From<DecodeError>>(
     r: &mut Reader<'_>,
     f: impl FnOnce(&[u8]) -> std::result::Result<T, E>,
@@ -183,18 +184,7 @@ pub fn read_frame_with<T, E: From<DecodeError>>(
     let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
     buf.clear();
     buf.reserve(raw_len);
-    let done = DCTX.with(|d| -> std::io::Result<()> {
-        let mut d = d.borrow_mut();
-        if d.is_none() {
-            *d = Some(zstd::bulk::Decompressor::new()?);
-        }
-        let Some(dctx) = d.as_mut() else {
-            unreachable!()
-        };
-        dctx.decompress_to_buffer(stored, &mut buf)?;
-        Ok(())
-    });
-    done.map_err(|e| corrupt(format!("zstd: {e}")))?;
+    decompress_into(stored, &mut buf).map_err(|e| corrupt(format!("zstd: {e}")))?;
     if buf.len() != raw_len {
         return Err(corrupt("decompressed length mismatch").into());
     }
@@ -224,6 +214,13 @@ pub fn read_segment(seg: &Segment, stored: &[u8]) -> Result<Vec<u8>> {
 }
 
 fn decompress(stored: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(raw_len);
+    decompress_into(stored, &mut out)?;
+    Ok(out)
+}
+
+/// Decompresses `stored` into `out`'s spare capacity with this thread's zstd context.
+fn decompress_into(stored: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
     DCTX.with(|d| {
         let mut d = d.borrow_mut();
         if d.is_none() {
@@ -232,9 +229,8 @@ fn decompress(stored: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
         let Some(dctx) = d.as_mut() else {
             unreachable!()
         };
-        let mut out = Vec::with_capacity(raw_len);
-        dctx.decompress_to_buffer(stored, &mut out)?;
-        Ok(out)
+        dctx.decompress_to_buffer(stored, out)?;
+        Ok(())
     })
 }
 

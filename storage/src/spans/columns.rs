@@ -100,13 +100,9 @@ impl StrField {
         }
     }
 
-    /// Stores a decoded value; the caller has checked that `None` only reaches optional fields.
-    pub fn set(self, s: &mut SpanRecord, v: Option<String>) {
-        self.set_str(s, v.as_deref())
-    }
-
-    /// [`StrField::set`] from a borrowed value (a short one is stored inline, without allocating).
-    pub fn set_str(self, s: &mut SpanRecord, v: Option<&str>) {
+    /// Stores a decoded value (a short one inline, without allocating); the caller has checked
+    /// that `None` only reaches optional fields.
+    pub fn set(self, s: &mut SpanRecord, v: Option<&str>) {
         let m = &mut s.mcp;
         let t = || v.map(Text::from);
         match self {

@@ -233,7 +233,7 @@ impl ScanBlock {
             dropped_links_count,
         };
         for f in StrField::ALL {
-            f.set_str(&mut rec, self.str(f, i));
+            f.set(&mut rec, self.str(f, i));
         }
         Ok(rec)
     }

@@ -87,7 +87,7 @@ pub trait Materialize: ColumnRead {
                 if v.is_none() && !f.optional() {
                     return Err(corrupt(format!("{f:?} is absent in a row")));
                 }
-                f.set(&mut rec, v);
+                f.set(&mut rec, v.as_deref());
             }
             let mut r = Reader::new(&extras[k]);
             rec.attributes = value::read_kvs(&mut r)?;

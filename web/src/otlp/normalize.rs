@@ -19,9 +19,8 @@ use super::canonical;
 use super::limits::{truncate_utf8, Clamp};
 use super::reject::{Reject, Tally};
 use super::sampling;
-use mcp_obs_storage::model::Text;
 use mcp_obs_storage::model::{
-    AttrValue, Env, KeyValue, OrgId, ServerId, SpanEvent, SpanLink, SpanOrigin, SpanRecord,
+    AttrValue, Env, KeyValue, OrgId, ServerId, SpanEvent, SpanLink, SpanOrigin, SpanRecord, Text,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
