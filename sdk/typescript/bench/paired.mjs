@@ -3,7 +3,7 @@
 // process, their calls interleaved in blocks of 50 (the order rotating every block), so the
 // drift of a loaded machine (other processes, frequency, GC phases) falls on all variants alike.
 //
-//   node sdk/typescript/bench/paired.mjs [--line ts1|ts2] [--calls 100000] [--reps 3] [--reachable] [--against DIR]... [--sdk DIR]
+//   node sdk/typescript/bench/paired.mjs [--line ts1|ts2] [--calls 100000] [--reps 3] [--reachable] [--against DIR]... [--sdk DIR] [--window 10]
 //
 // Variants: baseline (stock), baseline2 (a second stock server: the noise floor), unreachable
 // (instrumented, the appliance a closed port: the request path alone, nothing is encoded or sent)
@@ -20,6 +20,20 @@
 // runs alternating with and without it compare two copies in separate processes, where each
 // process holds one SDK copy only (with two copies in one process the MCP library's own call
 // sites see both copies' hooks, which can flatter or penalise either).
+//
+// Besides the median of each repetition's calls, every line also prints `windowed`: the calls
+// are cut into windows of --window rotations (default 10: 500 calls per variant, tens of ms),
+// each variant's median taken per window and compared with the baseline's of the SAME window,
+// and the median of those per-window differences (and ratios) reported. Why: a 2.x call's time
+// is not one distribution over a repetition. The process switches, for 0.1-1 s at a time, between
+// a fast state (~24 us per call) and slow ones (~40 and ~60 us: every function and the GC slower
+// alike, no deoptimization, a pure-CPU loop timed alongside unchanged), so a repetition's calls
+// are a mixture of modes, and when the median of the mixture falls between two modes a few
+// tenths of a percent more slow-mode calls in one variant move its median by microseconds. The
+// windows are short against those states, so every window compares the variants in one state,
+// and the median over windows does not depend on how much of the repetition each state took.
+// (The whole-repetition medians are still printed; the ratio is the one to read against a %
+// target, the difference against an absolute one.)
 
 import os from 'node:os';
 import path from 'node:path';
@@ -37,12 +51,14 @@ const { values } = parseArgs({
     reachable: { type: 'boolean', default: false },
     against: { type: 'string', multiple: true },
     sdk: { type: 'string' },
+    window: { type: 'string', default: '10' },
   },
 });
 const CALLS = Number(values.calls);
 const REPS = Number(values.reps);
 const line = values.line;
 const BLOCK = 50;
+const WINDOW_CALLS = Number(values.window) * BLOCK; // calls per variant in one window
 
 async function makeClient(instrument, endpoint, extraOpts = {}, apiKey = 'bench', configure = configureMCPTelemetry) {
   const L = await lib(line);
@@ -106,6 +122,12 @@ for (let rep = 0; rep <= REPS; rep++) {
     return `${k} ${med[k].toFixed(3)} us (${d >= 0 ? '+' : ''}${d.toFixed(3)} us, ${d >= 0 ? '+' : ''}${((d / base) * 100).toFixed(2)}%)`;
   });
   console.log(`rep ${rep}: ${parts.join('  ')}  load ${os.loadavg()[0].toFixed(2)}`);
+  const win = windowed(samples, n);
+  const wparts = names.filter((k) => k !== 'baseline').map((k) => {
+    const { d, r } = win[k];
+    return `${k} ${d >= 0 ? '+' : ''}${d.toFixed(3)} us (${r >= 0 ? '+' : ''}${(r * 100).toFixed(2)}%)`;
+  });
+  console.log(`  windowed (${win.count} windows of ${WINDOW_CALLS} calls, baseline ${win.baseline.lo.toFixed(1)}-${win.baseline.hi.toFixed(1)} us, median ${win.baseline.med.toFixed(3)} us): ${wparts.join('  ')}`);
 }
 for (const k of names.filter((n) => n.startsWith('reachable'))) {
   const h = variants[k].handle;
@@ -122,4 +144,27 @@ if (app !== null) await app.stop();
 function median(xs) {
   const s = Float64Array.from(xs).sort();
   return s[s.length >> 1];
+}
+
+/** Per window of WINDOW_CALLS consecutive calls per variant (the same rotations for all): each
+ * variant's median minus the baseline's of that window (d, us) and over it (r), the median of
+ * each over the windows; and the range of the baseline's window medians. */
+function windowed(samples, n) {
+  const count = Math.max(1, Math.floor(n / WINDOW_CALLS));
+  const len = Math.floor(n / count);
+  const baseMed = new Float64Array(count);
+  for (let w = 0; w < count; w++) baseMed[w] = median(samples.baseline.subarray(w * len, (w + 1) * len)) / 1000;
+  const out = { count, baseline: { lo: Math.min(...baseMed), hi: Math.max(...baseMed), med: median(baseMed) } };
+  for (const k of Object.keys(samples)) {
+    if (k === 'baseline') continue;
+    const d = new Float64Array(count);
+    const r = new Float64Array(count);
+    for (let w = 0; w < count; w++) {
+      const m = median(samples[k].subarray(w * len, (w + 1) * len)) / 1000;
+      d[w] = m - baseMed[w];
+      r[w] = d[w] / baseMed[w];
+    }
+    out[k] = { d: median(d), r: median(r) };
+  }
+  return out;
 }
