@@ -25,15 +25,18 @@
 // are cut into windows of --window rotations (default 10: 500 calls per variant, tens of ms),
 // each variant's median taken per window and compared with the baseline's of the SAME window,
 // and the median of those per-window differences (and ratios) reported. Why: a 2.x call's time
-// is not one distribution over a repetition. The process switches, for 0.1-1 s at a time, between
+// is not one distribution over a repetition. The process switches, for 0.05-1 s at a time, between
 // a fast state (~24 us per call) and slow ones (~40 and ~60 us: every function and the GC slower
 // alike, no deoptimization, a pure-CPU loop timed alongside unchanged), so a repetition's calls
 // are a mixture of modes, and when the median of the mixture falls between two modes a few
 // tenths of a percent more slow-mode calls in one variant move its median by microseconds. The
 // windows are short against those states, so every window compares the variants in one state,
 // and the median over windows does not depend on how much of the repetition each state took.
-// (The whole-repetition medians are still printed; the ratio is the one to read against a %
-// target, the difference against an absolute one.)
+// It is also split into fast and slow windows (the baseline within 1.25 times the fastest tenth
+// of the repetition's windows, or not): where there were enough slow windows to tell, the share
+// added was about the same in both, the difference in us was not. (The whole-repetition medians
+// are still printed; the ratio is the one to read against a % target, the difference against an
+// absolute one.) See docs/benchmarks.md, "Issue 5, 2.x: why its overhead reads unsteady".
 
 import os from 'node:os';
 import path from 'node:path';
@@ -124,8 +127,9 @@ for (let rep = 0; rep <= REPS; rep++) {
   console.log(`rep ${rep}: ${parts.join('  ')}  load ${os.loadavg()[0].toFixed(2)}`);
   const win = windowed(samples, n);
   const wparts = names.filter((k) => k !== 'baseline').map((k) => {
-    const { d, r } = win[k];
-    return `${k} ${d >= 0 ? '+' : ''}${d.toFixed(3)} us (${r >= 0 ? '+' : ''}${(r * 100).toFixed(2)}%)`;
+    const { d, r, fast, slow, nFast, nSlow } = win[k];
+    const pct = (x) => (Number.isNaN(x) ? '-' : `${x >= 0 ? '+' : ''}${(x * 100).toFixed(2)}%`);
+    return `${k} ${d >= 0 ? '+' : ''}${d.toFixed(3)} us (${pct(r)}; fast windows ${nFast}: ${pct(fast)}, slow ${nSlow}: ${pct(slow)})`;
   });
   console.log(`  windowed (${win.count} windows of ${WINDOW_CALLS} calls, baseline ${win.baseline.lo.toFixed(1)}-${win.baseline.hi.toFixed(1)} us, median ${win.baseline.med.toFixed(3)} us): ${wparts.join('  ')}`);
 }
@@ -148,13 +152,17 @@ function median(xs) {
 
 /** Per window of WINDOW_CALLS consecutive calls per variant (the same rotations for all): each
  * variant's median minus the baseline's of that window (d, us) and over it (r), the median of
- * each over the windows; and the range of the baseline's window medians. */
+ * each over the windows, and of r over the fast and the slow windows; and the range of the
+ * baseline's window medians. */
 function windowed(samples, n) {
   const count = Math.max(1, Math.floor(n / WINDOW_CALLS));
   const len = Math.floor(n / count);
   const baseMed = new Float64Array(count);
   for (let w = 0; w < count; w++) baseMed[w] = median(samples.baseline.subarray(w * len, (w + 1) * len)) / 1000;
   const out = { count, baseline: { lo: Math.min(...baseMed), hi: Math.max(...baseMed), med: median(baseMed) } };
+  // the windows split by the baseline's state: fast (baseline median within 1.25 times the
+  // repetition's fastest tenth of windows) or slow; the share added should not depend on it
+  const fastMax = Float64Array.from(baseMed).sort()[Math.floor(count / 10)] * 1.25;
   for (const k of Object.keys(samples)) {
     if (k === 'baseline') continue;
     const d = new Float64Array(count);
@@ -164,7 +172,9 @@ function windowed(samples, n) {
       d[w] = m - baseMed[w];
       r[w] = d[w] / baseMed[w];
     }
-    out[k] = { d: median(d), r: median(r) };
+    const rf = r.filter((_, w) => baseMed[w] <= fastMax);
+    const rs = r.filter((_, w) => baseMed[w] > fastMax);
+    out[k] = { d: median(d), r: median(r), fast: rf.length ? median(rf) : NaN, slow: rs.length ? median(rs) : NaN, nFast: rf.length, nSlow: rs.length };
   }
   return out;
 }
