@@ -32,6 +32,16 @@ fi
 step "cargo build --release (the binary the integration tests drive)"
 cargo build --workspace --release --locked
 
+# The fuzz targets' instrumented build (several minutes, its own target directory) runs in the
+# background at the lowest priority from here on: the tests below leave the cores partly idle.
+fuzz_build_log="$(mktemp)"
+fuzz_build_pid=""
+if [ -x fuzz/run-brief.sh ]; then
+  nice -n 19 fuzz/run-brief.sh --build-only >"$fuzz_build_log" 2>&1 &
+  fuzz_build_pid=$!
+fi
+trap 'rm -f "$results" "$fuzz_build_log"; [ -z "$fuzz_build_pid" ] || { pkill -P "$fuzz_build_pid" 2>/dev/null; kill "$fuzz_build_pid" 2>/dev/null; } || true' EXIT
+
 step "tests (unit, property, integration)"
 cargo test --workspace --release --locked 2>&1 | tee -a "$results"
 
@@ -55,6 +65,12 @@ cargo bench --workspace --no-run --locked
 
 if [ -x fuzz/run-brief.sh ]; then
   step "fuzz targets, briefly"
+  if ! wait "$fuzz_build_pid"; then
+    cat "$fuzz_build_log" >&2
+    echo "the fuzz targets' build failed" >&2
+    exit 1
+  fi
+  fuzz_build_pid=""
   FUZZ_SECONDS="${FUZZ_SECONDS:-15}" fuzz/run-brief.sh
 fi
 

@@ -8,6 +8,10 @@
 #
 # Environment: FUZZ_SECONDS (per target, default 20), FUZZ_SANITIZER (cargo-fuzz -s: none | address,
 # default none: the code under test is safe Rust, and none builds and runs about twice as fast).
+#
+# `run-brief.sh --build-only` installs cargo-fuzz and builds every target, running none: test.sh
+# starts it early, at low priority, so the instrumented build overlaps the SDK tests (which leave
+# the cores partly idle), and the runs later find it built.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -21,6 +25,13 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 export RUSTC_BOOTSTRAP=1
+
+if [ "${1:-}" = "--build-only" ]; then
+  for target in "${targets[@]}"; do
+    cargo fuzz build -s "$sanitizer" "$target"
+  done
+  exit 0
+fi
 
 # Seed corpora from the fixtures. Protobuf bodies are stored gzipped when they were sent so.
 if [ -d "$fixtures" ]; then

@@ -11,19 +11,24 @@ pub fn width_for(max: u32) -> u8 {
 pub fn pack(out: &mut Vec<u8>, values: &[u32]) {
     let width = width_for(values.iter().copied().max().unwrap_or(0));
     out.push(width);
+    out.reserve((values.len() as u64 * u64::from(width)).div_ceil(8) as usize);
     let mut acc: u64 = 0;
     let mut bits: u32 = 0;
     for &v in values {
+        // `bits` < 32 here and `width` <= 32, so nothing is shifted out of `acc`.
         acc |= u64::from(v) << bits;
         bits += u32::from(width);
-        while bits >= 8 {
-            out.push(acc as u8);
-            acc >>= 8;
-            bits -= 8;
+        if bits >= 32 {
+            // Four bytes at once, little-endian: the same bytes as four LSB-first pushes.
+            out.extend_from_slice(&(acc as u32).to_le_bytes());
+            acc >>= 32;
+            bits -= 32;
         }
     }
-    if bits > 0 {
+    while bits > 0 {
         out.push(acc as u8);
+        acc >>= 8;
+        bits = bits.saturating_sub(8);
     }
 }
 
@@ -73,6 +78,46 @@ mod tests {
             prop_assert_eq!(unpack(&mut r, values.len()).unwrap(), values);
             prop_assert!(r.finish("t").is_ok());
         }
+    }
+
+    /// The byte-at-a-time packer `pack` replaced: the format's definition, kept to pin the bytes.
+    fn pack_reference(out: &mut Vec<u8>, values: &[u32]) {
+        let width = width_for(values.iter().copied().max().unwrap_or(0));
+        out.push(width);
+        let (mut acc, mut bits) = (0u64, 0u32);
+        for &v in values {
+            acc |= u64::from(v) << bits;
+            bits += u32::from(width);
+            while bits >= 8 {
+                out.push(acc as u8);
+                acc >>= 8;
+                bits -= 8;
+            }
+        }
+        if bits > 0 {
+            out.push(acc as u8);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn same_bytes_as_the_reference(values in proptest::collection::vec(any::<u32>(), 0..300), shift in 0u32..33) {
+            let values: Vec<u32> = values.into_iter().map(|v| v.checked_shr(shift).unwrap_or(0)).collect();
+            let (mut got, mut want) = (vec![7], vec![7]);
+            pack(&mut got, &values);
+            pack_reference(&mut want, &values);
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn packed_bytes_are_lsb_first() {
+        let mut out = Vec::new();
+        pack(&mut out, &[1, 2, 3]);
+        assert_eq!(out, [2, 0b0011_1001]);
+        out.clear();
+        pack(&mut out, &[0x0102_0304, 0xA0B0_C0D0, 1]);
+        assert_eq!(out, [32, 4, 3, 2, 1, 0xD0, 0xC0, 0xB0, 0xA0, 1, 0, 0, 0]);
     }
 
     #[test]

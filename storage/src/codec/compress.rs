@@ -19,11 +19,22 @@ pub const SEGMENT_ENTRY_BYTES_MAX: usize = 21;
 /// No column of a block may inflate beyond this: a bound on what a damaged length can allocate.
 pub const RAW_BYTES_MAX: usize = 256 << 20;
 
+/// Most compression levels whose contexts one thread keeps (an append writes pending blocks at
+/// one level and full blocks at another in the same transaction).
+const CCTX_LEVELS_MAX: usize = 4;
+
+/// A thread's zstd compression contexts, one per level recently used, and its output buffer.
+#[derive(Default)]
+struct Compressors {
+    by_level: Vec<(i32, zstd::bulk::Compressor<'static>)>,
+    buf: Vec<u8>,
+}
+
 thread_local! {
-    /// One zstd compression context (and output buffer) per thread, kept between calls: creating a
-    /// context per column costs more than compressing a small column.
-    static CCTX: RefCell<Option<(i32, zstd::bulk::Compressor<'static>, Vec<u8>)>> =
-        const { RefCell::new(None) };
+    /// The zstd compression contexts (and output buffer) of this thread, kept between calls:
+    /// creating a context costs more than compressing a small column, and one context per level
+    /// (not one switched between levels) keeps alternating levels from rebuilding it each time.
+    static CCTX: RefCell<Compressors> = RefCell::new(Compressors::default());
     static DCTX: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
     /// One output buffer per thread for [`read_frame_with`], kept between calls (a column read
     /// for every block of a scan otherwise allocates, and faults in, a fresh buffer each time).
@@ -42,13 +53,19 @@ pub fn put_frame(out: &mut Vec<u8>, raw: &[u8], level: i32) -> std::io::Result<(
         return Ok(());
     }
     CCTX.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.as_ref().is_none_or(|(l, _, _)| *l != level) {
-            *c = Some((level, zstd::bulk::Compressor::new(level)?, Vec::new()));
-        }
-        let Some((_, cctx, buf)) = c.as_mut() else {
-            unreachable!()
+        let c = &mut *c.borrow_mut();
+        let at = match c.by_level.iter().position(|(l, _)| *l == level) {
+            Some(at) => at,
+            None => {
+                if c.by_level.len() >= CCTX_LEVELS_MAX {
+                    c.by_level.remove(0);
+                }
+                c.by_level
+                    .push((level, zstd::bulk::Compressor::new(level)?));
+                c.by_level.len() - 1
+            }
         };
+        let (cctx, buf) = (&mut c.by_level[at].1, &mut c.buf);
         buf.clear();
         buf.reserve(zstd::zstd_safe::compress_bound(raw.len()));
         cctx.compress_to_buffer(raw, buf)?;

@@ -147,6 +147,14 @@ pub struct SpanFacts {
 
 impl SpanFacts {
     pub fn of(s: &SpanRecord, weight: f64) -> SpanFacts {
+        SpanFacts {
+            user_hash: s.mcp.user_id.as_deref().map(kmv::hash_str),
+            ..SpanFacts::of_without_user_hash(s, weight)
+        }
+    }
+
+    /// [`SpanFacts::of`] leaving `user_hash` `None`, for callers that know it already.
+    pub fn of_without_user_hash(s: &SpanRecord, weight: f64) -> SpanFacts {
         let duration_nanos = s.duration_nanos();
         SpanFacts {
             duration_nanos,
@@ -159,7 +167,7 @@ impl SpanFacts {
                 span_id: s.span_id,
             }),
             session_hash: s.mcp.session_id.as_deref().map(kmv::hash_str),
-            user_hash: s.mcp.user_id.as_deref().map(kmv::hash_str),
+            user_hash: None,
         }
     }
 }

@@ -93,6 +93,8 @@ pub struct Deltas<'a> {
     /// The (org, server, env, minute) of the last span and its tools and users blobs: a batch's
     /// spans arrive grouped and sorted by time, so most spans reuse them without a lookup.
     last_minute: Option<(MinuteOf, [usize; 2])>,
+    /// Per interned string id, its distinct-count hash once computed (users only).
+    user_hashes: Vec<Option<u64>>,
 }
 
 impl<'a> Deltas<'a> {
@@ -119,7 +121,8 @@ impl<'a> Deltas<'a> {
             ids[slot] = self.strings.id(slot, v);
         }
         let side = Side::of(span);
-        let facts = SpanFacts::of(span, weight);
+        let mut facts = SpanFacts::of_without_user_hash(span, weight);
+        facts.user_hash = self.user_hash(ids[D_USER]);
         // Tools cube: the user is not a dimension; totals count distinct sessions and users.
         let mut tool_ids = ids;
         tool_ids[D_USER] = 0;
@@ -137,6 +140,22 @@ impl<'a> Deltas<'a> {
             .1
             .row(RowKey { side, ids })
             .add_facts(&facts, Distinct::Sessions);
+    }
+
+    /// [`kmv::hash_str`] of the interned user `id` (0: no user), hashed once per batch: a batch
+    /// has few users and many spans each.
+    fn user_hash(&mut self, id: u32) -> Option<u64> {
+        let id = id as usize;
+        if id == 0 {
+            return None;
+        }
+        if self.user_hashes.len() <= id {
+            self.user_hashes.resize(id + 1, None);
+        }
+        let strings = &self.strings;
+        Some(*self.user_hashes[id].get_or_insert_with(|| {
+            super::kmv::hash_str(strings.get(id as u32).unwrap_or_default())
+        }))
     }
 
     /// Indices in `deltas` of the tools and users minute blobs of (org, server, env, minute).

@@ -127,6 +127,11 @@ impl BlockBody {
         })
     }
 
+    /// The encoded body this was parsed from.
+    pub fn into_data(self) -> Vec<u8> {
+        self.data
+    }
+
     /// The stored frame of column `col` (tests read its segments one by one).
     #[cfg(test)]
     pub(super) fn frame(&self, col: usize) -> &[u8] {

@@ -15,7 +15,7 @@ use super::header::{BlockHeader, BITMAP_FIELDS};
 use crate::codec::strdict::{self, StrVals};
 use crate::codec::{self, bitpack, compress, hash32, put_varint, value, Reader};
 use crate::error::Result;
-use crate::model::{OrgId, ServerId, SpanRecord, STATUS_ERROR};
+use crate::model::{OrgId, ServerId, SpanOrigin, SpanRecord, STATUS_ERROR};
 
 /// Columns of `len()` rows, sorted by (start, span id, trace id).
 pub struct Cols<'a> {
@@ -72,6 +72,11 @@ impl<'a> Cols<'a> {
         let mut c = Cols::with_capacity(rows.len());
         let mut extras = Vec::with_capacity(rows.len() * 32);
         let mut origin_index: FxHashMap<Vec<u8>, u32> = FxHashMap::default();
+        // Each export shares one `Arc<SpanOrigin>` among its spans, and the rows of a group
+        // commit interleave a few exports: the id of an origin already seen, by address, saves
+        // comparing resource attributes whenever consecutive rows come from different exports.
+        // The addresses stay valid: `rows` borrows every record for this whole function.
+        let mut origin_by_addr: FxHashMap<*const SpanOrigin, u32> = FxHashMap::default();
         let mut enc = Vec::new();
         let mut prev: Option<&SpanRecord> = None;
         for &r in rows {
@@ -92,25 +97,24 @@ impl<'a> Cols<'a> {
                 u64::from(r.dropped_links_count),
             ]);
             c.probs.push(r.sample_probability.to_bits());
-            // Origins are usually shared by every span of an export: compare with the previous
-            // row before encoding and hashing.
+            // The previous row's export first, then any export seen, then the encoded origin.
             let id = match prev {
-                Some(p) if Arc::ptr_eq(&p.origin, &r.origin) || p.origin == r.origin => {
-                    *c.origin_ids.last().unwrap_or(&0)
-                }
-                _ => {
-                    enc.clear();
-                    value::put_origin(&mut enc, &r.origin);
-                    match origin_index.get(enc.as_slice()) {
-                        Some(&id) => id,
-                        None => {
-                            let id = c.origin_dict.len() as u32;
-                            origin_index.insert(enc.clone(), id);
-                            c.origin_dict.push(Cow::Owned(enc.clone()));
-                            id
+                Some(p) if Arc::ptr_eq(&p.origin, &r.origin) => *c.origin_ids.last().unwrap_or(&0),
+                _ => *origin_by_addr
+                    .entry(Arc::as_ptr(&r.origin))
+                    .or_insert_with(|| {
+                        enc.clear();
+                        value::put_origin(&mut enc, &r.origin);
+                        match origin_index.get(enc.as_slice()) {
+                            Some(&id) => id,
+                            None => {
+                                let id = c.origin_dict.len() as u32;
+                                origin_index.insert(enc.clone(), id);
+                                c.origin_dict.push(Cow::Owned(enc.clone()));
+                                id
+                            }
                         }
-                    }
-                }
+                    }),
             };
             c.origin_ids.push(id);
             prev = Some(r);
@@ -236,14 +240,21 @@ impl<'a> Cols<'a> {
                 keys.push((c.starts[i], c.spans[i], c.traces[i], p as u32, i as u32));
             }
         }
-        keys.sort_unstable();
+        // Every part is already sorted (blocks keep their rows in this order), so the keys are a
+        // concatenation of sorted runs: the stable sort merges runs (O(n log parts)) where an
+        // unstable sort would start over. Keys are distinct (part, row), so the order is the same.
+        keys.sort();
         keys.into_iter().map(|k| (k.3, k.4)).collect()
     }
 
     /// The rows `order` of `parts`, in that order.
     pub fn gather(parts: &[Cols<'a>], order: &[(u32, u32)]) -> Cols<'a> {
         let mut c = Cols::with_capacity(order.len());
-        let mut extras = Vec::new();
+        // The rows' extras in proportion to the share of the parts' rows they are: one allocation
+        // instead of a doubling series (a full block's extras run to hundreds of KB).
+        let rows: usize = parts.iter().map(Cols::len).sum();
+        let bytes: usize = parts.iter().map(|p| p.extras.len()).sum();
+        let mut extras = Vec::with_capacity(bytes / rows.max(1) * order.len() + 64);
         let mut origin_remap: Vec<Vec<u32>> = parts
             .iter()
             .map(|p| vec![u32::MAX; p.origin_dict.len()])

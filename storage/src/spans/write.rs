@@ -31,8 +31,12 @@ pub fn put_block(
     level: i32,
     group_rows: usize,
 ) -> Result<(Pending, usize)> {
-    let body = cols.encode(org, server, level, group_rows)?;
-    check_body(&body, org, server, cols.len())?;
+    let body = check_body(
+        cols.encode(org, server, level, group_rows)?,
+        org,
+        server,
+        cols.len(),
+    )?;
     let header = cols.header(body.len()).encode()?;
     let id = alloc_block_ids(txn, 1)?;
     txn.open_table(HEADERS)?
@@ -128,9 +132,9 @@ pub fn merge_write(
 }
 
 /// Re-reads what was just encoded before it is written: a block that would not decode must never
-/// reach the disk.
-pub fn check_body(body: &[u8], org: OrgId, server: ServerId, rows: usize) -> Result<()> {
-    let parsed = BlockBody::parse(body.to_vec())?;
+/// reach the disk. Returns the body unchanged (parsed in place, not copied).
+pub fn check_body(body: Vec<u8>, org: OrgId, server: ServerId, rows: usize) -> Result<Vec<u8>> {
+    let parsed = BlockBody::parse(body)?;
     if parsed.org != org
         || parsed.server != server
         || parsed.rows != rows
@@ -140,5 +144,5 @@ pub fn check_body(body: &[u8], org: OrgId, server: ServerId, rows: usize) -> Res
             "encoded block does not read back".into(),
         ));
     }
-    Ok(())
+    Ok(parsed.into_data())
 }
