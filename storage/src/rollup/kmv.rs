@@ -61,6 +61,12 @@ const HASH_SPACE: f64 = 18_446_744_073_709_551_616.0;
 const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
+/// [`DistinctSketch::merge`] inserts the other sketch's hashes one by one when it has fewer than
+/// 1/this of `self`'s: each insert is a binary search and one `memmove` of a tail.
+const MERGE_BY_INSERT_RATIO: usize = 64;
+/// ... and always when the other sketch has at most this many hashes.
+const MERGE_BY_INSERT_MAX: usize = 16;
+
 /// The accumulator sorts its buffer when it reaches this size; 4K amortises each sort over at
 /// least 3K inserts.
 const COMPACT_AT: usize = 4 * KMV_K;
@@ -190,6 +196,15 @@ impl DistinctSketch {
     /// Union: afterwards `self` is the sketch of both inputs together.
     pub fn merge(&mut self, other: &DistinctSketch) {
         if other.hashes.is_empty() {
+            return;
+        }
+        // A few hashes (a batch's delta row, the common case in compaction), or few against many:
+        // inserting each one shifts part of `self` at most once (and costs nothing once `self` is
+        // full and the hash is above its maximum), where the full merge below allocates a new
+        // vector and copies all of `self` into it.
+        let n = other.hashes.len();
+        if n <= MERGE_BY_INSERT_MAX || n * MERGE_BY_INSERT_RATIO < self.hashes.len() {
+            other.hashes.iter().for_each(|&h| self.insert(h));
             return;
         }
         let (a, b) = (&self.hashes, &other.hashes);
@@ -514,6 +529,17 @@ mod tests {
             let all: Vec<u64> = a.iter().chain(&b).copied().collect();
             prop_assert_eq!(&merged, &sketch_of(&all));
             prop_assert_eq!(merged.estimate(), sketch_of(&all).estimate());
+        }
+
+        #[test]
+        fn merging_a_few_into_many_equals_union(
+            a in prop::collection::vec(any::<u64>(), 0..3000),
+            b in prop::collection::vec(any::<u64>(), 1..12),
+        ) {
+            let mut merged = sketch_of(&a);
+            merged.merge(&sketch_of(&b));
+            let all: Vec<u64> = a.iter().chain(&b).copied().collect();
+            prop_assert_eq!(&merged.hashes, &reference(&all));
         }
 
         #[test]
