@@ -357,7 +357,7 @@ function requestIdOf(extra) {
 /** Hook a transport the server connects to: its session state, and `send` (each response
  * closes its request's span). In place, so the application and the SDK keep the same object.
  * `proto`: the server about to connect with a `connect` body this module knows (see
- * `CONNECT_1X`), or null; then the transport's own `onmessage` (unset: the server chains it)
+ * `isKnownConnect`), or null; then the transport's own `onmessage` (unset: the server chains it)
  * sees the requests too, and the server needs no `_onrequest` wrapper for this connection. */
 export function attachSession(transport, observerRef, proto = null) {
   const existing = transport[ADAPTER];
@@ -388,7 +388,7 @@ export function attachSession(transport, observerRef, proto = null) {
 // `Protocol.connect` of `@modelcontextprotocol/sdk` 1.x as this module knows it (1.32; comments
 // and whitespace removed): it keeps the transport's own `onmessage` and calls it first, with the
 // message and `extra`, for every message, then hands a request to `this._onrequest(message,
-// extra)`. Any other body (2.x, another version, a subclass's own) keeps the `_onrequest` wrapper.
+// extra)`. Any other body (another version, a subclass's own) keeps the `_onrequest` wrapper.
 const CONNECT_1X =
   'asyncconnect(transport){if(this._transport){thrownewError(\'Alreadyconnectedtoatransport.Callclose()beforeconnectingtoanewtransport,' +
   "oruseaseparateProtocolinstanceperconnection.');}this._transport=transport;const_onclose=this.transport?.onclose;" +
@@ -400,7 +400,60 @@ const CONNECT_1X =
   'elseif(isJSONRPCNotification(message)){this._onnotification(message);}' +
   'else{this._onerror(newError(`Unknownmessagetype:${JSON.stringify(message)}`));}};awaitthis._transport.start();}';
 
-/** The transport's `onmessage` for a server whose `connect` chains it (`CONNECT_1X`): every
+// The same for `@modelcontextprotocol/server` 2.x (2.4): `Protocol.connect` chains the
+// transport's own `onmessage` the same way (first, with the message and `extra`, then
+// `this._onrequest(message, extra)` for a request), and `Server.connect`, the one a server
+// instance finds, checks the connection state and calls `super.connect(transport)` with the
+// transport unchanged. Both bodies must match, the second being the connect of the prototype
+// after the one holding the first (what `super` resolves to).
+const CONNECT_2X =
+  'asyncconnect(transport){this._transport=transport;const_onclose=this.transport?.onclose;' +
+  'this._transport.onclose=()=>{try{_onclose?.();}finally{this._onclose();}};const_onerror=this.transport?.onerror;' +
+  'this._transport.onerror=(error)=>{_onerror?.(error);this._onerror(error);};const_onmessage=this._transport?.onmessage;' +
+  'this._transport.onmessage=(message,extra)=>{_onmessage?.(message,extra);' +
+  'if(isJSONRPCResultResponse(message)||isJSONRPCErrorResponse(message))this._onresponse(message);' +
+  'elseif(isJSONRPCRequest(message))this._onrequest(message,extra);' +
+  'elseif(isJSONRPCNotification(message))this._onnotification(message,extra);' +
+  'elsethis._onerror(newError(`Unknownmessagetype:${JSON.stringify(message)}`));};' +
+  'transport.setSupportedProtocolVersions?.(this._supportedProtocolVersions);awaitthis._transport.start();}';
+const SERVER_CONNECT_2X =
+  'asyncconnect(transport){if(this.transport!==void0)thrownewSdkError(SdkErrorCode.AlreadyConnected,' +
+  '"UseaseparateServerinstanceperconnection:thisinstanceisalreadyconnectedtoatransport.Toconnectittoanewtransport,callclose()first.");' +
+  'if(this._boundFromTransport){this._boundFromTransport=false;this._negotiatedProtocolVersion=void0;}' +
+  'constrevision=perRequestClassificationOf(transport)?.revision;' +
+  'if(revision!==void0&&!this._servedModernEra()&&SUPPORTED_MODERN_PROTOCOL_VERSIONS.includes(revision)&&' +
+  'modernProtocolVersions(this._supportedProtocolVersions).includes(revision)){this._negotiatedProtocolVersion=revision;this._boundFromTransport=true;}' +
+  'awaitsuper.connect(transport);}';
+
+/** Whether `connect`, the connect `proto` finds, is a body this module knows to call the
+ * transport's own `onmessage` first for every message (`CONNECT_1X`, or `SERVER_CONNECT_2X` over
+ * `CONNECT_2X`). Anything else, or anything that cannot be read, is not. */
+function isKnownConnect(proto, connect) {
+  try {
+    const shape = sourceShape(connect);
+    if (shape === CONNECT_1X || shape === CONNECT_2X) return true;
+    if (shape !== SERVER_CONNECT_2X) return false;
+    // `super.connect`: the connect of the prototype after the one that holds this body
+    let holder = proto;
+    while (holder !== null && holder !== undefined) {
+      const d = Object.getOwnPropertyDescriptor(holder, 'connect');
+      if (d !== undefined) {
+        if (d.value !== connect) return false; // an accessor, or another body in between
+        break;
+      }
+      holder = Object.getPrototypeOf(holder);
+    }
+    if (holder === null || holder === undefined) return false;
+    const above = Object.getPrototypeOf(holder);
+    if (above === null) return false;
+    const d = Object.getOwnPropertyDescriptor(above, 'connect');
+    return d !== undefined && typeof d.value === 'function' && sourceShape(d.value) === CONNECT_2X;
+  } catch {
+    return false;
+  }
+}
+
+/** The transport's `onmessage` for a server whose `connect` chains it (`isKnownConnect`): every
  * message passes here first, as through a transport proxy (`wrapTransport`), with the `extra`
  * `_onrequest` receives next. With a context manager the request's handler must run inside its
  * span's context, which only a wrapper around `_onrequest` can do: then the record is left in
@@ -478,7 +531,7 @@ export function installServer(server, observerRef) {
   // on every request. Otherwise, and for connections that cannot be hooked that way, by an
   // `_onrequest` wrapper (installed on first need).
   const origConnect = proto.connect;
-  const knownConnect = sourceShape(origConnect) === CONNECT_1X;
+  const knownConnect = isKnownConnect(proto, origConnect);
   proto.connect = function connect(transport, ...rest) {
     let t = transport;
     try {

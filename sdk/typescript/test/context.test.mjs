@@ -64,7 +64,7 @@ for (const flavour of ['ts1', 'ts2']) {
 
 for (const flavour of ['ts1', 'ts2']) {
   test(`a context manager registered after the server connected is picked up (${flavour})`, { skip: skipOn(flavour) }, async () => {
-    // the export tick re-probes the context manager; 1.x with the connect this SDK knows then
+    // the export tick re-probes the context manager; a server with a connect this SDK knows then
     // installs the `_onrequest` wrapper that runs handlers in the span's context on first need
     const old = process.env.MCPOBS_EXPORT_INTERVAL_MS;
     process.env.MCPOBS_EXPORT_INTERVAL_MS = '20';
