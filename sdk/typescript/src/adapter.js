@@ -582,9 +582,9 @@ export function installServer(server, observerRef) {
   // set while `setToolRequestHandlers` runs.
   //
   // McpServer turns a throwing tool into an `isError` result: `executeToolHandler` keeps the
-  // exception as an event. A body this module knows also hands the record to the tool's `extra`
-  // itself, and then McpServer's own `tools/call` handler is left unwrapped: one call layer less
-  // per tool call.
+  // exception as an event. The 1.x body this module knows also hands the record to the tool's
+  // `extra` itself, and then McpServer's own `tools/call` handler is left unwrapped: one call
+  // layer less per tool call (on 2.x that measured slower: see `toolExecutor`).
   let toolsLinked = false;
   if (server !== proto && typeof server.executeToolHandler === 'function') {
     const exec = toolExecutor(server.executeToolHandler, proto);
@@ -639,8 +639,7 @@ function noteToolException(err, extra) {
 }
 
 // `McpServer.executeToolHandler` of `@modelcontextprotocol/sdk` 1.x as this module knows it (1.32;
-// comments and whitespace removed). 2.x (`return tool.executor(args, ctx)`) keeps the wrapper: the
-// same replacement measured slower there (docs/benchmarks.md), and 2.x meets its target without.
+// comments and whitespace removed).
 const EXEC_TOOL_1X =
   "asyncexecuteToolHandler(tool,args,extra){consthandler=tool.handler;constisTaskHandler='createTask'inhandler;" +
   "if(isTaskHandler){if(!extra.taskStore){thrownewError('Notaskstoreprovided.');}consttaskExtra={...extra,taskStore:extra.taskStore};" +
@@ -648,6 +647,11 @@ const EXEC_TOOL_1X =
   'else{consttypedHandler=handler;returnawaitPromise.resolve(typedHandler.createTask(taskExtra));}}' +
   'if(tool.inputSchema){consttypedHandler=handler;returnawaitPromise.resolve(typedHandler(args,extra));}' +
   'else{consttypedHandler=handler;returnawaitPromise.resolve(typedHandler(extra));}}';
+
+// The same of `@modelcontextprotocol/server` 2.x (2.4): an async function returning the tool's
+// executor's promise (so the caller's `await` waits for a promise resolved with a promise: two
+// more microtasks and one more promise than awaiting the executor's own).
+const EXEC_TOOL_2X = 'asyncexecuteToolHandler(tool,args,ctx){returntool.executor(args,ctx);}';
 
 function sourceShape(fn) {
   try {
@@ -659,12 +663,18 @@ function sourceShape(fn) {
 
 /** `executeToolHandler` that also records a tool's exception: `{ fn, links }`.
  *
+ * For the 2.x body this module knows (`EXEC_TOOL_2X`), a plain function calling the tool's
+ * executor itself and watching the executor's own promise: one async frame, one promise and two
+ * microtasks less per tool call than the original plus a watcher. It does not hand the record to
+ * `ctx` (`links` false): McpServer's `tools/call` handler keeps its wrapper on 2.x, as leaving it
+ * unwrapped (the record handed over here instead) measured slower (docs/benchmarks.md).
+ *
  * For the 1.x body this module knows, the same body with a `try`/`catch` around it: the tool's
  * promise is awaited once, as by the original, so watching it costs no promise reaction per call
  * (a reaction on every tool call's promise was the largest single removable cost on the 1.x
  * request path, see docs/benchmarks.md). It also hands the request's record to the tool's
  * `extra` (`links`: McpServer's `tools/call` handler then needs no wrapper). Task handlers
- * (`createTask`) still go through the original. Any other body (2.x, another version, a
+ * (`createTask`) still go through the original. Any other body (another version, a
  * subclass's own) is wrapped: the original runs unchanged and a rejection handler notes its
  * exception. */
 function toolExecutor(origExec, proto) {
@@ -682,6 +692,24 @@ function toolExecutor(origExec, proto) {
       }
     };
     return { fn, links: true };
+  }
+  if (shape === EXEC_TOOL_2X) {
+    // Not async: the executor's own promise is returned (a native promise, as the original's),
+    // with the exception watcher registered before the caller's `await`, so it runs before
+    // McpServer answers the request. The watcher's reaction replaces the one the async original
+    // spent adopting the executor's promise.
+    const fn = function executeToolHandler(tool, args, ctx) {
+      let p;
+      try {
+        p = Promise.resolve(tool.executor(args, ctx));
+      } catch (err) {
+        noteToolException(err, ctx);
+        return Promise.reject(err);
+      }
+      p.then(undefined, (err) => noteToolException(err, ctx));
+      return p;
+    };
+    return { fn, links: false };
   }
   const fn = function executeToolHandler(tool, args, extra) {
     const p = origExec.call(this, tool, args, extra);

@@ -167,8 +167,9 @@ for (const flavour of ['ts1', 'ts2']) {
 
     test('a tool\'s exception (thrown, or handed to recordException) is its span\'s event, whatever executeToolHandler the server has', async () => {
       // the stock McpServer.executeToolHandler (1.x: known, replaced by the same body with a
-      // catch; 2.x: wrapped), then one this SDK does not know (another version's or a
-      // subclass's: wrapped)
+      // catch, McpServer's `tools/call` handler left unwrapped; 2.x: wrapped, the handler too),
+      // then one this SDK does not know (another version's or a subclass's: wrapped, the handler
+      // too)
       for (const custom of [false, true]) {
         const [serverId, key] = await newObsServer(app, `tool-exception-${flavour}-${custom}`);
         const server = await buildServer(flavour);
@@ -192,6 +193,19 @@ for (const flavour of ['ts1', 'ts2']) {
         });
         const h = configureMCPTelemetry(server, { apiKey: key, endpoint: app.base });
         assert.equal(server.executeToolHandler.name, 'executeToolHandler');
+        const toolsCall = server.server._requestHandlers.get('tools/call');
+        assert.equal(toolsCall[Symbol.for('mcp-obs.adapter')] === true, custom || flavour === 'ts2', `tools/call handler wrapped (custom ${custom})`);
+        if (flavour === 'ts2') {
+          // the stock 2.x body is recognised: the executor's own promise comes back (an unknown
+          // body runs the original, an async function: another promise), and an executor that
+          // throws synchronously still gives a rejected promise, as the async original does
+          const own = Promise.resolve({ content: [] });
+          assert.equal(server.executeToolHandler({ executor: () => own }, {}, {}) === own, !custom, `custom ${custom}`);
+          const sync = new Error('sync throw');
+          const r = server.executeToolHandler({ executor: () => { throw sync; } }, {}, {});
+          assert.ok(r instanceof Promise);
+          await assert.rejects(r, (e) => e === sync);
+        }
         const conn = await connect({ server }, flavour);
         try {
           const res = await conn.request('tools/call', { name: 'caught', arguments: {} });
