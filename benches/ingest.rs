@@ -3,7 +3,8 @@
 //! server process from /proc), wall throughput, peak RSS, and bytes on disk per span.
 //!
 //! Run: `cargo bench --bench ingest` (env: BENCH_SPANS, default 2,000,000; BENCH_CLIENTS, default 4;
-//! BENCH_BIN, another `mcp-obs` binary to measure instead of this build's, for A/B comparisons).
+//! BENCH_BIN, another `mcp-obs` binary to measure instead of this build's, for A/B comparisons;
+//! BENCH_KEEP_DATA=1 keeps the data directory and prints its path, to see where the bytes are).
 
 #[path = "../tests/common/gen.rs"]
 #[allow(dead_code)]
@@ -246,5 +247,9 @@ fn main() {
         disk.1 as f64 / spans as f64,
         disk.0 as f64 / spans as f64
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("BENCH_KEEP_DATA").is_some() {
+        println!("  data kept in {}", dir.join("data").display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

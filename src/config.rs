@@ -45,6 +45,8 @@ CONFIG FILE (TOML, --config / MCPOBS_CONFIG). Every key is optional; shown with 
   [storage]
   block_rows_max = 8192             # rows per compacted column block
   compaction_interval_ms = 10000    # how often small recent blocks are merged
+  rollup_deltas_bytes_max = 1048576 # rollup deltas of recent appends merged into their minutes
+                                    # once this many bytes are waiting (sooner than compaction)
   retention_interval_ms = 600000    # how often retention runs (organizations' retention_days)
   disk_bytes_max = 0                # span store budget in bytes, oldest days dropped first; 0: none
   search_query_bytes_max = 512      # longest search query `q` and suggestion prefix (400 above)
@@ -106,6 +108,7 @@ pub struct ServeArgs {
 pub struct StorageSettings {
     pub block_rows_max: usize,
     pub compaction_interval_ms: u64,
+    pub rollup_deltas_bytes_max: u64,
     pub retention_interval_ms: u64,
     /// 0 = no budget.
     pub disk_bytes_max: u64,
@@ -128,6 +131,7 @@ impl Default for StorageSettings {
         StorageSettings {
             block_rows_max: 8192,
             compaction_interval_ms: 10_000,
+            rollup_deltas_bytes_max: mcp_obs_storage::spans::ROLLUP_DELTAS_BYTES_MAX_DEFAULT,
             retention_interval_ms: 600_000,
             disk_bytes_max: 0,
             search_query_bytes_max: search.query_bytes_max,

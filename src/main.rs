@@ -72,6 +72,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let opts = SpanStoreOptions {
         block_rows_max: settings.storage.block_rows_max,
+        rollup_deltas_bytes_max: settings.storage.rollup_deltas_bytes_max,
         search: settings.storage.search_options()?,
         ..SpanStoreOptions::default()
     };
@@ -182,14 +183,30 @@ async fn flush_usage_periodically(state: Arc<AppState>) {
     }
 }
 
+/// How often the compaction task checks whether rollup deltas are due for a merge (a load of
+/// one atomic counter) between its full passes.
+const ROLLUP_DELTAS_POLL: Duration = Duration::from_millis(200);
+
+/// Compacts every `every`, and merges rollup deltas in between whenever `rollup_deltas_bytes_max`
+/// of them are waiting.
 async fn compact_periodically(spans: Arc<SpanStore>, every: Duration) {
+    let mut next = tokio::time::Instant::now() + every;
     loop {
-        tokio::time::sleep(every).await;
+        tokio::time::sleep(ROLLUP_DELTAS_POLL.min(every)).await;
         let s = Arc::clone(&spans);
-        match tokio::task::spawn_blocking(move || s.compact()).await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "compaction failed"),
-            Err(e) => tracing::warn!(error = %e, "compaction task failed"),
-            Ok(Ok(_)) => {}
+        if tokio::time::Instant::now() >= next {
+            next = tokio::time::Instant::now() + every;
+            match tokio::task::spawn_blocking(move || s.compact()).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "compaction failed"),
+                Err(e) => tracing::warn!(error = %e, "compaction task failed"),
+                Ok(Ok(_)) => {}
+            }
+        } else if s.rollup_deltas_due() {
+            match tokio::task::spawn_blocking(move || s.merge_rollup_deltas()).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "rollup delta merge failed"),
+                Err(e) => tracing::warn!(error = %e, "rollup delta merge task failed"),
+                Ok(Ok(_)) => {}
+            }
         }
     }
 }

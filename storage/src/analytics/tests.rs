@@ -686,10 +686,21 @@ fn queries() -> Vec<Query> {
 fn run(specs: &[Spec], ranges: &[(u64, u64)]) {
     let spans: Vec<SpanRecord> = specs.iter().enumerate().map(|(i, s)| span(i, s)).collect();
     let dir = tempfile::tempdir().unwrap();
-    let store = SpanStore::open(dir.path(), SpanStoreOptions::default()).unwrap();
+    // Deltas due after every append: merged after every third one, so the minutes below are read
+    // from merged blobs and outstanding deltas together.
+    let opts = SpanStoreOptions {
+        rollup_deltas_bytes_max: 1,
+        ..SpanStoreOptions::default()
+    };
+    let store = SpanStore::open(dir.path(), opts).unwrap();
     // Several appends, so blobs are merged with what is stored.
-    for chunk in spans.chunks(37) {
+    for (i, chunk) in spans.chunks(37).enumerate() {
         store.append(chunk).unwrap();
+        if i % 3 == 2 {
+            assert!(store.rollup_deltas_due());
+            store.merge_rollup_deltas().unwrap();
+            assert!(!store.rollup_deltas_due());
+        }
     }
     // Asked with a `now` inside day 0, neither day is finished: minute granularity, minute blobs.
     let open_now = DAY0 + 12 * HOUR_NANOS;
@@ -782,6 +793,61 @@ fn whole_days_use_day_blobs_and_agree() {
         })
         .collect();
     run(&specs, &[(0, 2880), (60, 2880), (0, 1440), (1380, 1500)]);
+}
+
+/// Delta merges running beside appends (read from a snapshot, written under the write lock) count
+/// every span exactly once: none lost between the read and the write, none merged twice.
+#[test]
+fn delta_merges_beside_appends_count_every_span_once() {
+    let specs: Vec<Spec> = (0..3000u64)
+        .map(|i| Spec {
+            server: 1 + (i % 2) as u32,
+            test_env: false,
+            minute: (i * 7) % 50,
+            second_nanos: i * 13,
+            dur: 1000 + (i % 97) * 1000,
+            tool: Some((i % 4) as usize),
+            user: Some((i % 5) as usize),
+            client: (i % 3) as usize,
+            session: (i % 20) as u8,
+            error: (i % 10) as u8,
+            kind: 5,
+            prob: (i % 5) as usize,
+            method: 5,
+        })
+        .collect();
+    let spans: Vec<SpanRecord> = specs.iter().enumerate().map(|(i, s)| span(i, s)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SpanStoreOptions {
+        rollup_deltas_bytes_max: 1,
+        ..SpanStoreOptions::default()
+    };
+    let store = Arc::new(SpanStore::open(dir.path(), opts).unwrap());
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let merger = {
+        let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut merged = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                merged += store.merge_rollup_deltas().unwrap();
+            }
+            merged
+        })
+    };
+    for chunk in spans.chunks(10) {
+        store.append(chunk).unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let merged = merger.join().unwrap();
+    assert!(merged > 0, "the merger ran beside the appends");
+    let w = Window::resolve(DAY0, DAY0 + 60 * MINUTE_NANOS, DAY0 + 12 * HOUR_NANOS).unwrap();
+    for q in queries() {
+        check_all(&store, &spans, &q, &w, "beside appends");
+    }
+    store.merge_rollup_deltas().unwrap();
+    for q in queries() {
+        check_all(&store, &spans, &q, &w, "all merged");
+    }
 }
 
 #[test]

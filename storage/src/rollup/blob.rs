@@ -1,8 +1,6 @@
 //! One rollup blob: the rows (dimensions -> statistics) of one (org, server, env, cube, bucket),
 //! its byte encoding, and a borrowing row parser for queries (docs/format.md, "Rollups").
 
-use std::collections::HashMap;
-
 use rustc_hash::FxBuildHasher;
 
 use super::kmv::{self, DistinctSketch};
@@ -30,6 +28,13 @@ const BLOB_VERSION: u8 = 2;
 pub struct Dims<S> {
     pub side: Side,
     pub v: [Option<S>; DIMS],
+}
+
+/// Borrowed dimensions find their owned row: both hash and compare as the same strings.
+impl hashbrown::Equivalent<Dims<Box<str>>> for Dims<&str> {
+    fn equivalent(&self, key: &Dims<Box<str>>) -> bool {
+        self.side == key.side && self.v.iter().zip(&key.v).all(|(a, b)| *a == b.as_deref())
+    }
 }
 
 impl<'a> Dims<&'a str> {
@@ -202,6 +207,49 @@ impl Stats {
         }
     }
 
+    /// [`Stats::merge`] of an encoded row (`r`'s sketches decoded into `scratch`, whose
+    /// allocations are reused from row to row). On error `self` holds part of `r`.
+    pub fn merge_ref(&mut self, r: &RowRef<'_>, scratch: &mut MergeScratch) -> Result<()> {
+        self.spans += r.spans;
+        self.calls += r.calls;
+        self.error_spans += r.error_spans;
+        self.errors += r.errors;
+        self.duration_nanos += r.duration_nanos;
+        self.last_unix_nano = self.last_unix_nano.max(r.last_unix_nano);
+        self.error_example = ErrorExample::newer(self.error_example, r.error_example);
+        scratch
+            .latency
+            .decode_into(&mut &r.latency[..])
+            .map_err(sk_err)?;
+        self.latency.merge(&scratch.latency);
+        for (mine, enc) in [(&mut self.sessions, r.sessions), (&mut self.users, r.users)] {
+            if !enc.is_empty() {
+                scratch
+                    .distinct
+                    .decode_into(&mut &enc[..])
+                    .map_err(kmv_err)?;
+                mine.merge(&scratch.distinct);
+            }
+        }
+        Ok(())
+    }
+
+    /// The owned stats of an encoded row.
+    pub fn of_ref(r: &RowRef<'_>) -> Result<Stats> {
+        Ok(Stats {
+            spans: r.spans,
+            calls: r.calls,
+            error_spans: r.error_spans,
+            errors: r.errors,
+            duration_nanos: r.duration_nanos,
+            last_unix_nano: r.last_unix_nano,
+            error_example: r.error_example,
+            latency: LatencySketch::decode(&mut &r.latency[..]).map_err(sk_err)?,
+            sessions: DistinctSketch::decode(&mut &r.sessions[..]).map_err(kmv_err)?,
+            users: DistinctSketch::decode(&mut &r.users[..]).map_err(kmv_err)?,
+        })
+    }
+
     pub fn merge(&mut self, o: &Stats) {
         self.spans += o.spans;
         self.calls += o.calls;
@@ -252,10 +300,19 @@ fn put_sketch(out: &mut Vec<u8>, encode: impl FnOnce(&mut Vec<u8>)) {
     }
 }
 
+/// Scratch sketches of [`Stats::merge_ref`].
+#[derive(Default)]
+pub struct MergeScratch {
+    latency: LatencySketch,
+    distinct: DistinctSketch,
+}
+
 /// The rows of one blob, and (tools cube) its totals per side.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Blob {
-    pub rows: HashMap<Dims<Box<str>>, Stats, FxBuildHasher>,
+    /// hashbrown's map rather than std's: a row read from an encoded blob is looked up by its
+    /// borrowed dimensions ([`Blob::merge_encoded`]), with no owned key built first.
+    pub rows: hashbrown::HashMap<Dims<Box<str>>, Stats, FxBuildHasher>,
     /// Tools cube only: everything in the blob per side (index `Side as usize`), with distinct
     /// users and sessions. Unfiltered questions read these instead of the rows.
     pub totals: [Option<Stats>; 2],
@@ -311,29 +368,41 @@ impl Blob {
 
     pub fn decode(bytes: &[u8], cube: Cube, start_unix_nano: u64) -> Result<Blob> {
         let mut blob = Blob::default();
-        let owned = |r: &RowRef<'_>| -> Result<Stats> {
-            Ok(Stats {
-                spans: r.spans,
-                calls: r.calls,
-                error_spans: r.error_spans,
-                errors: r.errors,
-                duration_nanos: r.duration_nanos,
-                last_unix_nano: r.last_unix_nano,
-                error_example: r.error_example,
-                latency: LatencySketch::decode(&mut &r.latency[..]).map_err(sk_err)?,
-                sessions: DistinctSketch::decode(&mut &r.sessions[..]).map_err(kmv_err)?,
-                users: DistinctSketch::decode(&mut &r.users[..]).map_err(kmv_err)?,
-            })
-        };
         for_each_total(bytes, cube, start_unix_nano, |r| {
-            blob.totals[r.dims.side as usize] = Some(owned(&r)?);
+            blob.totals[r.dims.side as usize] = Some(Stats::of_ref(&r)?);
             Ok(())
         })?;
         for_each_row(bytes, cube, start_unix_nano, &NO_FILTER, |r| {
-            blob.rows.insert(r.dims.to_owned(), owned(&r)?);
+            blob.rows.insert(r.dims.to_owned(), Stats::of_ref(&r)?);
             Ok(())
         })?;
         Ok(blob)
+    }
+
+    /// `self.merge(Blob::decode(bytes, ..)?)` without building the decoded blob: a row whose
+    /// dimensions `self` has already is merged in place, found by its borrowed dimensions, and
+    /// only new rows are decoded into owned ones. A minute's deltas mostly repeat the same rows,
+    /// and building each one (owned dimension strings, fresh sketches, a map insert) was over
+    /// half of merging them (docs/benchmarks.md). On error `self` holds part of `bytes`: callers
+    /// discard it.
+    pub fn merge_encoded(&mut self, bytes: &[u8], cube: Cube, start_unix_nano: u64) -> Result<()> {
+        let mut scratch = MergeScratch::default();
+        for_each_total(bytes, cube, start_unix_nano, |r| {
+            match &mut self.totals[r.dims.side as usize] {
+                Some(t) => t.merge_ref(&r, &mut scratch)?,
+                slot => *slot = Some(Stats::of_ref(&r)?),
+            }
+            Ok(())
+        })?;
+        for_each_row(bytes, cube, start_unix_nano, &NO_FILTER, |r| {
+            match self.rows.get_mut(&r.dims) {
+                Some(s) => s.merge_ref(&r, &mut scratch)?,
+                None => {
+                    self.rows.insert(r.dims.to_owned(), Stats::of_ref(&r)?);
+                }
+            }
+            Ok(())
+        })
     }
 }
 

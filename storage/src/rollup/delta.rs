@@ -225,8 +225,8 @@ impl<'a> Deltas<'a> {
                     v: row.ids.map(|id| strings.get(id).map(Box::from)),
                 };
                 match blob.rows.entry(dims) {
-                    std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&stats),
-                    std::collections::hash_map::Entry::Vacant(e) => {
+                    hashbrown::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&stats),
+                    hashbrown::hash_map::Entry::Vacant(e) => {
                         e.insert(stats);
                     }
                 }

@@ -276,6 +276,13 @@ impl DistinctSketch {
         walk(input, |h| hashes.push(h))?;
         Ok(Self { hashes })
     }
+
+    /// [`DistinctSketch::decode`] into `self`, reusing its allocation (for scratch sketches that
+    /// are merged elsewhere right after). On error `self` holds part of the input.
+    pub fn decode_into(&mut self, input: &mut &[u8]) -> Result<(), DecodeError> {
+        self.hashes.clear();
+        walk(input, |h| self.hashes.push(h))
+    }
 }
 
 /// Fast union of many (encoded) sketches for queries: keeps the K smallest seen with a threshold

@@ -10,63 +10,90 @@ use super::blob::Blob;
 use super::{BlobKey, Cube, Res, ROLLUPS, ROLLUP_DELTAS};
 use crate::error::{Result, StorageError};
 
-/// Merges every append delta into its minute blob and deletes the deltas, in one durable
-/// transaction. Returns how many deltas were merged (0: none, nothing written). The caller holds
-/// the partition's write lock.
-pub fn merge_deltas(db: &Database) -> Result<usize> {
-    {
-        let read = db.begin_read()?;
-        match read.open_table(ROLLUP_DELTAS) {
-            Ok(t) => {
-                if t.is_empty()? {
-                    return Ok(0);
-                }
+/// Every append delta of a partition as read from one snapshot, merged per minute blob: built
+/// without the partition's write lock ([`read_deltas`]), so appends go on meanwhile, and written
+/// under it ([`apply_deltas`]), which then only merges one blob per key into the stored one.
+pub struct DeltaMerge {
+    /// Per blob key, in key order: the deltas merged, and the delta keys they came from.
+    groups: Vec<(BlobKey, Blob, Vec<[u8; 23]>)>,
+}
+
+/// Reads and merges every delta in `db` (`None`: there are none). Needs no lock: deltas are only
+/// added (with new sequence numbers) by appends, and only removed by [`apply_deltas`] and
+/// retention's purge, which the caller serializes with this (the store's compaction lock).
+pub fn read_deltas(db: &Database) -> Result<Option<DeltaMerge>> {
+    let read = db.begin_read()?;
+    let deltas = match read.open_table(ROLLUP_DELTAS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if deltas.is_empty()? {
+        return Ok(None);
+    }
+    // Deltas sort by their blob key: merge each run into one blob.
+    let mut groups: Vec<(BlobKey, Blob, Vec<[u8; 23]>)> = Vec::new();
+    for e in deltas.iter()? {
+        let (k, v) = e?;
+        let full: [u8; 23] = *k.value();
+        let head: [u8; 15] = full[..15].try_into().expect("23-byte key");
+        let key = BlobKey::decode(&head)
+            .ok_or_else(|| StorageError::Corrupt("rollup delta key".into()))?;
+        match groups.last_mut() {
+            Some((gk, gb, keys)) if *gk == key => {
+                gb.merge_encoded(v.value(), key.cube, key.start_unix_nano())?;
+                keys.push(full);
             }
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-            Err(e) => return Err(e.into()),
+            _ => groups.push((
+                key,
+                Blob::decode(v.value(), key.cube, key.start_unix_nano())?,
+                vec![full],
+            )),
         }
     }
+    Ok(Some(DeltaMerge { groups }))
+}
+
+/// Merges `m` into the stored minute blobs and deletes its deltas, in one durable transaction.
+/// Returns how many deltas were merged. The caller holds the partition's write lock. A group
+/// whose deltas are no longer all there was purged by retention since it was read: it is dropped,
+/// never written back.
+pub fn apply_deltas(db: &Database, m: DeltaMerge) -> Result<usize> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate);
     let mut n = 0;
     {
         let mut deltas = txn.open_table(ROLLUP_DELTAS)?;
         let mut table = txn.open_table(ROLLUPS)?;
-        // Deltas sort by their blob key: merge each run into one blob, then into the stored one.
-        let mut current: Option<(BlobKey, Blob)> = None;
-        let flush = |cur: Option<(BlobKey, Blob)>,
-                     table: &mut redb::Table<'_, &'static [u8; 15], &'static [u8]>|
-         -> Result<()> {
-            if let Some((key, mut blob)) = cur {
-                let k = key.encode();
-                let start = key.start_unix_nano();
-                if let Some(v) = table.get(&k)? {
-                    blob.merge(Blob::decode(v.value(), key.cube, start)?);
-                }
-                table.insert(&k, blob.encode(key.cube, start).as_slice())?;
+        for (key, mut blob, keys) in m.groups {
+            let mut all = true;
+            for k in &keys {
+                all &= deltas.remove(k)?.is_some();
             }
-            Ok(())
-        };
-        for e in deltas.iter()? {
-            let (k, v) = e?;
-            let k: [u8; 15] = k.value()[..15].try_into().expect("23-byte key");
-            let key = BlobKey::decode(&k)
-                .ok_or_else(|| StorageError::Corrupt("rollup delta key".into()))?;
-            let blob = Blob::decode(v.value(), key.cube, key.start_unix_nano())?;
-            n += 1;
-            match current.as_mut() {
-                Some((ck, cb)) if *ck == key => cb.merge(blob),
-                _ => {
-                    flush(current.take(), &mut table)?;
-                    current = Some((key, blob));
-                }
+            if !all {
+                continue;
             }
+            n += keys.len();
+            let k = key.encode();
+            let start = key.start_unix_nano();
+            if let Some(v) = table.get(&k)? {
+                blob.merge_encoded(v.value(), key.cube, start)?;
+            }
+            table.insert(&k, blob.encode(key.cube, start).as_slice())?;
         }
-        flush(current.take(), &mut table)?;
-        deltas.retain(|_, _| false)?;
     }
     txn.commit()?;
     Ok(n)
+}
+
+/// Merges every append delta into its minute blob and deletes the deltas, in one durable
+/// transaction. Returns how many deltas were merged (0: none, nothing written). The caller holds
+/// the partition's write lock.
+pub fn merge_deltas(db: &Database) -> Result<usize> {
+    match read_deltas(db)? {
+        Some(m) => apply_deltas(db, m),
+        None => Ok(0),
+    }
 }
 
 /// Rolls every minute blob in `db` up (merge the deltas first: rolling reads minute blobs only). Returns how many minute blobs were rolled (0: nothing to

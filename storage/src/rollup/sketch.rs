@@ -469,6 +469,17 @@ impl LatencySketch {
         Ok(sketch)
     }
 
+    /// [`LatencySketch::decode`] into `self`, reusing its allocation (for scratch sketches that
+    /// are merged elsewhere right after). On error `self` holds part of the input.
+    pub fn decode_into(&mut self, input: &mut &[u8]) -> Result<(), DecodeError> {
+        self.zero = 0.0;
+        self.bins.clear();
+        walk(input, |index, w| match index.checked_sub(1) {
+            None => self.zero = w,
+            Some(key) => self.bins.push((key as u16, w)),
+        })
+    }
+
     /// `(dense index, weight)` in ascending order; index 0 is the zero bucket.
     fn items(&self) -> impl Iterator<Item = (usize, f64)> + Clone + '_ {
         std::iter::once((0, self.zero)).chain(self.bins.iter().map(|&(k, w)| (k as usize + 1, w)))

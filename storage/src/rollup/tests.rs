@@ -142,6 +142,38 @@ proptest! {
         flipped[i] ^= 0x5a;
         let _ = Blob::decode(&flipped, cube, START);
         let _ = Blob::decode(&junk, cube, START);
+        for input in [&bytes[..cut.index(bytes.len())], &flipped[..], &junk[..]] {
+            let _ = blob.clone().merge_encoded(input, cube, START);
+        }
+    }
+
+    #[test]
+    fn merge_encoded_equals_decode_then_merge(
+        (cube, a, b, shared) in cube_strategy().prop_flat_map(|c| (
+            Just(c),
+            blob_strategy(c),
+            blob_strategy(c),
+            prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        )),
+    ) {
+        // `b` also holds stats under some of `a`'s dimensions: rows are both merged and added.
+        let mut b = b;
+        let a_dims: Vec<Dims<Box<str>>> = a.rows.keys().cloned().collect();
+        let b_stats: Vec<Stats> = b.rows.values().cloned().collect();
+        if !a_dims.is_empty() && !b_stats.is_empty() {
+            for ix in &shared {
+                b.rows.insert(
+                    a_dims[ix.index(a_dims.len())].clone(),
+                    b_stats[ix.index(b_stats.len())].clone(),
+                );
+            }
+        }
+        let bytes = b.encode(cube, START);
+        let mut want = a.clone();
+        want.merge(Blob::decode(&bytes, cube, START).unwrap());
+        let mut got = a;
+        got.merge_encoded(&bytes, cube, START).unwrap();
+        prop_assert_eq!(got, want);
     }
 
     #[test]

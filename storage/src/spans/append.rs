@@ -139,7 +139,8 @@ impl SpanStore {
         }
         // A sequence number unique to this transaction (block ids are never reused).
         let seq = super::partition::alloc_block_ids(&txn, 1)?;
-        bytes += deltas.write_deltas(&txn, seq)?;
+        let delta_bytes = deltas.write_deltas(&txn, seq)?;
+        bytes += delta_bytes;
         p.rollup_deltas
             .store(true, std::sync::atomic::Ordering::Release);
         let next = match txn.open_table(META)?.get(KEY_NEXT_BLOCK)? {
@@ -149,6 +150,8 @@ impl SpanStore {
         txn.commit()?;
         stats.watermarks.push((day, next));
         p.note_write(bytes);
+        self.delta_bytes
+            .fetch_add(delta_bytes as u64, std::sync::atomic::Ordering::Relaxed);
         for (owner, list) in updates {
             if list.is_empty() {
                 pending.remove(&owner);

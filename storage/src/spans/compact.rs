@@ -75,11 +75,7 @@ impl SpanStore {
             }
             stats.partitions += usize::from(stats.blocks_written > before);
             if p.rollup_deltas.swap(false, Ordering::AcqRel) {
-                let _w = p.part.write_lock.lock();
-                if p.is_dropped() {
-                    continue;
-                }
-                stats.rollup_deltas_merged += crate::rollup::merge_deltas(&p.part.db)?;
+                stats.rollup_deltas_merged += merge_deltas_of(&p)?;
             }
             // A finished day's minutes are rolled into hours and days right before it is sealed
             // (late spans make it due again, and are rolled then).
@@ -96,6 +92,28 @@ impl SpanStore {
             }
         }
         Ok(stats)
+    }
+
+    /// Whether the rollup deltas appended since the last merge have reached
+    /// `rollup_deltas_bytes_max`: then [`SpanStore::merge_rollup_deltas`] is due, before the next
+    /// compaction. Cheap enough to poll often.
+    pub fn rollup_deltas_due(&self) -> bool {
+        self.delta_bytes.load(Ordering::Relaxed) >= self.opts.rollup_deltas_bytes_max
+    }
+
+    /// Merges the rollup deltas of every open partition that has some into their minute blobs:
+    /// read and merged from a snapshot while appends go on, then written in one short durable
+    /// transaction per partition under its write lock. Returns how many deltas were merged.
+    pub fn merge_rollup_deltas(&self) -> Result<usize> {
+        let _one = self.compact_lock.lock();
+        self.delta_bytes.store(0, Ordering::Relaxed);
+        let mut n = 0;
+        for p in self.parts.open_handles() {
+            if p.rollup_deltas.swap(false, Ordering::AcqRel) {
+                n += merge_deltas_of(&p)?;
+            }
+        }
+        Ok(n)
     }
 
     /// A finished day is sealed when it changed since its last seal and either was never sealed,
@@ -168,4 +186,17 @@ impl SpanStore {
         stats.rows_rewritten += out.rows;
         Ok(())
     }
+}
+
+/// Merges the rollup deltas of `p` (see [`SpanStore::merge_rollup_deltas`]); the caller holds the
+/// compaction lock, which keeps every other remover of deltas out.
+fn merge_deltas_of(p: &OpenPartition) -> Result<usize> {
+    let Some(m) = crate::rollup::read_deltas(&p.part.db)? else {
+        return Ok(0);
+    };
+    let _w = p.part.write_lock.lock();
+    if p.is_dropped() {
+        return Ok(0);
+    }
+    crate::rollup::apply_deltas(&p.part.db, m)
 }

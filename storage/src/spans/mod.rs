@@ -68,6 +68,12 @@ use registry::Registry;
 /// eighth of its block's columns.
 pub const ROW_GROUP_ROWS_DEFAULT: usize = 1024;
 
+/// Default of [`SpanStoreOptions::rollup_deltas_bytes_max`]: about a third of a second of deltas
+/// at full ingest speed. A merge costs about 0.9M instructions beyond its deltas' own (the stored
+/// minute blobs decoded and encoded again), so merging this often costs next to nothing
+/// (docs/benchmarks.md, "Rollup deltas merged by size").
+pub const ROLLUP_DELTAS_BYTES_MAX_DEFAULT: u64 = 1 << 20;
+
 /// Tuning of the span store. Every limit has its unit in its name.
 #[derive(Clone, Debug)]
 pub struct SpanStoreOptions {
@@ -91,6 +97,11 @@ pub struct SpanStoreOptions {
     pub cache_bytes_current_partition: usize,
     /// Open partition files kept at most; idle ones beyond this are closed, least recently used first.
     pub open_partitions_max: usize,
+    /// Rollup deltas (written by every append, docs/format.md) the store holds before they are
+    /// merged into their minute blobs, which [`SpanStore::rollup_deltas_due`] reports. Unmerged
+    /// deltas take file pages (merged only every 10 s, they held 25 bytes per span of a 2M-span
+    /// ingest run's file) and every analytics read of their minutes merges them again.
+    pub rollup_deltas_bytes_max: u64,
     /// Text search limits and index tuning.
     pub search: SearchOptions,
 }
@@ -105,6 +116,7 @@ impl Default for SpanStoreOptions {
             cache_bytes_per_partition: 1 << 20,
             cache_bytes_current_partition: 32 << 20,
             open_partitions_max: 100,
+            rollup_deltas_bytes_max: ROLLUP_DELTAS_BYTES_MAX_DEFAULT,
             search: SearchOptions::default(),
         }
     }
@@ -119,6 +131,8 @@ pub struct SpanStore {
     /// One compaction at a time: its plan (read outside the write lock) stays valid because
     /// appends only add blocks and only compaction removes them.
     compact_lock: parking_lot::Mutex<()>,
+    /// Rollup delta bytes appended since the last delta merge started (all partitions).
+    delta_bytes: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,6 +231,7 @@ impl SpanStore {
             parts,
             search,
             compact_lock: parking_lot::Mutex::new(()),
+            delta_bytes: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

@@ -153,6 +153,16 @@ impl Registry {
         self.inner.lock().days.contains(&day)
     }
 
+    /// The partitions open now (no file is opened).
+    pub fn open_handles(&self) -> Vec<Arc<OpenPartition>> {
+        self.inner
+            .lock()
+            .open
+            .values()
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
     pub fn days_desc(&self) -> Vec<u32> {
         self.inner.lock().days.iter().rev().copied().collect()
     }
