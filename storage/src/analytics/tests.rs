@@ -915,6 +915,20 @@ fn open_fixture(version: &str) -> (tempfile::TempDir, std::path::PathBuf, SpanSt
     (dir, path, store)
 }
 
+/// Every span of `spans` is found by its trace id (upgraded files keep their trace-index keys, and
+/// are read by their own layout), and a trace id absent from the file finds nothing.
+fn assert_traces_found(store: &SpanStore, spans: &[SpanRecord]) {
+    for s in spans {
+        let got = store.trace(1, &s.trace_id).unwrap();
+        assert!(
+            got.iter().any(|g| g.span_id == s.span_id),
+            "trace {:02x?} found",
+            s.trace_id
+        );
+    }
+    assert!(store.trace(1, &[0xab; 16]).unwrap().is_empty());
+}
+
 fn all_spans(store: &SpanStore) -> Vec<SpanRecord> {
     let f = crate::spans::SpanFilter::default();
     let mut spans = Vec::new();
@@ -948,6 +962,7 @@ fn format_2_file_is_upgraded_with_rollups_rebuilt() {
     let w = Window::resolve(day, day + DAY_NANOS, now).unwrap();
     let s = summary(&store, &base, &w).unwrap();
     assert_eq!(s.current.spans, 60);
+    assert_traces_found(&store, &spans);
     check_all(&store, &spans, &base, &w, "upgraded");
     check_all(
         &store,
@@ -996,6 +1011,7 @@ fn format_3_file_is_upgraded_with_day_overviews() {
     let day = 1_795_132_800 * 1_000_000_000u64;
     let spans = all_spans(&store);
     assert_eq!(spans.len(), 60, "the fixture's spans read back");
+    assert_traces_found(&store, &spans);
     let now = crate::spans::now_unix_nano();
     let base = fixture_query();
     for (from, to) in [(day, day + DAY_NANOS), (day + HOUR_NANOS, day + DAY_NANOS)] {
@@ -1017,6 +1033,7 @@ fn format_4_file_is_read_and_upgraded() {
     let day = 1_795_132_800 * 1_000_000_000u64;
     let spans = all_spans(&store);
     assert_eq!(spans.len(), 60, "the fixture's spans read back");
+    assert_traces_found(&store, &spans);
     let now = crate::spans::now_unix_nano();
     let w = Window::resolve(day, day + DAY_NANOS, now).unwrap();
     check_all(&store, &spans, &fixture_query(), &w, "format 4 upgraded");
@@ -1036,6 +1053,7 @@ fn format_5_file_is_read_and_upgraded() {
     let day = 1_795_132_800 * 1_000_000_000u64;
     let spans = all_spans(&store);
     assert_eq!(spans.len(), 600, "the fixture's spans read back");
+    assert_traces_found(&store, &spans);
     type Field = fn(&SpanRecord) -> Option<&str>;
     let filters: [(&str, Field); 3] = [
         ("user-7@example.com", |s| s.mcp.user_id.as_deref()),
@@ -1058,6 +1076,32 @@ fn format_5_file_is_read_and_upgraded() {
     let now = crate::spans::now_unix_nano();
     let w = Window::resolve(day, day + DAY_NANOS, now).unwrap();
     check_all(&store, &spans, &fixture_query(), &w, "format 5 upgraded");
+    drop(store);
+    assert_current_version(&path);
+}
+
+/// A day file written by format 6 (trace-index keys with the block id as it is; made by
+/// `examples/format_fixture.rs` at commit 0763d4f): opening it only writes the new version; every
+/// span is found by its trace id, a new block is indexed in the file's own key layout beside the
+/// old ones, and every analytics answer equals brute force.
+#[test]
+fn format_6_file_is_read_and_upgraded() {
+    let (_dir, path, store) = open_fixture("spans-v6");
+    let day = 1_795_132_800 * 1_000_000_000u64;
+    let mut spans = all_spans(&store);
+    assert_eq!(spans.len(), 600, "the fixture's spans read back");
+    assert_traces_found(&store, &spans);
+    // A late span lands in a new block of the upgraded file; old and new are both found.
+    let mut late = spans[17].clone();
+    late.trace_id = [0x5c; 16];
+    late.span_id = [0x5c; 8];
+    store.append(std::slice::from_ref(&late)).unwrap();
+    spans.push(late);
+    spans.sort_by_key(|s| std::cmp::Reverse((s.start_unix_nano, s.span_id, s.trace_id)));
+    assert_traces_found(&store, &spans);
+    let now = crate::spans::now_unix_nano();
+    let w = Window::resolve(day, day + DAY_NANOS, now).unwrap();
+    check_all(&store, &spans, &fixture_query(), &w, "format 6 upgraded");
     drop(store);
     assert_current_version(&path);
 }

@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 use crate::error::{Result, StorageError};
 
 /// Version of everything inside a partition file (tables, header and body layouts).
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 
 /// `"format_version"` -> u32 LE; `"next_block_id"` -> u64 LE; `"sealed_next_block"` -> u64 LE.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -17,14 +17,17 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const HEADERS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("headers");
 /// `[block u64 BE][chunk u32 BE]` -> up to 4000 bytes of the block body (see `chunks`).
 pub const BODIES: TableDefinition<&[u8; 12], &[u8]> = TableDefinition::new("bodies");
-/// `[org u32 BE][bits u8][bucket u16 BE][block u64 BE]` -> sorted trace fingerprints of that
-/// block in that bucket (see `trace_index`).
+/// `[org u32 BE][bits u8][bucket u16 BE][block u64 BE, reversed in files with `trace_keys`]` ->
+/// sorted trace fingerprints of that block in that bucket (see `trace_index`).
 pub const TRACE_INDEX: TableDefinition<&[u8; 15], &[u8]> = TableDefinition::new("trace_index");
 
 pub const KEY_VERSION: &str = "format_version";
 pub const KEY_NEXT_BLOCK: &str = "next_block_id";
 /// `next_block_id` when the file was last written by the sealed rewrite (absent: never sealed).
 pub const KEY_SEALED_AT: &str = "sealed_next_block";
+/// `u32 LE` 1: the file's trace-index keys hold block ids bit-reversed (every file created since
+/// format 7); absent: as they are (files upgraded from older formats keep theirs).
+pub const KEY_TRACE_KEYS: &str = "trace_keys";
 
 /// A block of one (org, server) with fewer than `block_rows_max` rows: a merge candidate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,12 +90,12 @@ impl Partition {
         match found {
             Some(FORMAT_VERSION) => Ok(()),
             // Older files are upgraded in place: 2 (no rollups table; rebuilt from the spans),
-            // 3 (no day overviews; written from the day blobs), 4 (no row groups) and 5
-            // (dictionaries in first-appearance order): their blocks stay as they are, readers
-            // take every kind.
+            // 3 (no day overviews; written from the day blobs), 4 (no row groups), 5
+            // (dictionaries in first-appearance order) and 6 (no `trace_keys` row): their blocks
+            // and trace-index keys stay as they are, readers take every kind.
             Some(2) => super::upgrade::from_v2(&self.db),
             Some(3) => super::upgrade::from_v3(&self.db),
-            Some(4 | 5) => super::upgrade::renumber(&self.db),
+            Some(4..=6) => super::upgrade::renumber(&self.db),
             Some(found) => Err(StorageError::FormatVersion {
                 found,
                 supported: FORMAT_VERSION,
@@ -109,6 +112,7 @@ impl Partition {
             if meta.get(KEY_VERSION)?.is_none() {
                 meta.insert(KEY_VERSION, FORMAT_VERSION.to_le_bytes().as_slice())?;
                 meta.insert(KEY_NEXT_BLOCK, 0u64.to_le_bytes().as_slice())?;
+                meta.insert(KEY_TRACE_KEYS, 1u32.to_le_bytes().as_slice())?;
             }
             txn.open_table(HEADERS)?;
             txn.open_table(BODIES)?;

@@ -14,7 +14,7 @@ use super::corrupt;
 use super::header::Summary;
 use super::partition::{
     decode_u64, file_name, parse_file_name, seal_state, split_header_key, tmp_file_name, Partition,
-    BODIES, HEADERS, KEY_NEXT_BLOCK, KEY_SEALED_AT, META, TRACE_INDEX,
+    BODIES, HEADERS, KEY_NEXT_BLOCK, KEY_SEALED_AT, META,
 };
 use super::PartitionInfo;
 use crate::error::Result;
@@ -318,7 +318,7 @@ fn copy_live(src: &Database, tmp: &Path, next: u64) -> Result<()> {
         meta.insert(KEY_SEALED_AT, next.to_le_bytes().as_slice())?;
         copy_table(&read, &txn, HEADERS)?;
         copy_table(&read, &txn, BODIES)?;
-        copy_table(&read, &txn, TRACE_INDEX)?;
+        super::trace_index::copy_for_seal(&read, &txn)?;
         copy_table(&read, &txn, crate::rollup::ROLLUPS)?;
         copy_table(&read, &txn, crate::rollup::ROLLUP_DELTAS)?;
     }

@@ -259,6 +259,30 @@ fn table_lens(path: &std::path::Path) -> (u64, u64) {
     )
 }
 
+/// The file's trace index is in the reversed layout of format 7: `meta` says so, every entry's
+/// stored block id, reversed back, is a block of the file, and every block has entries.
+fn assert_reversed_index(p: &registry::OpenPartition) {
+    use super::trace_index::{key_block, Keys};
+    use redb::ReadableTable;
+    let txn = p.part.db.begin_read().unwrap();
+    assert_eq!(Keys::read(&txn).unwrap(), Keys::Reversed);
+    let blocks: std::collections::BTreeSet<u64> = txn
+        .open_table(HEADERS)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|e| super::partition::split_header_key(e.unwrap().0.value()).2)
+        .collect();
+    let mut indexed = std::collections::BTreeSet::new();
+    for e in txn.open_table(TRACE_INDEX).unwrap().iter().unwrap() {
+        let k = *e.unwrap().0.value();
+        let block = key_block(u64::from_be_bytes(k[7..].try_into().unwrap()));
+        assert!(blocks.contains(&block), "entry of block {block}");
+        indexed.insert(block);
+    }
+    assert_eq!(indexed, blocks, "every block is indexed");
+}
+
 #[test]
 fn append_merges_full_blocks_and_compaction_seals() {
     let dir = tempfile::tempdir().unwrap();
@@ -288,6 +312,7 @@ fn append_merges_full_blocks_and_compaction_seals() {
         txn.open_table(HEADERS).unwrap().len().unwrap() as usize
     };
     assert!(headers < written, "{headers} < {written}");
+    assert_reversed_index(&p);
     drop(p);
     // The day is long over: compaction merges what is pending and seals the file.
     let stats = store.compact().unwrap();
@@ -296,6 +321,8 @@ fn append_merges_full_blocks_and_compaction_seals() {
     let p = day_partition(&store);
     let (next, sealed) = seal_state(&p.part.db).unwrap();
     assert_eq!(sealed, Some(next));
+    // The sealed rewrite copied the index block by block, in the same layout.
+    assert_reversed_index(&p);
     drop(p);
     // A second run finds nothing left to do, and the file is not rewritten again.
     let path = dir

@@ -4,17 +4,24 @@
 //!
 //! A block of `rows` rows splits its trace ids into `2^bits` buckets by their top `bits` bits
 //! (`bits` = [`bits_for`]`(rows)`, about [`ENTRIES_PER_VALUE`] ids per bucket); each non-empty
-//! bucket is one redb value keyed `(org, bits, bucket, block)` holding the sorted, delta-coded
+//! bucket is one redb value keyed `(org, bits, bucket, reversed block)` holding the sorted, delta-coded
 //! 24-bit fingerprints (the trace-id bits right after the bucket bits). A lookup range-scans
 //! `(org, bits, bucket_of(trace, bits), *)` for each `bits` in `0..=BITS_MAX`: it reads one short
 //! value per block of the org, never a block body, and only bodies of candidate blocks follow.
+//!
+//! Files created since format 7 store the block id bit-reversed ([`key_block`]; `meta` row
+//! `trace_keys`): new blocks then land all over each bucket's key range instead of at its end.
+//! redb splits a full leaf in half, so entries appended at the end of 128 ranges left every leaf
+//! half full (51% measured), and scattered ones fill them to about 65-70%: 1.1-1.7 bytes per span
+//! less on disk (docs/benchmarks.md). Older files keep their keys: rewriting them in place made
+//! redb double a sealed file's length, so each file's own `trace_keys` row says which it has.
 
 use std::collections::BTreeSet;
 
-use redb::{ReadTransaction, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use super::corrupt;
-use super::partition::TRACE_INDEX;
+use super::partition::{KEY_TRACE_KEYS, META, TRACE_INDEX};
 use crate::codec::{put_varint, Reader};
 use crate::error::Result;
 use crate::model::OrgId;
@@ -59,13 +66,111 @@ pub fn fingerprint(trace: &[u8; 16], bits: u8) -> u32 {
     ((prefix(trace) << bits) >> (64 - FP_BITS)) as u32
 }
 
-pub fn index_key(org: OrgId, bits: u8, bucket: u16, block: u64) -> IndexKey {
+/// How a file's index keys hold block ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keys {
+    /// As they are (files created before format 7).
+    Plain,
+    /// Bit-reversed ([`key_block`]).
+    Reversed,
+}
+
+impl Keys {
+    fn of(row: Option<&[u8]>) -> Result<Keys> {
+        match row {
+            None => Ok(Keys::Plain),
+            Some(v) if v == 1u32.to_le_bytes() => Ok(Keys::Reversed),
+            Some(_) => Err(corrupt("meta trace_keys")),
+        }
+    }
+
+    /// The layout of the file `txn` reads.
+    pub fn read(txn: &ReadTransaction) -> Result<Keys> {
+        let meta = txn.open_table(META)?;
+        let row = meta.get(KEY_TRACE_KEYS)?;
+        Keys::of(row.as_ref().map(|v| v.value()))
+    }
+
+    /// The layout of the file `txn` writes.
+    pub fn write(txn: &WriteTransaction) -> Result<Keys> {
+        let meta = txn.open_table(META)?;
+        let row = meta.get(KEY_TRACE_KEYS)?;
+        Keys::of(row.as_ref().map(|v| v.value()))
+    }
+
+    /// `block` as stored in a key of this layout; its own inverse.
+    fn stored(self, block: u64) -> u64 {
+        match self {
+            Keys::Plain => block,
+            Keys::Reversed => key_block(block),
+        }
+    }
+}
+
+/// The block id as stored in a [`Keys::Reversed`] key: bit-reversed, which is its own inverse.
+pub fn key_block(block: u64) -> u64 {
+    block.reverse_bits()
+}
+
+pub fn index_key(keys: Keys, org: OrgId, bits: u8, bucket: u16, block: u64) -> IndexKey {
+    key_with_stored_block(org, bits, bucket, keys.stored(block))
+}
+
+/// [`index_key`] of a block id already in its stored form.
+fn key_with_stored_block(org: OrgId, bits: u8, bucket: u16, stored: u64) -> IndexKey {
     let mut k = [0u8; 15];
     k[..4].copy_from_slice(&org.to_be_bytes());
     k[4] = bits;
     k[5..7].copy_from_slice(&bucket.to_be_bytes());
-    k[7..].copy_from_slice(&block.to_be_bytes());
+    k[7..].copy_from_slice(&stored.to_be_bytes());
     k
+}
+
+/// Copies the index of the file `read` reads into the one `txn` writes, for the sealed rewrite:
+/// block by block in block-id order (from the headers) rather than in key order. With
+/// [`Keys::Reversed`] that scatters the inserts over every bucket's range, as appends do, and the
+/// leaves fill to about 65-70%, where a key-order copy appends to each leaf until it splits in
+/// half and leaves them all half full. Plain files are copied in key order (the same either way).
+/// Entries are written and removed with their blocks, so every one is reached from a header; if
+/// the counts still differ, the rest is copied in key order, so nothing is ever dropped.
+pub fn copy_for_seal(read: &ReadTransaction, txn: &WriteTransaction) -> Result<()> {
+    let src = match read.open_table(TRACE_INDEX) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let keys = Keys::read(read)?;
+    let mut dst = txn.open_table(TRACE_INDEX)?;
+    let mut copied = 0u64;
+    if keys == Keys::Reversed {
+        let mut blocks: Vec<(u64, OrgId, u32)> = Vec::new();
+        for e in read.open_table(super::partition::HEADERS)?.iter()? {
+            let (k, v) = e?;
+            let s = super::header::Summary::decode(
+                super::partition::split_header_key(k.value()),
+                v.value(),
+            )?;
+            blocks.push((s.block, s.org, s.rows));
+        }
+        blocks.sort_unstable();
+        for (block, org, rows) in blocks {
+            let bits = bits_for(rows as usize);
+            for bucket in 0..(1u32 << bits) {
+                let k = index_key(keys, org, bits, bucket as u16, block);
+                if let Some(v) = src.get(&k)? {
+                    dst.insert(&k, v.value())?;
+                    copied += 1;
+                }
+            }
+        }
+    }
+    if copied != src.len()? {
+        for e in src.iter()? {
+            let (k, v) = e?;
+            dst.insert(k.value(), v.value())?;
+        }
+    }
+    Ok(())
 }
 
 /// Indexes the trace ids of a new block.
@@ -78,13 +183,14 @@ pub fn insert_block(
     let bits = bits_for(traces.len());
     let entries = sorted_entries(traces, bits);
     let fp_mask = (1u64 << FP_BITS) - 1;
+    let keys = Keys::write(txn)?;
     let mut t = txn.open_table(TRACE_INDEX)?;
     let mut value = Vec::with_capacity(ENTRIES_PER_VALUE * 4);
     for run in entries.chunk_by(|a, b| a >> FP_BITS == b >> FP_BITS) {
         value.clear();
         encode_fps(&mut value, run.iter().map(|e| (e & fp_mask) as u32));
         t.insert(
-            &index_key(org, bits, (run[0] >> FP_BITS) as u16, block),
+            &index_key(keys, org, bits, (run[0] >> FP_BITS) as u16, block),
             value.as_slice(),
         )?;
     }
@@ -105,9 +211,10 @@ fn sorted_entries(traces: &[[u8; 16]], bits: u8) -> Vec<u64> {
 /// Removes the entries of a block of `rows` rows.
 pub fn remove_block(txn: &WriteTransaction, org: OrgId, block: u64, rows: usize) -> Result<()> {
     let bits = bits_for(rows);
+    let keys = Keys::write(txn)?;
     let mut t = txn.open_table(TRACE_INDEX)?;
     for bucket in 0..(1u32 << bits) {
-        t.remove(&index_key(org, bits, bucket as u16, block))?;
+        t.remove(&index_key(keys, org, bits, bucket as u16, block))?;
     }
     Ok(())
 }
@@ -115,13 +222,14 @@ pub fn remove_block(txn: &WriteTransaction, org: OrgId, block: u64, rows: usize)
 /// Blocks of this partition that may hold spans of `trace` in `org` (a superset; callers check ids).
 pub fn lookup(txn: &ReadTransaction, org: OrgId, trace: &[u8; 16]) -> Result<BTreeSet<u64>> {
     let mut blocks = BTreeSet::new();
+    let keys = Keys::read(txn)?;
     let t = txn.open_table(TRACE_INDEX)?;
     for bits in 0..=BITS_MAX {
         let bucket = bucket_of(trace, bits);
         let fp = fingerprint(trace, bits);
         let (lo, hi) = (
-            index_key(org, bits, bucket, 0),
-            index_key(org, bits, bucket, u64::MAX),
+            key_with_stored_block(org, bits, bucket, 0),
+            key_with_stored_block(org, bits, bucket, u64::MAX),
         );
         for entry in t.range::<&IndexKey>(&lo..=&hi)? {
             let (k, v) = entry?;
@@ -129,7 +237,7 @@ pub fn lookup(txn: &ReadTransaction, org: OrgId, trace: &[u8; 16]) -> Result<BTr
                 let k = k.value();
                 let mut b = [0u8; 8];
                 b.copy_from_slice(&k[7..]);
-                blocks.insert(u64::from_be_bytes(b));
+                blocks.insert(keys.stored(u64::from_be_bytes(b)));
             }
         }
     }
