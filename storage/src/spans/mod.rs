@@ -69,9 +69,9 @@ use registry::Registry;
 pub const ROW_GROUP_ROWS_DEFAULT: usize = 1024;
 
 /// Default of [`SpanStoreOptions::rollup_deltas_bytes_max`]: about a third of a second of deltas
-/// at full ingest speed. A merge costs about 0.9M instructions beyond its deltas' own (the stored
-/// minute blobs decoded and encoded again), so merging this often costs next to nothing
-/// (docs/benchmarks.md, "Rollup deltas merged by size").
+/// at full ingest speed. Merging this often took as many writer and compaction instructions per
+/// span as one merge per 10 s, and kept 18 bytes per span of deltas out of the file
+/// (docs/benchmarks.md, "Disk: rollup deltas merged by size").
 pub const ROLLUP_DELTAS_BYTES_MAX_DEFAULT: u64 = 1 << 20;
 
 /// Tuning of the span store. Every limit has its unit in its name.

@@ -4,7 +4,7 @@
 //!
 //! A block of `rows` rows splits its trace ids into `2^bits` buckets by their top `bits` bits
 //! (`bits` = [`bits_for`]`(rows)`, about [`ENTRIES_PER_VALUE`] ids per bucket); each non-empty
-//! bucket is one redb value keyed `(org, bits, bucket, reversed block)` holding the sorted, delta-coded
+//! bucket is one redb value keyed `(org, bits, bucket, stored block)` holding the sorted, delta-coded
 //! 24-bit fingerprints (the trace-id bits right after the bucket bits). A lookup range-scans
 //! `(org, bits, bucket_of(trace, bits), *)` for each `bits` in `0..=BITS_MAX`: it reads one short
 //! value per block of the org, never a block body, and only bodies of candidate blocks follow.
@@ -21,7 +21,8 @@ use std::collections::BTreeSet;
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use super::corrupt;
-use super::partition::{KEY_TRACE_KEYS, META, TRACE_INDEX};
+use super::header::Summary;
+use super::partition::{split_header_key, HEADERS, KEY_TRACE_KEYS, META, TRACE_INDEX};
 use crate::codec::{put_varint, Reader};
 use crate::error::Result;
 use crate::model::OrgId;
@@ -76,26 +77,23 @@ pub enum Keys {
 }
 
 impl Keys {
-    fn of(row: Option<&[u8]>) -> Result<Keys> {
-        match row {
+    /// The layout a file's `meta` table records (its `trace_keys` row).
+    fn of(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Keys> {
+        match meta.get(KEY_TRACE_KEYS)? {
             None => Ok(Keys::Plain),
-            Some(v) if v == 1u32.to_le_bytes() => Ok(Keys::Reversed),
+            Some(v) if v.value() == 1u32.to_le_bytes() => Ok(Keys::Reversed),
             Some(_) => Err(corrupt("meta trace_keys")),
         }
     }
 
     /// The layout of the file `txn` reads.
     pub fn read(txn: &ReadTransaction) -> Result<Keys> {
-        let meta = txn.open_table(META)?;
-        let row = meta.get(KEY_TRACE_KEYS)?;
-        Keys::of(row.as_ref().map(|v| v.value()))
+        Keys::of(&txn.open_table(META)?)
     }
 
     /// The layout of the file `txn` writes.
     pub fn write(txn: &WriteTransaction) -> Result<Keys> {
-        let meta = txn.open_table(META)?;
-        let row = meta.get(KEY_TRACE_KEYS)?;
-        Keys::of(row.as_ref().map(|v| v.value()))
+        Keys::of(&txn.open_table(META)?)
     }
 
     /// `block` as stored in a key of this layout; its own inverse.
@@ -144,12 +142,9 @@ pub fn copy_for_seal(read: &ReadTransaction, txn: &WriteTransaction) -> Result<(
     let mut copied = 0u64;
     if keys == Keys::Reversed {
         let mut blocks: Vec<(u64, OrgId, u32)> = Vec::new();
-        for e in read.open_table(super::partition::HEADERS)?.iter()? {
+        for e in read.open_table(HEADERS)?.iter()? {
             let (k, v) = e?;
-            let s = super::header::Summary::decode(
-                super::partition::split_header_key(k.value()),
-                v.value(),
-            )?;
+            let s = Summary::decode(split_header_key(k.value()), v.value())?;
             blocks.push((s.block, s.org, s.rows));
         }
         blocks.sort_unstable();
