@@ -197,16 +197,23 @@ impl DocBuilder {
         d
     }
 
-    /// Takes the documents of `day`.
+    /// Takes the documents of `day`, closed and open: after this the builder holds nothing of
+    /// `day` (a closed document left behind would never be indexed and never be freed).
     pub fn take_day(&mut self, day: u32) -> Vec<(BucketKey, BucketValues)> {
+        let (mut out, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.full)
+            .into_iter()
+            .partition(|(k, _)| k.day == day);
+        self.full = rest;
         let keys: Vec<BucketKey> = self
             .groups
             .keys()
             .filter(|k| k.day == day)
             .copied()
             .collect();
-        keys.into_iter()
-            .filter_map(|k| self.groups.remove(&k).map(|v| (k, v)))
-            .collect()
+        out.extend(
+            keys.into_iter()
+                .filter_map(|k| self.groups.remove(&k).map(|v| (k, v))),
+        );
+        out
     }
 }

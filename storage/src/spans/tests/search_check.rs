@@ -524,3 +524,71 @@ fn merged_request_documents_equal_one_builder() {
     assert_eq!(merged.1, spans.len() as u64);
     assert_eq!(whole.0, merged.0);
 }
+
+/// A bucket busier than DOC_SPANS_MAX spans closes documents; every one of them is indexed, by
+/// the catch-up and by the indexer thread alike, and the indexer's builder is left empty. (Closed
+/// documents were once never taken: values only they held were unsearchable, and the indexer
+/// kept them in memory for good.)
+#[test]
+fn busy_bucket_closed_documents_are_indexed_and_freed() {
+    use crate::search::docs::{DocBuilder, DOC_SPANS_MAX};
+    let day = super::gen::DAY0;
+    let t0 = u64::from(day) * DAY_NANOS;
+    let n = 2 * DOC_SPANS_MAX + 300;
+    let needles = [0, DOC_SPANS_MAX - 1, DOC_SPANS_MAX + 7, n - 1];
+    // One ten-minute bucket of one server: spans 100 ms apart.
+    let spans: Vec<SpanRecord> = (0..n)
+        .map(|i| {
+            let tool = if needles.contains(&i) {
+                format!("needle_{i}")
+            } else {
+                "common_tool".to_string()
+            };
+            span_of(1, 10, t0 + i * 100_000_000, &tool, "u")
+        })
+        .collect();
+    let found = |store: &SpanStore, i: u64| {
+        let q = store.parse_query(&format!("needle_{i}")).unwrap();
+        search_all(store, 1, &SpanFilter::default(), &q, 100).len()
+    };
+
+    // The builder gives back every document of a day, closed ones included.
+    let mut b = DocBuilder::default();
+    for s in &spans {
+        b.add_span(s);
+    }
+    let docs = b.take_day(day);
+    assert_eq!(docs.len(), 3, "two closed documents and the open one");
+    assert_eq!(docs.iter().map(|d| d.1.spans).sum::<u64>(), n);
+    assert!(b.is_empty());
+
+    // Catch-up (start, after a loss).
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::open(dir.path(), opts(512)).unwrap();
+    store.append(&spans).unwrap();
+    catch_up(&store).unwrap();
+    for i in needles {
+        assert_eq!(found(&store, i), 1, "needle_{i} after catch-up");
+    }
+
+    // The indexer thread, fed request by request as ingest does.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SpanStore::open(dir.path(), opts(512)).unwrap());
+    let opts = IndexerOptions {
+        commit_interval_ms: 20,
+        ..IndexerOptions::default()
+    };
+    let (feed, handle) = indexer::start(Arc::clone(&store), opts).unwrap();
+    // Let the start-up catch-up finish on the empty store, so no later re-read covers for a
+    // document the thread failed to commit.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for chunk in spans.chunks(500) {
+        let stats = store.append(chunk).unwrap();
+        feed.send(DocBuilder::of_spans(chunk), chunk.len(), stats.watermarks);
+    }
+    drop(feed);
+    handle.join().unwrap();
+    for i in needles {
+        assert_eq!(found(&store, i), 1, "needle_{i} from the indexer thread");
+    }
+}
