@@ -39,6 +39,14 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0 // USER_HZ is 100 on Linux
 }
 
+/// Minor page faults of a process so far (field 10 of /proc/<pid>/stat): memory the allocator
+/// handed back to the kernel and touched again shows up here, not in instruction counts.
+fn minor_faults(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split_whitespace().nth(7).unwrap().parse().unwrap()
+}
+
 /// CPU seconds per thread name (tokio workers and the like summed), from /proc/<pid>/task.
 fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, f64> {
     let mut out = std::collections::BTreeMap::new();
@@ -168,6 +176,7 @@ fn main() {
 
     let next = Arc::new(AtomicUsize::new(0));
     let cpu0 = cpu_seconds(pid);
+    let faults0 = minor_faults(pid);
     let t0 = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|_| {
@@ -212,6 +221,7 @@ fn main() {
     // second) is part of the cost: let it finish before reading the CPU counters.
     std::thread::sleep(Duration::from_secs(3));
     let cpu = cpu_seconds(pid) - cpu0;
+    let faults = minor_faults(pid) - faults0;
     let threads = thread_cpu(pid);
     let spans = batches * BATCH;
     let rss_peak_mb = status_kb(pid, "VmHWM:") as f64 / 1024.0;
@@ -242,6 +252,10 @@ fn main() {
         .collect();
     println!("  CPU s by thread (since start): {}", by_thread.join(", "));
     println!("  peak RSS:                {rss_peak_mb:.1} MB");
+    println!(
+        "  minor page faults:       {faults} ({:.3} per span)",
+        faults as f64 / spans as f64
+    );
     println!(
         "  disk bytes/span, every file: {:.1} allocated ({:.1} apparent length)",
         disk.1 as f64 / spans as f64,

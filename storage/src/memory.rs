@@ -4,10 +4,13 @@
 //! records, columns and rollup blobs), and the ingest queue swings between empty and full. mimalloc
 //! 3 keeps freed pages resident for `purge_delay` (1 s by default) before returning them, so at
 //! full ingest speed about 50 MB of freed memory is always waiting. Measured with the 2M-span
-//! ingest bench (docs/benchmarks.md, "Memory while ingesting"): peak RSS 218-260 MB at 1 s,
-//! 193-216 MB at 10 ms, 175 MB at 0, which costs about 15% more ingest CPU (page faults on memory
-//! handed back and taken again). The binary sets the delay from its config at start-up
-//! (`[storage] allocator_purge_delay_ms`, default 10).
+//! ingest bench (docs/benchmarks.md, "Memory while ingesting" and "The purge delay, now that
+//! memory has room"): with the search indexer's document leak fixed, peak RSS is 114-127 MB at
+//! 10 ms over 2M spans and about 148 MB over 10M or 20M, against 169-184 MB (2M) and 241 MB (10M)
+//! at 1 s; 250 ms takes 10-15% off ingest CPU in the machine's fast state but peaks at 190 MB over
+//! 10M spans. Shorter delays cost CPU in page faults on memory handed back and taken again (0.24
+//! minor faults per span at 10 ms, 0.04 at 1 s). The binary sets the delay from its config at
+//! start-up (`[storage] allocator_purge_delay_ms`, default 10).
 //!
 //! It also turns transparent huge pages off for the process (`[storage] allocator_huge_pages`,
 //! default false). mimalloc asks for huge pages on its arenas; with the short purge delay, memory
