@@ -33,8 +33,19 @@ fn env_usize(name: &str, default: usize) -> usize {
 /// utime + stime of a process in seconds, from /proc/<pid>/stat.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
+    stat_cpu_seconds(&stat_fields(&stat))
+}
+
+/// The fields of a `/proc/.../stat` line after the command name (which may hold spaces), so
+/// field `n` of proc(5) is at index `n - 3`.
+fn stat_fields(stat: &str) -> Vec<&str> {
+    stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect()
+}
+
+/// utime + stime (fields 14 and 15) in seconds.
+fn stat_cpu_seconds(f: &[&str]) -> f64 {
     let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
     ticks / 100.0 // USER_HZ is 100 on Linux
 }
@@ -43,8 +54,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// handed back to the kernel and touched again shows up here, not in instruction counts.
 fn minor_faults(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    after.split_whitespace().nth(7).unwrap().parse().unwrap()
+    stat_fields(&stat)[7].parse().unwrap()
 }
 
 /// CPU seconds per thread name (tokio workers and the like summed), from /proc/<pid>/task.
@@ -60,10 +70,7 @@ fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, f64> {
         let name = stat[stat.find('(').unwrap() + 1..stat.rfind(')').unwrap()]
             .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
             .to_string();
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-        *out.entry(name).or_insert(0.0) += ticks / 100.0;
+        *out.entry(name).or_insert(0.0) += stat_cpu_seconds(&stat_fields(&stat));
     }
     out
 }

@@ -200,20 +200,14 @@ impl DocBuilder {
     /// Takes the documents of `day`, closed and open: after this the builder holds nothing of
     /// `day` (a closed document left behind would never be indexed and never be freed).
     pub fn take_day(&mut self, day: u32) -> Vec<(BucketKey, BucketValues)> {
-        let (mut out, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.full)
+        let of_day = |d: &(BucketKey, BucketValues)| d.0.day == day;
+        let (mut out, full): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.full).into_iter().partition(of_day);
+        let (open, groups): (FxHashMap<_, _>, FxHashMap<_, _>) = std::mem::take(&mut self.groups)
             .into_iter()
-            .partition(|(k, _)| k.day == day);
-        self.full = rest;
-        let keys: Vec<BucketKey> = self
-            .groups
-            .keys()
-            .filter(|k| k.day == day)
-            .copied()
-            .collect();
-        out.extend(
-            keys.into_iter()
-                .filter_map(|k| self.groups.remove(&k).map(|v| (k, v))),
-        );
+            .partition(of_day);
+        (self.full, self.groups) = (full, groups);
+        out.extend(open);
         out
     }
 }

@@ -574,14 +574,23 @@ fn busy_bucket_closed_documents_are_indexed_and_freed() {
     // The indexer thread, fed request by request as ingest does.
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SpanStore::open(dir.path(), opts(512)).unwrap());
+    // No timed commit before the feed is dropped: every batch is merged into the builder first,
+    // so its documents close at DOC_SPANS_MAX (commits every few batches would take the open
+    // documents before any closed, and the test would pass on the old `take_day` too).
     let opts = IndexerOptions {
-        commit_interval_ms: 20,
+        commit_interval_ms: 600_000,
         ..IndexerOptions::default()
     };
+    // One span of the day before, so the thread's start-up catch-up leaves a watermark to wait
+    // for: once it has run, no later re-read covers for a document the thread failed to commit.
+    let before = span_of(1, 10, t0 - DAY_NANOS, "earlier_tool", "u");
+    store.append(std::slice::from_ref(&before)).unwrap();
     let (feed, handle) = indexer::start(Arc::clone(&store), opts).unwrap();
-    // Let the start-up catch-up finish on the empty store, so no later re-read covers for a
-    // document the thread failed to commit.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.search_index().watermark(day - 1).unwrap() == 0 {
+        assert!(std::time::Instant::now() < deadline, "start-up catch-up");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     for chunk in spans.chunks(500) {
         let stats = store.append(chunk).unwrap();
         feed.send(DocBuilder::of_spans(chunk), chunk.len(), stats.watermarks);
