@@ -2,6 +2,7 @@
 //! rollups and the text-search index. This crate knows nothing of HTTP, warp or maud.
 
 pub mod analytics;
+pub mod bufs;
 pub mod codec;
 pub mod error;
 pub mod memory;

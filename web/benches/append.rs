@@ -48,6 +48,10 @@ fn main() {
     // The binary's allocator setting (`allocator_purge_delay_ms` default): freed pages coming back
     // between commits are part of the writer's cost.
     mcp_obs_storage::memory::set_allocator_purge_delay_ms(10);
+    // As the binary's span writer thread does (BENCH_NO_POOL=1 leaves it off, for comparisons).
+    if std::env::var_os("BENCH_NO_POOL").is_none() {
+        mcp_obs_storage::bufs::enable_on_this_thread();
+    }
     let total = env_usize("BENCH_SPANS", 1_000_000) / BATCH * BATCH;
     let compact_every = env_usize("BENCH_COMPACT_EVERY", 850).max(1);
     let dir = std::env::temp_dir().join(format!("mcpobs-bench-append-{}", std::process::id()));

@@ -34,6 +34,13 @@ pub fn pack(out: &mut Vec<u8>, values: &[u32]) {
 
 /// Reads `n` values written by [`pack`].
 pub fn unpack(r: &mut Reader<'_>, n: usize) -> Result<Vec<u32>> {
+    let mut out = Vec::with_capacity(n);
+    unpack_into(r, n, &mut out)?;
+    Ok(out)
+}
+
+/// [`unpack`], appending the values to `out`.
+pub fn unpack_into(r: &mut Reader<'_>, n: usize, out: &mut Vec<u32>) -> Result<()> {
     let width = r.u8()?;
     if width > 32 {
         return Err(corrupt(format!("bit width {width} > 32")));
@@ -45,7 +52,7 @@ pub fn unpack(r: &mut Reader<'_>, n: usize) -> Result<Vec<u32>> {
     } else {
         (1u64 << width) - 1
     };
-    let mut out = Vec::with_capacity(n);
+    out.reserve(n);
     let mut acc: u64 = 0;
     let mut bits: u32 = 0;
     let mut bytes = data.iter();
@@ -60,7 +67,7 @@ pub fn unpack(r: &mut Reader<'_>, n: usize) -> Result<Vec<u32>> {
         acc >>= width;
         bits -= u32::from(width);
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

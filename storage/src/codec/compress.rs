@@ -86,12 +86,12 @@ pub fn put_frame_segmented(
     debug_assert!(cuts.iter().all(|&c| c > 0 && c < raw.len()));
     debug_assert!(cuts.len() < SEGMENTS_MAX);
     let mut table = Vec::with_capacity(4 + cuts.len() * 8);
-    let mut data = Vec::with_capacity(raw.len() / 4);
+    let mut data = crate::bufs::take(raw.len() / 4);
     put_varint(&mut table, cuts.len() as u64 + 1);
     let bounds = std::iter::once(0)
         .chain(cuts.iter().copied())
         .zip(cuts.iter().copied().chain(std::iter::once(raw.len())));
-    let mut seg = Vec::new();
+    let mut seg = crate::bufs::take(raw.len() / cuts.len().max(1));
     for (a, b) in bounds {
         seg.clear();
         put_frame(&mut seg, &raw[a..b], level)?;
@@ -112,6 +112,8 @@ pub fn put_frame_segmented(
     put_varint(out, (table.len() + data.len()) as u64);
     out.extend_from_slice(&table);
     out.extend_from_slice(&data);
+    crate::bufs::give(data);
+    crate::bufs::give(seg);
     Ok(())
 }
 
@@ -231,7 +233,7 @@ pub fn read_segment(seg: &Segment, stored: &[u8]) -> Result<Vec<u8>> {
 }
 
 fn decompress(stored: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(raw_len);
+    let mut out = crate::bufs::take(raw_len);
     decompress_into(stored, &mut out)?;
     Ok(out)
 }
@@ -281,7 +283,11 @@ pub fn read_frame(r: &mut Reader<'_>) -> Result<Vec<u8>> {
     let raw_len = raw_len as usize;
     let stored = r.len_bytes()?;
     match codec {
-        RAW if stored.len() == raw_len => Ok(stored.to_vec()),
+        RAW if stored.len() == raw_len => {
+            let mut v = crate::bufs::take(raw_len);
+            v.extend_from_slice(stored);
+            Ok(v)
+        }
         RAW => Err(corrupt("raw column length mismatch")),
         ZSTD => {
             let raw = decompress(stored, raw_len).map_err(|e| corrupt(format!("zstd: {e}")))?;
@@ -293,7 +299,7 @@ pub fn read_frame(r: &mut Reader<'_>) -> Result<Vec<u8>> {
         SEGMENTED => {
             let frame = &start[..start.len() - r.remaining()];
             let segs = segments(frame, frame.len())?.ok_or_else(|| corrupt("segmented frame"))?;
-            let mut raw = Vec::with_capacity(raw_len);
+            let mut raw = crate::bufs::take(raw_len);
             for s in &segs {
                 raw.extend_from_slice(&read_segment(s, &frame[s.stored.0..s.stored.1])?);
             }

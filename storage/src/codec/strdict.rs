@@ -32,7 +32,7 @@ impl<'a> StrVals<'a> {
     pub fn collect(values: impl Iterator<Item = Option<&'a str>>) -> StrVals<'a> {
         let mut dict: Vec<Cow<'a, str>> = Vec::new();
         let mut index: FxHashMap<&'a str, u32> = FxHashMap::default();
-        let mut ids = Vec::with_capacity(values.size_hint().0);
+        let mut ids = crate::bufs::take(values.size_hint().0);
         let mut last: Option<(&'a str, u32)> = None;
         for v in values {
             let id = match v {
@@ -53,6 +53,14 @@ impl<'a> StrVals<'a> {
             ids.push(id);
         }
         StrVals::Dict { dict, ids }
+    }
+
+    /// Gives the per-row vector back to the thread's pool (`crate::bufs`).
+    pub fn recycle(self) {
+        match self {
+            StrVals::Dict { ids, .. } => crate::bufs::give(ids),
+            StrVals::Num(v) => crate::bufs::give(v),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -161,7 +169,8 @@ pub fn decode_vals<'a>(r: &mut Reader<'a>, rows: usize) -> Result<StrVals<'a>> {
             for _ in 0..n {
                 dict.push(Cow::Borrowed(r.str()?));
             }
-            let ids = bitpack::unpack(r, rows)?;
+            let mut ids = crate::bufs::take(rows);
+            bitpack::unpack_into(r, rows, &mut ids)?;
             if let Some(bad) = ids.iter().find(|&&id| id as usize > dict.len()) {
                 return Err(corrupt(format!("dictionary id {bad} > {}", dict.len())));
             }
@@ -172,7 +181,7 @@ pub fn decode_vals<'a>(r: &mut Reader<'a>, rows: usize) -> Result<StrVals<'a>> {
             if present.iter().any(|&p| p > 1) {
                 return Err(corrupt("numeric column presence width"));
             }
-            let mut out = Vec::with_capacity(rows);
+            let mut out = crate::bufs::take(rows);
             for p in present {
                 out.push(if p == 1 { Some(r.varint()?) } else { None });
             }

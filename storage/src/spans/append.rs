@@ -123,6 +123,10 @@ impl SpanStore {
                     lvl_append,
                     groups_rows,
                 )?;
+                drop(parts);
+                for col in raws.into_iter().flat_map(|(raw, _)| raw) {
+                    crate::bufs::give(col);
+                }
                 pend.extend(out.pending);
                 blocks += out.blocks;
                 bytes += out.bytes;

@@ -12,6 +12,7 @@ use super::block::{BlockBody, BLOCK_ROWS_LIMIT, BODY_MAGIC};
 use super::columns::*;
 use super::corrupt;
 use super::header::{BlockHeader, BITMAP_FIELDS};
+use crate::bufs;
 use crate::codec::strdict::{self, StrVals};
 use crate::codec::{self, bitpack, compress, hash32, put_varint, value, Reader};
 use crate::error::Result;
@@ -48,21 +49,23 @@ impl<'a> Cols<'a> {
     }
 
     fn with_capacity(n: usize) -> Cols<'a> {
+        // From the thread's pools (`bufs`): every merge builds several column sets of a block's
+        // size, and `Drop` gives their vectors back.
         Cols {
-            starts: Vec::with_capacity(n),
-            ends: Vec::with_capacity(n),
-            traces: Vec::with_capacity(n),
-            spans: Vec::with_capacity(n),
-            parents: Vec::with_capacity(n),
-            envs: Vec::with_capacity(n),
-            kinds: Vec::with_capacity(n),
-            statuses: Vec::with_capacity(n),
-            counts: Vec::with_capacity(n),
-            probs: Vec::with_capacity(n),
+            starts: bufs::take(n),
+            ends: bufs::take(n),
+            traces: bufs::take(n),
+            spans: bufs::take(n),
+            parents: bufs::take(n),
+            envs: bufs::take(n),
+            kinds: bufs::take(n),
+            statuses: bufs::take(n),
+            counts: bufs::take(n),
+            probs: bufs::take(n),
             origin_dict: Vec::new(),
-            origin_ids: Vec::with_capacity(n),
+            origin_ids: bufs::take(n),
             extras: Cow::Owned(Vec::new()),
-            extra_ends: Vec::with_capacity(n),
+            extra_ends: bufs::take(n),
             strs: Vec::with_capacity(StrField::ALL.len()),
         }
     }
@@ -70,7 +73,7 @@ impl<'a> Cols<'a> {
     /// Columns of `rows`, which must be sorted (`block::sort_rows`).
     pub fn from_records(rows: &[&'a SpanRecord]) -> Cols<'a> {
         let mut c = Cols::with_capacity(rows.len());
-        let mut extras = Vec::with_capacity(rows.len() * 32);
+        let mut extras = bufs::take(rows.len() * 32);
         let mut origin_index: FxHashMap<Vec<u8>, u32> = FxHashMap::default();
         // Each export shares one `Arc<SpanOrigin>` among its spans, and the rows of a group
         // commit interleave a few exports: the id of an origin already seen, by address, saves
@@ -148,8 +151,8 @@ impl<'a> Cols<'a> {
             c.ends.push(r.varint()?);
         }
         r.finish("end column")?;
-        c.traces = fixed(&raw[C_TRACE], n)?;
-        c.spans = fixed(&raw[C_SPAN], n)?;
+        fixed(&raw[C_TRACE], n, &mut c.traces)?;
+        fixed(&raw[C_SPAN], n, &mut c.spans)?;
         let mut r = Reader::new(&raw[C_PARENT]);
         for p in bitpack::unpack(&mut r, n)? {
             c.parents.push(match p {
@@ -181,10 +184,17 @@ impl<'a> Cols<'a> {
             c.counts.push(v);
         }
         r.finish("counts column")?;
-        c.probs = fixed::<8>(&raw[C_PROB], n)?
-            .into_iter()
-            .map(u64::from_le_bytes)
-            .collect();
+        if raw[C_PROB].len() != n * 8 {
+            return Err(corrupt(format!(
+                "fixed column of {} bytes",
+                raw[C_PROB].len()
+            )));
+        }
+        c.probs.extend(
+            raw[C_PROB]
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))),
+        );
         let mut r = Reader::new(&raw[C_ORIGIN]);
         let nd = r.count(3)?;
         for _ in 0..nd {
@@ -193,7 +203,7 @@ impl<'a> Cols<'a> {
             c.origin_dict
                 .push(Cow::Borrowed(&raw[C_ORIGIN][at..r.position()]));
         }
-        c.origin_ids = bitpack::unpack(&mut r, n)?;
+        bitpack::unpack_into(&mut r, n, &mut c.origin_ids)?;
         r.finish("origin column")?;
         if c.origin_ids.iter().any(|&id| id as usize >= nd) {
             return Err(corrupt("origin id past dictionary"));
@@ -234,7 +244,7 @@ impl<'a> Cols<'a> {
     pub fn merged_order(parts: &[Cols<'a>]) -> Vec<(u32, u32)> {
         // (start, span id, trace id, part, row)
         type Key = (u64, [u8; 8], [u8; 16], u32, u32);
-        let mut keys: Vec<Key> = Vec::with_capacity(parts.iter().map(Cols::len).sum());
+        let mut keys: Vec<Key> = bufs::take(parts.iter().map(Cols::len).sum());
         for (p, c) in parts.iter().enumerate() {
             for i in 0..c.len() {
                 keys.push((c.starts[i], c.spans[i], c.traces[i], p as u32, i as u32));
@@ -244,7 +254,10 @@ impl<'a> Cols<'a> {
         // concatenation of sorted runs: the stable sort merges runs (O(n log parts)) where an
         // unstable sort would start over. Keys are distinct (part, row), so the order is the same.
         keys.sort();
-        keys.into_iter().map(|k| (k.3, k.4)).collect()
+        let mut order = bufs::take(keys.len());
+        order.extend(keys.iter().map(|k| (k.3, k.4)));
+        bufs::give(keys);
+        order
     }
 
     /// The rows `order` of `parts`, in that order.
@@ -254,7 +267,7 @@ impl<'a> Cols<'a> {
         // instead of a doubling series (a full block's extras run to hundreds of KB).
         let rows: usize = parts.iter().map(Cols::len).sum();
         let bytes: usize = parts.iter().map(|p| p.extras.len()).sum();
-        let mut extras = Vec::with_capacity(bytes / rows.max(1) * order.len() + 64);
+        let mut extras = bufs::take(bytes / rows.max(1) * order.len() + 64);
         let mut origin_remap: Vec<Vec<u32>> = parts
             .iter()
             .map(|p| vec![u32::MAX; p.origin_dict.len()])
@@ -343,9 +356,9 @@ impl<'a> Cols<'a> {
         } else {
             group_rows
         };
-        let mut frames = Vec::with_capacity(n * 48 + 1024);
+        let mut frames = bufs::take(n * 48 + 1024);
         let mut lens = [0usize; NCOLS];
-        let mut raw = Vec::with_capacity(n * 16);
+        let mut raw = bufs::take(n * 16);
         let mut cuts = Vec::new();
         for (col, len) in lens.iter_mut().enumerate() {
             raw.clear();
@@ -368,7 +381,7 @@ impl<'a> Cols<'a> {
             }
             *len = frames.len() - before;
         }
-        let mut body = Vec::with_capacity(frames.len() + 17 + NCOLS * 3);
+        let mut body = bufs::take(frames.len() + 17 + NCOLS * 3);
         body.extend_from_slice(&BODY_MAGIC);
         body.extend_from_slice(&org.to_le_bytes());
         body.extend_from_slice(&server.to_le_bytes());
@@ -379,6 +392,8 @@ impl<'a> Cols<'a> {
             put_varint(&mut body, l as u64);
         }
         body.extend_from_slice(&frames);
+        bufs::give(frames);
+        bufs::give(raw);
         Ok(body)
     }
 
@@ -407,12 +422,10 @@ impl<'a> Cols<'a> {
             C_SPAN => self.spans.iter().for_each(|t| out.extend_from_slice(t)),
             C_PARENT => {
                 // Roots have an all-zero parent: a presence bit instead of 8 zero bytes.
-                let present: Vec<u32> = self
-                    .parents
-                    .iter()
-                    .map(|p| u32::from(*p != [0; 8]))
-                    .collect();
+                let mut present = bufs::take(self.parents.len());
+                present.extend(self.parents.iter().map(|p| u32::from(*p != [0; 8])));
                 bitpack::pack(out, &present);
+                bufs::give(present);
                 for p in self.parents.iter().filter(|p| **p != [0; 8]) {
                     out.extend_from_slice(p);
                 }
@@ -465,6 +478,9 @@ impl<'a> Cols<'a> {
                     .then(|| hash_ordered(vals))
                     .flatten();
                 strdict::encode_vals(out, ordered.as_ref().unwrap_or(vals));
+                if let Some(o) = ordered {
+                    o.recycle();
+                }
                 if g != usize::MAX {
                     str_cuts(out, self.len(), g, cuts);
                 }
@@ -527,36 +543,36 @@ pub(super) fn hash_ordered<'b>(v: &StrVals<'b>) -> Option<StrVals<'b>> {
     }
     Some(StrVals::Dict {
         dict: order.iter().map(|&k| dict[k].clone()).collect(),
-        ids: ids
-            .iter()
-            .map(|&id| remap.get(id as usize).copied().unwrap_or(0))
-            .collect(),
+        ids: {
+            let mut out = crate::bufs::take(ids.len());
+            out.extend(
+                ids.iter()
+                    .map(|&id| remap.get(id as usize).copied().unwrap_or(0)),
+            );
+            out
+        },
     })
 }
 
-fn fixed<const N: usize>(raw: &[u8], n: usize) -> Result<Vec<[u8; N]>> {
+/// Appends the `n` values of a fixed-width column to `out`.
+fn fixed<const N: usize>(raw: &[u8], n: usize, out: &mut Vec<[u8; N]>) -> Result<()> {
     if raw.len() != n * N {
         return Err(corrupt(format!("fixed column of {} bytes", raw.len())));
     }
-    Ok(raw
-        .chunks_exact(N)
-        .map(|c| c.try_into().unwrap_or([0; N]))
-        .collect())
+    out.extend(raw.chunks_exact(N).map(|c| c.try_into().unwrap_or([0; N])));
+    Ok(())
 }
 
 /// Gathers one string column: numeric stays numeric; otherwise dictionaries are remapped into one
 /// (first-appearance order of the gathered rows).
 fn gather_strs<'a>(parts: &[&StrVals<'a>], order: &[(u32, u32)]) -> StrVals<'a> {
     if parts.iter().all(|p| matches!(p, StrVals::Num(_))) {
-        return StrVals::Num(
-            order
-                .iter()
-                .map(|&(p, i)| match parts[p as usize] {
-                    StrVals::Num(v) => v[i as usize],
-                    StrVals::Dict { .. } => None,
-                })
-                .collect(),
-        );
+        let mut v = bufs::take(order.len());
+        v.extend(order.iter().map(|&(p, i)| match parts[p as usize] {
+            StrVals::Num(v) => v[i as usize],
+            StrVals::Dict { .. } => None,
+        }));
+        return StrVals::Num(v);
     }
     let converted: Vec<Option<StrVals<'a>>> = parts
         .iter()
@@ -583,7 +599,7 @@ fn gather_strs<'a>(parts: &[&StrVals<'a>], order: &[(u32, u32)]) -> StrVals<'a> 
         .collect();
     let mut index: FxHashMap<&str, u32> = FxHashMap::default();
     let mut dict: Vec<Cow<'a, str>> = Vec::new();
-    let mut ids = Vec::with_capacity(order.len());
+    let mut ids = bufs::take(order.len());
     for &(p, i) in order {
         let (d, src_ids) = dicts[p as usize];
         let id = src_ids[i as usize] as usize;
@@ -614,6 +630,30 @@ fn num_to_dict<'a>(v: &[Option<u64>]) -> StrVals<'a> {
         })
         .collect();
     StrVals::Dict { dict, ids }
+}
+
+/// Gives the column vectors back to the thread's pools (`bufs`; a no-op on threads without them).
+impl Drop for Cols<'_> {
+    fn drop(&mut self) {
+        bufs::give(std::mem::take(&mut self.starts));
+        bufs::give(std::mem::take(&mut self.ends));
+        bufs::give(std::mem::take(&mut self.traces));
+        bufs::give(std::mem::take(&mut self.spans));
+        bufs::give(std::mem::take(&mut self.parents));
+        bufs::give(std::mem::take(&mut self.envs));
+        bufs::give(std::mem::take(&mut self.kinds));
+        bufs::give(std::mem::take(&mut self.statuses));
+        bufs::give(std::mem::take(&mut self.counts));
+        bufs::give(std::mem::take(&mut self.probs));
+        bufs::give(std::mem::take(&mut self.origin_ids));
+        bufs::give(std::mem::take(&mut self.extra_ends));
+        if let Cow::Owned(v) = std::mem::take(&mut self.extras) {
+            bufs::give(v);
+        }
+        for v in self.strs.drain(..) {
+            v.recycle();
+        }
+    }
 }
 
 impl BlockBody {

@@ -346,6 +346,49 @@ fn append_merges_full_blocks_and_compaction_seals() {
 }
 
 #[test]
+fn merges_with_pooled_vectors_read_back_exactly() {
+    // The span writer's thread reuses column vectors (`crate::bufs`; each test runs on its own
+    // thread): columns built in vectors used by earlier merges must store exactly what fresh
+    // vectors do. Blocks of 4,096 rows so the vectors are large enough to be pooled.
+    crate::bufs::enable_on_this_thread();
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::open(dir.path(), opts(4096)).unwrap();
+    let mut g = Gen::new(29, 1);
+    let mut spans = Vec::new();
+    for round in 0..12 {
+        let batch: Vec<SpanRecord> = (0..1500)
+            .map(|i| {
+                let mut s = g.span();
+                (s.org_id, s.server_id) = (1, 10 + (i + round) % 2);
+                s
+            })
+            .collect();
+        store.append(&batch).unwrap();
+        spans.extend(batch);
+        if round == 3 {
+            assert!(crate::bufs::pooled_bytes() > 0, "merges gave vectors back");
+        }
+    }
+    let got = all(&store, 1, &SpanFilter::default(), 1000);
+    assert_eq!(got.len(), spans.len());
+    let mut want: std::collections::HashMap<([u8; 16], [u8; 8]), Vec<&SpanRecord>> =
+        std::collections::HashMap::new();
+    for s in &spans {
+        want.entry((s.trace_id, s.span_id)).or_default().push(s);
+    }
+    for r in &got {
+        let same = want
+            .get_mut(&(r.trace_id, r.span_id))
+            .expect("a stored span");
+        let at = same
+            .iter()
+            .position(|s| eq_bits(r, s))
+            .expect("stored exactly");
+        same.swap_remove(at);
+    }
+}
+
+#[test]
 fn tiny_appends_keep_pending_blocks_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let store = SpanStore::open(dir.path(), opts(100_000)).unwrap();

@@ -42,13 +42,15 @@ pub fn put_block(
     txn.open_table(HEADERS)?
         .insert(&header_key(org, server, id), header.as_slice())?;
     chunks::put(&mut txn.open_table(BODIES)?, id, &body)?;
+    let body_bytes = body.len();
+    crate::bufs::give(body);
     trace_index::insert_block(txn, org, id, &cols.traces)?;
     let p = Pending {
         id,
         rows: cols.len() as u32,
         min_start: cols.starts[0],
     };
-    Ok((p, body.len() + header.len()))
+    Ok((p, body_bytes + header.len()))
 }
 
 /// Removes `blocks` of (org, server) (header, body, index entries) and returns each one's
@@ -128,6 +130,7 @@ pub fn merge_write(
     for chunk in order.chunks(rows_max) {
         write(&Cols::gather(parts, chunk), &mut w)?;
     }
+    crate::bufs::give(order);
     Ok(w)
 }
 

@@ -191,6 +191,9 @@ impl Writer {
 }
 
 fn writer_loop(shared: &Shared, store: &SpanStore, feed: Option<&IndexFeed>) {
+    // Every merge into a full block builds megabytes of columns: keep their vectors on this
+    // thread instead of faulting fresh pages in each time (bounded, `mcp_obs_storage::bufs`).
+    mcp_obs_storage::bufs::enable_on_this_thread();
     let mut batch: Vec<SpanRecord> = Vec::new();
     let mut docs: Vec<(BucketKey, BucketValues)> = Vec::new();
     let mut acks: Vec<oneshot::Sender<Ack>> = Vec::new();

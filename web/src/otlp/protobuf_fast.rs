@@ -31,6 +31,10 @@ use messages::{resource, scope, SpanRaw};
 use span::{convert_resource, normalize_span};
 use wire::{expect, nested, Reader, Res, RECURSION_LIMIT, WT_LEN};
 
+/// Wire bytes per span assumed when sizing a request's record vector up front (measured 465-477
+/// for realistic MCP tool calls; a smaller guess over-reserves, a larger one grows).
+const SPAN_WIRE_BYTES_GUESS: usize = 384;
+
 /// The result of [`decode_normalize_protobuf`]: what [`super::span_count`] and
 /// [`super::normalize()`] give for the decoded request.
 #[derive(Debug, Clone)]
@@ -52,7 +56,12 @@ pub fn decode_normalize_protobuf(
         stamp,
         limits,
         out: Normalized {
-            spans: Vec::new(),
+            // A guess from the body's size, so a request's records are not moved as the vector
+            // grows (the realistic workload's spans take 465 bytes each on the wire; a request of
+            // smaller spans grows the vector a few times, as it would anyway).
+            spans: Vec::with_capacity(
+                (body.len() / SPAN_WIRE_BYTES_GUESS).min(limits.spans_per_request_max),
+            ),
             rejected: 0,
             error_message: String::new(),
             truncated_values: 0,
