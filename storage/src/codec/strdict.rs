@@ -55,6 +55,20 @@ impl<'a> StrVals<'a> {
         StrVals::Dict { dict, ids }
     }
 
+    /// `values` as a numeric column when every present one is a canonical decimal `u64` (what
+    /// JSON-RPC request ids mostly are), else `None`. Rows stay numeric through merges and
+    /// encoding (mode 1), with no dictionary of spellings built and parsed back.
+    pub fn collect_numeric(values: impl Iterator<Item = Option<&'a str>>) -> Option<StrVals<'a>> {
+        let mut out = crate::bufs::take(values.size_hint().0);
+        for v in values {
+            out.push(match v {
+                None => None,
+                Some(s) => Some(canonical_u64(s)?),
+            });
+        }
+        Some(StrVals::Num(out))
+    }
+
     /// Gives the per-row vector back to the thread's pool (`crate::bufs`).
     pub fn recycle(self) {
         match self {
@@ -243,6 +257,19 @@ impl StrColumn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn collect_numeric_only_when_every_value_is_canonical() {
+        let got =
+            StrVals::collect_numeric([Some("7"), None, Some("18446744073709551615")].into_iter());
+        assert!(matches!(&got, Some(StrVals::Num(v)) if *v == [Some(7), None, Some(u64::MAX)]));
+        for bad in ["07", "-1", "1e3", "x", "", "18446744073709551616"] {
+            assert!(
+                StrVals::collect_numeric([Some("1"), Some(bad)].into_iter()).is_none(),
+                "{bad}"
+            );
+        }
+    }
     use proptest::prelude::*;
 
     proptest! {

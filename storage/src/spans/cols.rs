@@ -128,7 +128,12 @@ impl<'a> Cols<'a> {
         }
         c.extras = Cow::Owned(extras);
         for f in StrField::ALL {
-            c.strs.push(StrVals::collect(rows.iter().map(|r| f.get(r))));
+            let vals = rows.iter().map(|r| f.get(r));
+            let numeric = (f == StrField::RequestId)
+                .then(|| StrVals::collect_numeric(vals.clone()))
+                .flatten();
+            c.strs
+                .push(numeric.unwrap_or_else(|| StrVals::collect(vals)));
         }
         c
     }
