@@ -39,7 +39,8 @@ pub fn pooled_bytes() -> usize {
 /// An element type with a pool per thread. Only plain `Copy` data: a pooled vector is cleared,
 /// never dropped element by element.
 pub trait Pooled: Copy + 'static {
-    fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R;
+    /// Runs `f` on this thread's pool; `None` once the thread is tearing its pools down.
+    fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> Option<R>;
 }
 
 macro_rules! pooled {
@@ -49,8 +50,8 @@ macro_rules! pooled {
                 static $pool: RefCell<Vec<Vec<$t>>> = const { RefCell::new(Vec::new()) };
             }
             impl Pooled for $t {
-                fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R {
-                    $pool.with(|p| f(&mut p.borrow_mut()))
+                fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> Option<R> {
+                    $pool.try_with(|p| f(&mut p.borrow_mut())).ok()
                 }
             }
         )*
@@ -82,7 +83,8 @@ pub fn take<T: Pooled>(cap: usize) -> Vec<T> {
                 .min_by_key(|(_, v)| v.capacity())
                 .map(|(i, _)| i)?;
             Some(p.swap_remove(i))
-        });
+        })
+        .flatten();
         if let Some(v) = found {
             POOLED_BYTES.with(|b| b.set(b.get() - bytes_of(&v)));
             return v;
@@ -107,7 +109,8 @@ pub fn give<T: Pooled>(mut v: Vec<T>) {
         }
         p.push(v);
         true
-    });
+    })
+    .unwrap_or(false);
     if kept {
         POOLED_BYTES.with(|b| b.set(b.get() + bytes));
     }
@@ -150,7 +153,7 @@ mod tests {
             for _ in 0..POOL_VECS_MAX + 5 {
                 give(Vec::<u32>::with_capacity(8_192));
             }
-            let n = u32::with_pool(|p| p.len());
+            let n = u32::with_pool(|p| p.len()).unwrap();
             assert_eq!(n, POOL_VECS_MAX);
         })
         .join()
