@@ -257,6 +257,7 @@ impl StrColumn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn collect_numeric_only_when_every_value_is_canonical() {
@@ -270,7 +271,6 @@ mod tests {
             );
         }
     }
-    use proptest::prelude::*;
 
     proptest! {
         #[test]

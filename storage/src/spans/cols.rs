@@ -571,18 +571,10 @@ fn fixed<const N: usize>(raw: &[u8], n: usize, out: &mut Vec<[u8; N]>) -> Result
 /// Gathers one string column: numeric stays numeric; otherwise dictionaries are remapped into one
 /// (first-appearance order of the gathered rows).
 fn gather_strs<'a>(parts: &[&StrVals<'a>], order: &[(u32, u32)]) -> StrVals<'a> {
-    if parts.iter().all(|p| matches!(p, StrVals::Num(_))) {
-        let mut v = bufs::take(order.len());
-        v.extend(order.iter().map(|&(p, i)| match parts[p as usize] {
-            StrVals::Num(v) => v[i as usize],
-            StrVals::Dict { .. } => None,
-        }));
-        return StrVals::Num(v);
-    }
-    // Numeric parts (request ids read back from stored blocks) with dictionary parts (new rows,
-    // always collected as a dictionary) whose entries are all canonical numbers: gather numbers.
-    // Going through a dictionary instead spelled every number out, hashed the spellings and
-    // parsed them back when encoding (about 4% of the writer's instructions).
+    // Numeric parts (request ids read back from stored blocks), alone or with dictionary parts
+    // whose entries are all canonical numbers: gather numbers. Going through a dictionary
+    // instead spelled every number out, hashed the spellings and parsed them back when encoding
+    // (about 4% of the writer's instructions).
     if let Some(nums) = dicts_as_numbers(parts) {
         let mut v = bufs::take(order.len());
         v.extend(order.iter().map(|&(p, i)| match parts[p as usize] {

@@ -56,9 +56,7 @@ pub fn decode_normalize_protobuf(
         stamp,
         limits,
         out: Normalized {
-            // A guess from the body's size, so a request's records are not moved as the vector
-            // grows (the realistic workload's spans take 465 bytes each on the wire; a request of
-            // smaller spans grows the vector a few times, as it would anyway).
+            // Sized from the body, so a request's records are not moved as the vector grows.
             spans: Vec::with_capacity(
                 (body.len() / SPAN_WIRE_BYTES_GUESS).min(limits.spans_per_request_max),
             ),
