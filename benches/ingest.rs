@@ -50,6 +50,12 @@ fn stat_cpu_seconds(f: &[&str]) -> f64 {
     ticks / 100.0 // USER_HZ is 100 on Linux
 }
 
+/// stime alone (field 15) of a process in seconds: the kernel's share of [`cpu_seconds`].
+fn system_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat_fields(&stat)[12].parse::<f64>().unwrap() / 100.0
+}
+
 /// Minor page faults of a process so far (field 10 of /proc/<pid>/stat): memory the allocator
 /// handed back to the kernel and touched again shows up here, not in instruction counts.
 fn minor_faults(pid: u32) -> u64 {
@@ -183,6 +189,7 @@ fn main() {
 
     let next = Arc::new(AtomicUsize::new(0));
     let cpu0 = cpu_seconds(pid);
+    let sys0 = system_seconds(pid);
     let faults0 = minor_faults(pid);
     let t0 = Instant::now();
     let handles: Vec<_> = (0..clients)
@@ -228,6 +235,7 @@ fn main() {
     // second) is part of the cost: let it finish before reading the CPU counters.
     std::thread::sleep(Duration::from_secs(3));
     let cpu = cpu_seconds(pid) - cpu0;
+    let sys = system_seconds(pid) - sys0;
     let faults = minor_faults(pid) - faults0;
     let threads = thread_cpu(pid);
     let spans = batches * BATCH;
@@ -250,7 +258,7 @@ fn main() {
         "  wall throughput:         {:.0} spans/s",
         spans as f64 / wall
     );
-    println!("  server CPU:              {cpu:.2} s");
+    println!("  server CPU:              {cpu:.2} s ({sys:.2} s of it in the kernel)");
     println!("  spans per server CPU-s:  {:.0}", spans as f64 / cpu);
     let by_thread: Vec<String> = threads
         .iter()

@@ -1106,6 +1106,98 @@ fn format_6_file_is_read_and_upgraded() {
     assert_current_version(&path);
 }
 
+/// The chunk lengths of block `block`'s body in the day file at `path`, in order.
+fn body_chunk_lens(path: &std::path::Path, block: u64) -> Vec<usize> {
+    let db = redb::Database::open(path).unwrap();
+    let read = db.begin_read().unwrap();
+    let t = read.open_table(crate::spans::BODIES).unwrap();
+    let mut lo = [0u8; 12];
+    lo[..8].copy_from_slice(&block.to_be_bytes());
+    let mut hi = lo;
+    hi[8..].copy_from_slice(&u32::MAX.to_be_bytes());
+    t.range::<&[u8; 12]>(&lo..=&hi)
+        .unwrap()
+        .map(|e| e.unwrap().1.value().len())
+        .collect()
+}
+
+/// The largest block id in the day file at `path`.
+fn last_block(path: &std::path::Path) -> u64 {
+    use redb::ReadableTable;
+    let db = redb::Database::open(path).unwrap();
+    let read = db.begin_read().unwrap();
+    let t = read.open_table(crate::spans::BODIES).unwrap();
+    let (k, _) = t.last().unwrap().unwrap();
+    u64::from_be_bytes(k.value()[..8].try_into().unwrap())
+}
+
+/// A day file written by format 7 (bodies in 4000-byte chunks; made by
+/// `examples/format_fixture.rs` at commit 8211839): opening it only writes the new version; its
+/// blocks of several 4000-byte chunks read back, a block appended to it is written in 16,288-byte
+/// chunks beside them, and spans of both, found by trace id and listed, equal what was written;
+/// every analytics answer equals brute force. Compaction then rewrites old and new together.
+#[test]
+fn format_7_file_is_read_and_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("2026-11-20.redb");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/spans-v7/2026-11-20.redb"
+        ),
+        &path,
+    )
+    .unwrap();
+    let multi_chunk = |lens: &[usize], chunk: usize| lens.len() > 1 && lens[0] == chunk;
+    assert!(
+        (0..=last_block(&path))
+            .any(|b| multi_chunk(&body_chunk_lens(&path, b), crate::spans::CHUNK_BYTES_MIN)),
+        "the fixture has bodies of several 4000-byte chunks"
+    );
+    let open = || SpanStore::open(dir.path(), SpanStoreOptions::default()).unwrap();
+    let store = open();
+    let day = 1_795_132_800 * 1_000_000_000u64;
+    let mut spans = all_spans(&store);
+    assert_eq!(spans.len(), 600, "the fixture's spans read back");
+    assert_traces_found(&store, &spans);
+    // 2,000 late spans: one new block whose body takes several chunks of the new length.
+    let mut late: Vec<SpanRecord> = (0..2000u32)
+        .map(|i| {
+            let mut s = spans[i as usize % spans.len()].clone();
+            let id = i.to_be_bytes();
+            s.trace_id = [0x7c; 16];
+            s.trace_id[..4].copy_from_slice(&id);
+            s.span_id = [0x7c; 8];
+            s.span_id[..4].copy_from_slice(&id);
+            s.start_unix_nano += 1 + u64::from(i);
+            s.end_unix_nano += 1 + u64::from(i);
+            s
+        })
+        .collect();
+    store.append(&late).unwrap();
+    drop(store);
+    let new = body_chunk_lens(&path, last_block(&path));
+    assert!(
+        multi_chunk(&new, crate::spans::CHUNK_BYTES),
+        "a new body in chunks of the new length: {new:?}"
+    );
+    let store = open();
+    spans.append(&mut late);
+    spans.sort_by_key(|s| std::cmp::Reverse((s.start_unix_nano, s.span_id, s.trace_id)));
+    let listed = all_spans(&store);
+    assert_eq!(listed.len(), spans.len());
+    assert!(listed.iter().zip(&spans).all(|(a, b)| a == b), "listed");
+    assert_traces_found(&store, &spans);
+    let now = crate::spans::now_unix_nano();
+    let w = Window::resolve(day, day + DAY_NANOS, now).unwrap();
+    check_all(&store, &spans, &fixture_query(), &w, "format 7 upgraded");
+    store.compact().unwrap();
+    assert_eq!(all_spans(&store).len(), spans.len(), "after compaction");
+    assert_traces_found(&store, &spans);
+    drop(store);
+    assert_current_version(&path);
+}
+
 /// The day file at `path` says the current `FORMAT_VERSION`.
 fn assert_current_version(path: &std::path::Path) {
     let db = redb::Database::open(path).unwrap();

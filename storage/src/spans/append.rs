@@ -9,6 +9,7 @@ use super::block::sort_rows;
 use super::cols::Cols;
 use super::partition::{decode_u64, Pending, KEY_NEXT_BLOCK, META};
 use super::registry::OpenPartition;
+use super::trace_index::Fanout;
 use super::write::{merge_write, put_block, take_blocks};
 use super::{AppendStats, SpanStore};
 use crate::error::{Result, StorageError};
@@ -102,7 +103,15 @@ impl SpanStore {
                 Vec::new()
             };
             if merge.is_empty() && new.len() < max {
-                let (b, n) = put_block(&txn, org, server, &new, lvl_append, groups_rows)?;
+                let (b, n) = put_block(
+                    &txn,
+                    org,
+                    server,
+                    &new,
+                    lvl_append,
+                    groups_rows,
+                    Fanout::One,
+                )?;
                 pend.push(b);
                 blocks += 1;
                 bytes += n;

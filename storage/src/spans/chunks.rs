@@ -1,14 +1,24 @@
-//! Block bodies stored as page-sized chunks. redb puts a value larger than a page on its own run of
-//! pages rounded up to a power of two, which wasted ~60% of disk on 300 KB bodies (measured: 171
-//! bytes/span on disk for 45 live). Chunks of [`CHUNK_BYTES`] fill one 4 KiB leaf page each.
+//! Block bodies stored as chunks that each fill one redb leaf page run exactly. redb puts a value
+//! larger than a page on its own run of pages rounded up to a power of two, which wasted ~60% of
+//! disk on 300 KB bodies (measured: 171 bytes/span on disk for 45 live); chunks of
+//! [`CHUNK_BYTES`] fill a 16 KiB leaf (four pages) each. Every chunk of a body but the last has
+//! the same length, the body's first chunk's, so readers take the 4000-byte chunks (one 4 KiB
+//! leaf each) of files written before format 8 as they are (docs/format.md, "redb tables").
 
 use redb::{ReadableTable, Table};
 
 use super::corrupt;
 use crate::error::Result;
 
-/// One chunk plus its 12-byte key and redb's leaf overhead stays under a 4096-byte page.
-pub const CHUNK_BYTES: usize = 4000;
+/// One chunk plus its 12-byte key and redb's leaf overhead stays under a 16 KiB leaf (four pages).
+/// Against 4000-byte chunks in 4 KiB leaves, a quarter of the B-tree inserts, leaf splits and
+/// branch rebuilds per body byte: 5.5% fewer instructions per appended span (docs/benchmarks.md,
+/// "Body chunks of 16 KiB").
+pub const CHUNK_BYTES: usize = 16_288;
+
+/// The chunk length of format 7 and earlier, and the least any body's chunks may have: a damaged
+/// first chunk cannot make a reader expect a huge number of chunks.
+pub const CHUNK_BYTES_MIN: usize = 4000;
 
 pub type BodyKey = [u8; 12];
 
@@ -28,32 +38,67 @@ pub fn put(t: &mut Table<&BodyKey, &[u8]>, block: u64, body: &[u8]) -> Result<()
     Ok(())
 }
 
-/// The body of `block`, or `None` if it has no chunk. Chunks must be numbered 0, 1, ... without gaps.
-pub fn get<T: ReadableTable<&'static BodyKey, &'static [u8]>>(
+/// The chunk length of a body whose first chunk has `first` bytes, out of `len`: `first` (the
+/// whole body when it is one chunk). An error for a first chunk shorter than
+/// [`CHUNK_BYTES_MIN`] in a body of several, or longer than the body.
+pub fn chunk_bytes_of(block: u64, first: usize, len: usize) -> Result<usize> {
+    if first == 0 || first > len || (first < len && first < CHUNK_BYTES_MIN) {
+        return Err(corrupt(format!(
+            "block {block} first chunk has {first} of {len} bytes"
+        )));
+    }
+    Ok(first)
+}
+
+/// The body of `block` and its number of chunks, or `None` if it has no chunk. Chunks must be
+/// numbered 0, 1, ... without gaps, none empty, and each but the last as long as the first.
+fn get_counted<T: ReadableTable<&'static BodyKey, &'static [u8]>>(
     t: &T,
     block: u64,
-) -> Result<Option<Vec<u8>>> {
+) -> Result<Option<(Vec<u8>, u32)>> {
     let (lo, hi) = (body_key(block, 0), body_key(block, u32::MAX));
     let mut body = Vec::new();
     let mut n = 0u32;
+    let mut chunk_len = 0;
+    let mut short = false;
     for entry in t.range::<&BodyKey>(&lo..=&hi)? {
         let (k, v) = entry?;
         if k.value()[8..] != n.to_be_bytes() {
             return Err(corrupt(format!("block {block} body chunk {n} missing")));
         }
-        body.extend_from_slice(v.value());
+        let v = v.value();
+        if n == 0 {
+            chunk_len = v.len();
+        } else if short || v.is_empty() || v.len() > chunk_len {
+            return Err(corrupt(format!("block {block} body chunk {n} length")));
+        }
+        // Only the last chunk may be shorter than the first.
+        short = v.len() < chunk_len;
+        body.extend_from_slice(v);
         n += 1;
     }
-    Ok((n > 0).then_some(body))
+    if n > 1 {
+        chunk_bytes_of(block, chunk_len, body.len())?;
+    }
+    Ok((n > 0).then_some((body, n)))
+}
+
+/// The body of `block`, or `None` if it has no chunk. Chunks must be numbered 0, 1, ... without
+/// gaps, and each but the last as long as the first.
+pub fn get<T: ReadableTable<&'static BodyKey, &'static [u8]>>(
+    t: &T,
+    block: u64,
+) -> Result<Option<Vec<u8>>> {
+    Ok(get_counted(t, block)?.map(|(body, _)| body))
 }
 
 /// Removes every chunk of `block`; returns the body it held.
 pub fn take(t: &mut Table<&BodyKey, &[u8]>, block: u64) -> Result<Option<Vec<u8>>> {
-    let body = get(t, block)?;
-    if let Some(b) = &body {
-        for i in 0..b.len().div_ceil(CHUNK_BYTES) {
-            t.remove(&body_key(block, i as u32))?;
-        }
+    let Some((body, n)) = get_counted(t, block)? else {
+        return Ok(None);
+    };
+    for i in 0..n {
+        t.remove(&body_key(block, i))?;
     }
-    Ok(body)
+    Ok(Some(body))
 }

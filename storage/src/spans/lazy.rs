@@ -12,7 +12,7 @@ use std::sync::Arc;
 use redb::ReadOnlyTable;
 
 use super::block::{read_frames, read_prelude, ColumnRead, BLOCK_ROWS_LIMIT};
-use super::chunks::{body_key, BodyKey, CHUNK_BYTES};
+use super::chunks::{body_key, chunk_bytes_of, BodyKey};
 use super::columns::*;
 use super::corrupt;
 use super::fast;
@@ -59,6 +59,8 @@ pub struct LazyBody {
     group_rows: usize,
     hash_dicts: bool,
     len: usize,
+    /// Bytes per chunk (all but the last): the first chunk's length (docs/format.md).
+    chunk_bytes: usize,
     /// Absolute `[start, end)` of each column frame in the body.
     frames: Vec<(usize, usize)>,
     chunks: RefCell<Vec<Option<Vec<u8>>>>,
@@ -79,7 +81,14 @@ impl LazyBody {
         if len == 0 {
             return Err(corrupt(format!("block {} has an empty body", h.block)));
         }
-        let n_chunks = len.div_ceil(CHUNK_BYTES);
+        let first = table
+            .get(&body_key(h.block, 0))?
+            .ok_or_else(|| corrupt(format!("block {} body chunk 0 missing", h.block)))?
+            .value()
+            .to_vec();
+        let chunk_bytes = chunk_bytes_of(h.block, first.len(), len)?;
+        let mut chunks = vec![None; len.div_ceil(chunk_bytes)];
+        chunks[0] = Some(first);
         let mut body = LazyBody {
             table,
             block: h.block,
@@ -89,13 +98,14 @@ impl LazyBody {
             group_rows: 0,
             hash_dicts: false,
             len,
+            chunk_bytes,
             frames: Vec::new(),
-            chunks: RefCell::new(vec![None; n_chunks]),
+            chunks: RefCell::new(chunks),
             starts: OnceCell::new(),
             segs: RefCell::new(vec![None; NCOLS]),
             raw_segs: RefCell::new(Vec::new()),
         };
-        let first = body.read(0, len.min(CHUNK_BYTES))?;
+        let first = body.read(0, len.min(chunk_bytes))?;
         let mut r = Reader::new(&first);
         let p = read_prelude(&mut r)?;
         if p.org != h.org
@@ -154,7 +164,7 @@ impl LazyBody {
                 break;
             }
             if chunks[want].is_none() {
-                let expect = CHUNK_BYTES.min(self.len - want * CHUNK_BYTES);
+                let expect = self.chunk_bytes.min(self.len - want * self.chunk_bytes);
                 if v.value().len() != expect {
                     return Err(corrupt(format!(
                         "block {} chunk {want} has {} bytes",
@@ -182,11 +192,11 @@ impl LazyBody {
         if a == b {
             return Ok(out);
         }
-        let (c0, c1) = (a / CHUNK_BYTES, (b - 1) / CHUNK_BYTES);
+        let (c0, c1) = (a / self.chunk_bytes, (b - 1) / self.chunk_bytes);
         self.fetch(c0, c1)?;
         let chunks = self.chunks.borrow();
         for c in c0..=c1 {
-            let base = c * CHUNK_BYTES;
+            let base = c * self.chunk_bytes;
             let data = chunks[c].as_deref().unwrap_or(&[]);
             let (x, y) = (a.max(base) - base, b.min(base + data.len()) - base);
             out.extend_from_slice(&data[x..y]);

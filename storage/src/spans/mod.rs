@@ -62,6 +62,11 @@ pub fn parse_file_name_stem(stem: &str) -> Option<u32> {
 pub fn partition_meta_table() -> redb::TableDefinition<'static, &'static str, &'static [u8]> {
     partition::META
 }
+/// For the format tests of other modules: the body chunk table and chunk lengths.
+#[cfg(test)]
+pub(crate) use chunks::{CHUNK_BYTES, CHUNK_BYTES_MIN};
+#[cfg(test)]
+pub(crate) use partition::BODIES;
 use registry::Registry;
 
 /// Default of [`SpanStoreOptions::row_group_rows`]: at 8192-row blocks, a returned row costs an

@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 use crate::error::{Result, StorageError};
 
 /// Version of everything inside a partition file (tables, header and body layouts).
-pub const FORMAT_VERSION: u32 = 7;
+pub const FORMAT_VERSION: u32 = 8;
 
 /// `"format_version"` -> u32 LE; `"next_block_id"` -> u64 LE; `"sealed_next_block"` -> u64 LE.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -91,11 +91,12 @@ impl Partition {
             Some(FORMAT_VERSION) => Ok(()),
             // Older files are upgraded in place: 2 (no rollups table; rebuilt from the spans),
             // 3 (no day overviews; written from the day blobs), 4 (no row groups), 5
-            // (dictionaries in first-appearance order) and 6 (no `trace_keys` row): their blocks
-            // and trace-index keys stay as they are, readers take every kind.
+            // (dictionaries in first-appearance order), 6 (no `trace_keys` row) and 7 (bodies in
+            // 4000-byte chunks): their blocks, chunks and trace-index keys stay as they are,
+            // readers take every kind.
             Some(2) => super::upgrade::from_v2(&self.db),
             Some(3) => super::upgrade::from_v3(&self.db),
-            Some(4..=6) => super::upgrade::renumber(&self.db),
+            Some(4..=7) => super::upgrade::renumber(&self.db),
             Some(found) => Err(StorageError::FormatVersion {
                 found,
                 supported: FORMAT_VERSION,

@@ -236,6 +236,56 @@ fn corrupt_body_is_an_error_not_a_panic() {
     assert!(matches!(r, Err(StorageError::Corrupt(_))), "{r:?}");
 }
 
+/// Bodies read back whatever their chunk length (4000 bytes before format 8, 16,288 since), and a
+/// body whose chunks disagree in length is corrupt, never misread; `take` removes every chunk.
+#[test]
+fn body_chunks_of_either_length_read_back_and_bad_lengths_are_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = redb::Database::create(dir.path().join("chunks.redb")).unwrap();
+    let body: Vec<u8> = (0..40_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn.open_table(BODIES).unwrap();
+        chunks::put(&mut t, 1, &body).unwrap();
+        assert_eq!(chunks::get(&t, 1).unwrap().unwrap(), body);
+        // Written as format 7 did.
+        for (i, c) in body.chunks(chunks::CHUNK_BYTES_MIN).enumerate() {
+            t.insert(&chunks::body_key(2, i as u32), c).unwrap();
+        }
+        assert_eq!(chunks::get(&t, 2).unwrap().unwrap(), body);
+        // Lengths that no writer produces.
+        let bad: [&[usize]; 4] = [
+            &[16_288, 100, 16_288],
+            &[100, 100],
+            &[4000, 4001],
+            &[4000, 4000, 0],
+        ];
+        for (n, lens) in bad.iter().enumerate() {
+            let block = 10 + n as u64;
+            for (i, &l) in lens.iter().enumerate() {
+                t.insert(&chunks::body_key(block, i as u32), &body[..l])
+                    .unwrap();
+            }
+            let r = chunks::get(&t, block);
+            assert!(
+                matches!(r, Err(StorageError::Corrupt(_))),
+                "{lens:?}: {r:?}"
+            );
+        }
+        assert_eq!(chunks::take(&mut t, 1).unwrap().unwrap(), body);
+        assert_eq!(chunks::take(&mut t, 2).unwrap().unwrap(), body);
+        assert!(chunks::get(&t, 1).unwrap().is_none());
+        assert!(chunks::get(&t, 2).unwrap().is_none());
+        assert!(chunks::get(&t, 3).unwrap().is_none());
+    }
+    txn.commit().unwrap();
+    assert!(
+        chunks::chunk_bytes_of(1, 3999, 8000).is_err(),
+        "a short first chunk"
+    );
+    assert_eq!(chunks::chunk_bytes_of(1, 3999, 3999).unwrap(), 3999);
+}
+
 fn day_partition(store: &SpanStore) -> Arc<registry::OpenPartition> {
     let day = store.partitions().unwrap()[0].day;
     store.parts.get(day, false).unwrap().unwrap()
@@ -343,6 +393,116 @@ fn append_merges_full_blocks_and_compaction_seals() {
         .map(|org| all(&store, org, &SpanFilter::default(), 100).len())
         .sum();
     assert_eq!(total, spans.len());
+}
+
+/// The (bits, block) of every trace-index entry of the file, block ids reversed back.
+fn index_entries(p: &registry::OpenPartition) -> Vec<(u8, u64)> {
+    use redb::ReadableTable;
+    let txn = p.part.db.begin_read().unwrap();
+    let t = txn.open_table(TRACE_INDEX).unwrap();
+    t.iter()
+        .unwrap()
+        .map(|e| {
+            let k = *e.unwrap().0.value();
+            let stored = u64::from_be_bytes(k[7..].try_into().unwrap());
+            (k[4], super::trace_index::key_block(stored))
+        })
+        .collect()
+}
+
+/// A pending block that `append` writes has its trace ids in one bucket (`bits` 0) however many
+/// rows it has; the blocks a merge writes have `bits_for(rows)` buckets; every span is found by
+/// its trace id in either; a merge removes the pending blocks' entries, and a pending block
+/// indexed by rows (as format 7 wrote them) is removed as cleanly.
+#[test]
+fn pending_blocks_are_indexed_in_one_bucket_and_merged_away_cleanly() {
+    use super::trace_index::{bits_for, insert_block, Fanout};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::open(dir.path(), opts(2048)).unwrap();
+    let mut g = Gen::new(31, 1);
+    let mut spans: Vec<SpanRecord> = Vec::new();
+    let batch = |g: &mut Gen| -> Vec<SpanRecord> {
+        (0..600)
+            .map(|_| {
+                let mut s = g.span();
+                (s.org_id, s.server_id) = (1, 10);
+                s
+            })
+            .collect()
+    };
+    let found = |store: &SpanStore, spans: &[SpanRecord]| {
+        for s in spans {
+            let got = store.trace(s.org_id, &s.trace_id).unwrap();
+            assert!(got.iter().any(|x| eq_bits(x, s)));
+        }
+    };
+    for _ in 0..3 {
+        let b = batch(&mut g);
+        store.append(&b).unwrap();
+        spans.extend(b);
+    }
+    let p = day_partition(&store);
+    let entries = index_entries(&p);
+    assert_eq!(entries.len(), 3, "one entry per pending block: {entries:?}");
+    assert!(entries.iter().all(|&(bits, _)| bits == 0));
+    assert!(
+        bits_for(600) > 0,
+        "by rows, 600 rows would take several buckets"
+    );
+    assert_reversed_index(&p);
+    found(&store, &spans);
+    // Re-index one pending block as format 7 did (by rows): the merge must remove those too.
+    let (old_block, old_rows) = {
+        let mut w = p.part.write_lock.lock();
+        let map = w.pending(&p.part.db, 2048).unwrap();
+        let b = map.values().next().unwrap()[0];
+        (b.id, b.rows as usize)
+    };
+    {
+        let txn = p.part.db.begin_write().unwrap();
+        super::trace_index::remove_block(&txn, 1, old_block, old_rows).unwrap();
+        let traces: Vec<[u8; 16]> = spans[..old_rows].iter().map(|s| s.trace_id).collect();
+        insert_block(&txn, 1, old_block, &traces, Fanout::ByRows).unwrap();
+        txn.commit().unwrap();
+    }
+    let by_rows = index_entries(&p)
+        .iter()
+        .filter(|&&(bits, b)| b == old_block && bits > 0)
+        .count();
+    assert!(
+        by_rows > 1,
+        "the block is indexed by rows now ({by_rows} buckets)"
+    );
+    found(&store, &spans);
+    drop(p);
+    // The fourth batch makes 2,400 rows: one full block of 2,048 and a remainder of 352.
+    let b = batch(&mut g);
+    store.append(&b).unwrap();
+    spans.extend(b);
+    let p = day_partition(&store);
+    assert_reversed_index(&p);
+    let entries = index_entries(&p);
+    let full_bits = bits_for(2048);
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|&&(bits, _)| bits == full_bits)
+            .count(),
+        1 << full_bits,
+        "the full block by rows: {entries:?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|&(bits, _)| bits == full_bits || bits == bits_for(352)),
+        "only the merge's blocks are left: {entries:?}"
+    );
+    drop(p);
+    found(&store, &spans);
+    assert_eq!(
+        all(&store, 1, &SpanFilter::default(), 500).len(),
+        spans.len()
+    );
 }
 
 #[test]

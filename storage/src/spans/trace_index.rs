@@ -149,9 +149,7 @@ pub fn copy_for_seal(read: &ReadTransaction, txn: &WriteTransaction) -> Result<(
         }
         blocks.sort_unstable();
         for (block, org, rows) in blocks {
-            let bits = bits_for(rows as usize);
-            for bucket in 0..(1u32 << bits) {
-                let k = index_key(keys, org, bits, bucket as u16, block);
+            for k in block_keys(keys, org, block, rows as usize) {
                 if let Some(v) = src.get(&k)? {
                     dst.insert(&k, v.value())?;
                     copied += 1;
@@ -168,14 +166,29 @@ pub fn copy_for_seal(read: &ReadTransaction, txn: &WriteTransaction) -> Result<(
     Ok(())
 }
 
+/// How many buckets a new block's ids go in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fanout {
+    /// [`bits_for`] its rows: about [`ENTRIES_PER_VALUE`] ids per bucket.
+    ByRows,
+    /// One bucket (`bits` 0), for the pending blocks `append` writes: they live until the next
+    /// merge, and each bucket is a B-tree insert now and a remove then, on leaves scattered over
+    /// the index (docs/format.md, "Trace index").
+    One,
+}
+
 /// Indexes the trace ids of a new block.
 pub fn insert_block(
     txn: &WriteTransaction,
     org: OrgId,
     block: u64,
     traces: &[[u8; 16]],
+    fanout: Fanout,
 ) -> Result<()> {
-    let bits = bits_for(traces.len());
+    let bits = match fanout {
+        Fanout::ByRows => bits_for(traces.len()),
+        Fanout::One => 0,
+    };
     let entries = sorted_entries(traces, bits);
     let fp_mask = (1u64 << FP_BITS) - 1;
     let keys = Keys::write(txn)?;
@@ -203,13 +216,21 @@ fn sorted_entries(traces: &[[u8; 16]], bits: u8) -> Vec<u64> {
     entries
 }
 
+/// The keys a block of `rows` rows may have entries under, whichever [`Fanout`] wrote it: its
+/// [`bits_for`] buckets, then (if that is not already `bits` 0) the one bucket of `bits` 0.
+fn block_keys(keys: Keys, org: OrgId, block: u64, rows: usize) -> impl Iterator<Item = IndexKey> {
+    let bits = bits_for(rows);
+    let by_rows = (0..(1u32 << bits)).map(move |b| index_key(keys, org, bits, b as u16, block));
+    let one = (bits != 0).then(|| index_key(keys, org, 0, 0, block));
+    by_rows.chain(one)
+}
+
 /// Removes the entries of a block of `rows` rows.
 pub fn remove_block(txn: &WriteTransaction, org: OrgId, block: u64, rows: usize) -> Result<()> {
-    let bits = bits_for(rows);
     let keys = Keys::write(txn)?;
     let mut t = txn.open_table(TRACE_INDEX)?;
-    for bucket in 0..(1u32 << bits) {
-        t.remove(&index_key(keys, org, bits, bucket as u16, block))?;
+    for k in block_keys(keys, org, block, rows) {
+        t.remove(&k)?;
     }
     Ok(())
 }

@@ -8,7 +8,8 @@ use super::block::{BlockBody, ColumnRead};
 use super::cols::Cols;
 use super::corrupt;
 use super::partition::{alloc_block_ids, header_key, Pending, BODIES, HEADERS};
-use super::{chunks, header, trace_index};
+use super::trace_index::{self, Fanout};
+use super::{chunks, header};
 use crate::error::{Result, StorageError};
 use crate::model::{OrgId, ServerId};
 
@@ -22,7 +23,8 @@ pub struct Written {
     pub bytes: usize,
 }
 
-/// Writes `cols` (sorted, non-empty) as one new block of (org, server).
+/// Writes `cols` (sorted, non-empty) as one new block of (org, server), its trace ids indexed
+/// in `fanout` buckets.
 pub fn put_block(
     txn: &WriteTransaction,
     org: OrgId,
@@ -30,6 +32,7 @@ pub fn put_block(
     cols: &Cols<'_>,
     level: i32,
     group_rows: usize,
+    fanout: Fanout,
 ) -> Result<(Pending, usize)> {
     let body = check_body(
         cols.encode(org, server, level, group_rows)?,
@@ -44,7 +47,7 @@ pub fn put_block(
     chunks::put(&mut txn.open_table(BODIES)?, id, &body)?;
     let body_bytes = body.len();
     crate::bufs::give(body);
-    trace_index::insert_block(txn, org, id, &cols.traces)?;
+    trace_index::insert_block(txn, org, id, &cols.traces, fanout)?;
     let p = Pending {
         id,
         rows: cols.len() as u32,
@@ -109,6 +112,7 @@ pub fn merge_write(
             cols,
             if full { level_full } else { level_rest },
             group_rows,
+            Fanout::ByRows,
         )?;
         if !full {
             w.pending = Some(p);
