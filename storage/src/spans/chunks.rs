@@ -1,7 +1,7 @@
-//! Block bodies stored as chunks that each fill one redb leaf page run exactly. redb puts a value
-//! larger than a page on its own run of pages rounded up to a power of two, which wasted ~60% of
-//! disk on 300 KB bodies (measured: 171 bytes/span on disk for 45 live); chunks of
-//! [`CHUNK_BYTES`] fill a 16 KiB leaf (four pages) each. Every chunk of a body but the last has
+//! Block bodies stored as chunks that each just fit one redb leaf. redb puts a value larger than a
+//! page on its own run of pages rounded up to a power of two, which wasted ~60% of disk on 300 KB
+//! bodies (measured: 171 bytes/span on disk for 45 live); a chunk of [`CHUNK_BYTES`] fits a
+//! 16 KiB leaf (four pages) with 76 bytes to spare. Every chunk of a body but the last has
 //! the same length, the body's first chunk's, so readers take the 4000-byte chunks (one 4 KiB
 //! leaf each) of files written before format 8 as they are (docs/format.md, "redb tables").
 
@@ -10,7 +10,8 @@ use redb::{ReadableTable, Table};
 use super::corrupt;
 use crate::error::Result;
 
-/// One chunk plus its 12-byte key and redb's leaf overhead stays under a 16 KiB leaf (four pages).
+/// One chunk plus its 12-byte key and redb's leaf overhead (8 bytes for a one-entry leaf) stays
+/// under a 16 KiB leaf (four pages).
 /// Against 4000-byte chunks in 4 KiB leaves, a quarter of the B-tree inserts, leaf splits and
 /// branch rebuilds per body byte: 5.5% fewer instructions per appended span (docs/benchmarks.md,
 /// "Body chunks of 16 KiB").
@@ -77,7 +78,7 @@ fn get_counted<T: ReadableTable<&'static BodyKey, &'static [u8]>>(
         body.extend_from_slice(v);
         n += 1;
     }
-    if n > 1 {
+    if n > 0 {
         chunk_bytes_of(block, chunk_len, body.len())?;
     }
     Ok((n > 0).then_some((body, n)))
@@ -101,4 +102,12 @@ pub fn take(t: &mut Table<&BodyKey, &[u8]>, block: u64) -> Result<Option<Vec<u8>
         t.remove(&body_key(block, i))?;
     }
     Ok(Some(body))
+}
+
+/// Removes every chunk of `block` by key range, without reading them: what deletes a body that
+/// is never read again (an organization's purge), even one whose chunks are damaged.
+pub fn remove(t: &mut Table<&BodyKey, &[u8]>, block: u64) -> Result<()> {
+    let (lo, hi) = (body_key(block, 0), body_key(block, u32::MAX));
+    t.retain_in::<&BodyKey, _>(&lo..=&hi, |_, _| false)?;
+    Ok(())
 }

@@ -3,7 +3,9 @@
 //!
 //! - merges the pending blocks of an (org, server) once there are [`COMPACT_PENDING_MIN`] of them
 //!   (quiet servers that never fill a block), and, in a partition whose day is over (plus
-//!   [`SEAL_GRACE_NANOS`]), merges every pending group of two or more blocks into its final form;
+//!   [`SEAL_GRACE_NANOS`]), merges every pending group of two or more blocks into its final form,
+//!   and rewrites a lone pending block that `append` indexed in one bucket, so a finished day's
+//!   blocks are all indexed by their rows (`trace_index::Fanout`);
 //! - seals a finished day: rewrites its live tables into a fresh file and renames it over the old
 //!   one (`Registry::seal`), so old partitions carry no free-page slack at all.
 //!
@@ -18,6 +20,7 @@ use redb::Durability;
 use super::cols::Cols;
 use super::partition::seal_state;
 use super::registry::OpenPartition;
+use super::trace_index;
 use super::write::{merge_write, take_blocks};
 use super::{CompactStats, SpanStore};
 use crate::error::Result;
@@ -57,20 +60,29 @@ impl SpanStore {
             };
             let finished = is_finished(day, now);
             let min = if finished { 2 } else { COMPACT_PENDING_MIN };
-            let owners: Vec<(OrgId, ServerId)> = {
+            let owners: Vec<((OrgId, ServerId), usize)> = {
                 let mut w = p.part.write_lock.lock();
                 if p.is_dropped() {
                     continue;
                 }
                 let pending = w.pending(&p.part.db, self.opts.block_rows_max)?;
-                pending
-                    .iter()
-                    .filter(|(_, v)| v.len() >= min)
-                    .map(|(k, _)| *k)
-                    .collect()
+                let read = p.part.db.begin_read()?;
+                let mut owners = Vec::new();
+                for (&(org, server), v) in pending.iter() {
+                    if v.len() >= min {
+                        owners.push(((org, server), min));
+                    } else if finished
+                        && v.len() == 1
+                        && trace_index::in_one_bucket(&read, org, v[0].id, v[0].rows as usize)?
+                    {
+                        // Rewritten alone: indexed by its rows, as every block of a finished day.
+                        owners.push(((org, server), 1));
+                    }
+                }
+                owners
             };
             let before = stats.blocks_written;
-            for owner in owners {
+            for (owner, min) in owners {
                 self.merge_pending(&p, owner, min, finished, &mut stats)?;
             }
             stats.partitions += usize::from(stats.blocks_written > before);

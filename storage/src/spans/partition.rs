@@ -15,7 +15,8 @@ pub const FORMAT_VERSION: u32 = 8;
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// `[org u32 BE][server u32 BE][block u64 BE]` -> encoded `BlockHeader`.
 pub const HEADERS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("headers");
-/// `[block u64 BE][chunk u32 BE]` -> up to 4000 bytes of the block body (see `chunks`).
+/// `[block u64 BE][chunk u32 BE]` -> a chunk of the block body, all but the last of one length
+/// (16,288 bytes since format 8, 4000 before; see `chunks`).
 pub const BODIES: TableDefinition<&[u8; 12], &[u8]> = TableDefinition::new("bodies");
 /// `[org u32 BE][bits u8][bucket u16 BE][block u64 BE, reversed in files with `trace_keys`]` ->
 /// sorted trace fingerprints of that block in that bucket (see `trace_index`).

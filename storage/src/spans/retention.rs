@@ -210,7 +210,7 @@ fn purge_org(p: &Arc<OpenPartition>, org: OrgId) -> Result<()> {
         headers.retain_in::<&[u8; 16], _>(&lo16..=&hi16, |_, _| false)?;
         let mut bodies = txn.open_table(BODIES)?;
         for id in blocks {
-            chunks::take(&mut bodies, id)?;
+            chunks::remove(&mut bodies, id)?;
         }
         txn.open_table(TRACE_INDEX)?
             .retain_in::<&[u8; 15], _>(&prefix::<15>(org)..=&prefix_end::<15>(org), |_, _| false)?;

@@ -243,6 +243,13 @@ fn body_chunks_of_either_length_read_back_and_bad_lengths_are_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     let db = redb::Database::create(dir.path().join("chunks.redb")).unwrap();
     let body: Vec<u8> = (0..40_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let exact = &body[..chunks::CHUNK_BYTES]; // one whole chunk
+    let exact3: Vec<u8> = body
+        .iter()
+        .cycle()
+        .take(3 * chunks::CHUNK_BYTES)
+        .copied()
+        .collect();
     let txn = db.begin_write().unwrap();
     {
         let mut t = txn.open_table(BODIES).unwrap();
@@ -253,12 +260,20 @@ fn body_chunks_of_either_length_read_back_and_bad_lengths_are_corrupt() {
             t.insert(&chunks::body_key(2, i as u32), c).unwrap();
         }
         assert_eq!(chunks::get(&t, 2).unwrap().unwrap(), body);
+        // Exact multiples of the chunk length, and a body shorter than any chunk.
+        chunks::put(&mut t, 3, exact).unwrap();
+        chunks::put(&mut t, 4, &exact3).unwrap();
+        chunks::put(&mut t, 5, &body[..100]).unwrap();
+        assert_eq!(chunks::get(&t, 3).unwrap().unwrap(), exact);
+        assert_eq!(chunks::get(&t, 4).unwrap().unwrap(), exact3);
+        assert_eq!(chunks::get(&t, 5).unwrap().unwrap(), &body[..100]);
         // Lengths that no writer produces.
-        let bad: [&[usize]; 4] = [
+        let bad: [&[usize]; 5] = [
             &[16_288, 100, 16_288],
             &[100, 100],
             &[4000, 4001],
             &[4000, 4000, 0],
+            &[0],
         ];
         for (n, lens) in bad.iter().enumerate() {
             let block = 10 + n as u64;
@@ -266,17 +281,26 @@ fn body_chunks_of_either_length_read_back_and_bad_lengths_are_corrupt() {
                 t.insert(&chunks::body_key(block, i as u32), &body[..l])
                     .unwrap();
             }
-            let r = chunks::get(&t, block);
+            let r = chunks::get(&t, block).map(|b| b.map(|b| b.len()));
             assert!(
                 matches!(r, Err(StorageError::Corrupt(_))),
                 "{lens:?}: {r:?}"
             );
+            // A purge removes them all the same, without reading them.
+            chunks::remove(&mut t, block).unwrap();
+            assert!(
+                chunks::get(&t, block).unwrap().is_none(),
+                "{lens:?} removed"
+            );
         }
-        assert_eq!(chunks::take(&mut t, 1).unwrap().unwrap(), body);
-        assert_eq!(chunks::take(&mut t, 2).unwrap().unwrap(), body);
-        assert!(chunks::get(&t, 1).unwrap().is_none());
-        assert!(chunks::get(&t, 2).unwrap().is_none());
-        assert!(chunks::get(&t, 3).unwrap().is_none());
+        for block in 1..=5 {
+            assert!(chunks::take(&mut t, block).unwrap().is_some());
+            assert!(
+                chunks::get(&t, block).unwrap().is_none(),
+                "block {block} taken"
+            );
+        }
+        assert_eq!(t.len().unwrap(), 0, "nothing left");
     }
     txn.commit().unwrap();
     assert!(
@@ -452,10 +476,17 @@ fn pending_blocks_are_indexed_in_one_bucket_and_merged_away_cleanly() {
     assert_reversed_index(&p);
     found(&store, &spans);
     // Re-index one pending block as format 7 did (by rows): the merge must remove those too.
+    // The first batch's block: the smallest id.
     let (old_block, old_rows) = {
         let mut w = p.part.write_lock.lock();
         let map = w.pending(&p.part.db, 2048).unwrap();
-        let b = map.values().next().unwrap()[0];
+        let b = *map
+            .values()
+            .next()
+            .unwrap()
+            .iter()
+            .min_by_key(|b| b.id)
+            .unwrap();
         (b.id, b.rows as usize)
     };
     {
@@ -503,6 +534,43 @@ fn pending_blocks_are_indexed_in_one_bucket_and_merged_away_cleanly() {
         all(&store, 1, &SpanFilter::default(), 500).len(),
         spans.len()
     );
+}
+
+/// A finished day's lone pending block, indexed in one bucket by `append`, is rewritten by
+/// compaction and indexed by its rows, like every other block of a finished day; compaction then
+/// has nothing left to do, and every span is still found by its trace id.
+#[test]
+fn compaction_reindexes_a_finished_days_lone_pending_block() {
+    use super::trace_index::bits_for;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::open(dir.path(), opts(2048)).unwrap();
+    let mut g = Gen::new(37, 1);
+    let spans: Vec<SpanRecord> = (0..600)
+        .map(|_| {
+            let mut s = g.span();
+            (s.org_id, s.server_id) = (1, 10);
+            s
+        })
+        .collect();
+    store.append(&spans).unwrap();
+    let p = day_partition(&store);
+    assert_eq!(index_entries(&p).len(), 1, "one bucket while pending");
+    drop(p);
+    let stats = store.compact().unwrap();
+    assert_eq!(stats.blocks_merged, 1, "{stats:?}");
+    let p = day_partition(&store);
+    let entries = index_entries(&p);
+    assert!(
+        entries.len() > 1 && entries.iter().all(|&(bits, _)| bits == bits_for(600)),
+        "indexed by rows: {entries:?}"
+    );
+    assert_reversed_index(&p);
+    drop(p);
+    for s in &spans {
+        let got = store.trace(s.org_id, &s.trace_id).unwrap();
+        assert!(got.iter().any(|x| eq_bits(x, s)));
+    }
+    assert_eq!(store.compact().unwrap(), CompactStats::default());
 }
 
 #[test]

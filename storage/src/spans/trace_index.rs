@@ -5,9 +5,12 @@
 //! A block of `rows` rows splits its trace ids into `2^bits` buckets by their top `bits` bits
 //! (`bits` = [`bits_for`]`(rows)`, about [`ENTRIES_PER_VALUE`] ids per bucket); each non-empty
 //! bucket is one redb value keyed `(org, bits, bucket, stored block)` holding the sorted, delta-coded
-//! 24-bit fingerprints (the trace-id bits right after the bucket bits). A lookup range-scans
-//! `(org, bits, bucket_of(trace, bits), *)` for each `bits` in `0..=BITS_MAX`: it reads one short
-//! value per block of the org, never a block body, and only bodies of candidate blocks follow.
+//! 24-bit fingerprints (the trace-id bits right after the bucket bits). The pending blocks `append`
+//! writes take one bucket whatever their rows ([`Fanout::One`]): they are merged away soon, and
+//! compaction rewrites one still pending when its day is finished. A lookup range-scans
+//! `(org, bits, bucket_of(trace, bits), *)` for each `bits` in `0..=BITS_MAX`: it reads one value
+//! per block of the org (a short one but for pending blocks), never a block body, and only bodies
+//! of candidate blocks follow.
 //!
 //! Files created since format 7 store the block id bit-reversed ([`key_block`]; `meta` row
 //! `trace_keys`): new blocks then land all over each bucket's key range instead of at its end.
@@ -223,6 +226,17 @@ fn block_keys(keys: Keys, org: OrgId, block: u64, rows: usize) -> impl Iterator<
     let by_rows = (0..(1u32 << bits)).map(move |b| index_key(keys, org, bits, b as u16, block));
     let one = (bits != 0).then(|| index_key(keys, org, 0, 0, block));
     by_rows.chain(one)
+}
+
+/// Whether a block of `rows` rows is indexed in one bucket ([`Fanout::One`]) where
+/// [`Fanout::ByRows`] would take several.
+pub fn in_one_bucket(txn: &ReadTransaction, org: OrgId, block: u64, rows: usize) -> Result<bool> {
+    if bits_for(rows) == 0 {
+        return Ok(false);
+    }
+    let keys = Keys::read(txn)?;
+    let t = txn.open_table(TRACE_INDEX)?;
+    Ok(t.get(&index_key(keys, org, 0, 0, block))?.is_some())
 }
 
 /// Removes the entries of a block of `rows` rows.
