@@ -85,7 +85,7 @@ fn get_counted<T: ReadableTable<&'static BodyKey, &'static [u8]>>(
 }
 
 /// The body of `block`, or `None` if it has no chunk. Chunks must be numbered 0, 1, ... without
-/// gaps, and each but the last as long as the first.
+/// gaps, none empty, and each but the last as long as the first.
 pub fn get<T: ReadableTable<&'static BodyKey, &'static [u8]>>(
     t: &T,
     block: u64,

@@ -20,7 +20,6 @@ use redb::Durability;
 use super::cols::Cols;
 use super::partition::seal_state;
 use super::registry::OpenPartition;
-use super::trace_index;
 use super::write::{merge_write, take_blocks};
 use super::{CompactStats, SpanStore};
 use crate::error::Result;
@@ -66,20 +65,19 @@ impl SpanStore {
                     continue;
                 }
                 let pending = w.pending(&p.part.db, self.opts.block_rows_max)?;
-                let read = p.part.db.begin_read()?;
-                let mut owners = Vec::new();
-                for (&(org, server), v) in pending.iter() {
-                    if v.len() >= min {
-                        owners.push(((org, server), min));
-                    } else if finished
-                        && v.len() == 1
-                        && trace_index::in_one_bucket(&read, org, v[0].id, v[0].rows as usize)?
-                    {
-                        // Rewritten alone: indexed by its rows, as every block of a finished day.
-                        owners.push(((org, server), 1));
-                    }
-                }
-                owners
+                pending
+                    .iter()
+                    .filter_map(|(&owner, v)| {
+                        if v.len() >= min {
+                            Some((owner, min))
+                        } else if finished && v.len() == 1 && v[0].one_bucket {
+                            // Rewritten alone: indexed by its rows, as every block of a finished day.
+                            Some((owner, 1))
+                        } else {
+                            None
+                        }
+                    })
+                    .collect()
             };
             let before = stats.blocks_written;
             for (owner, min) in owners {

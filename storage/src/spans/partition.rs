@@ -36,6 +36,9 @@ pub struct Pending {
     pub id: u64,
     pub rows: u32,
     pub min_start: u64,
+    /// Its trace ids are in one bucket where by its rows they would take several
+    /// ([`super::trace_index::Fanout::One`]): compaction rewrites such a block on a finished day.
+    pub one_bucket: bool,
 }
 
 /// Pending blocks per (org, server). Only touched under the partition's write lock.
@@ -143,6 +146,12 @@ impl WriteState {
                         id,
                         rows,
                         min_start,
+                        one_bucket: super::trace_index::in_one_bucket(
+                            &txn,
+                            org,
+                            id,
+                            rows as usize,
+                        )?,
                     });
                 }
             }

@@ -542,35 +542,43 @@ fn pending_blocks_are_indexed_in_one_bucket_and_merged_away_cleanly() {
 #[test]
 fn compaction_reindexes_a_finished_days_lone_pending_block() {
     use super::trace_index::bits_for;
-    let dir = tempfile::tempdir().unwrap();
-    let store = SpanStore::open(dir.path(), opts(2048)).unwrap();
-    let mut g = Gen::new(37, 1);
-    let spans: Vec<SpanRecord> = (0..600)
-        .map(|_| {
-            let mut s = g.span();
-            (s.org_id, s.server_id) = (1, 10);
-            s
-        })
-        .collect();
-    store.append(&spans).unwrap();
-    let p = day_partition(&store);
-    assert_eq!(index_entries(&p).len(), 1, "one bucket while pending");
-    drop(p);
-    let stats = store.compact().unwrap();
-    assert_eq!(stats.blocks_merged, 1, "{stats:?}");
-    let p = day_partition(&store);
-    let entries = index_entries(&p);
-    assert!(
-        entries.len() > 1 && entries.iter().all(|&(bits, _)| bits == bits_for(600)),
-        "indexed by rows: {entries:?}"
-    );
-    assert_reversed_index(&p);
-    drop(p);
-    for s in &spans {
-        let got = store.trace(s.org_id, &s.trace_id).unwrap();
-        assert!(got.iter().any(|x| eq_bits(x, s)));
+    // Known from the append itself, and (after a reopen) from the index when the partition's
+    // pending blocks are loaded.
+    for reopen in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SpanStore::open(dir.path(), opts(2048)).unwrap();
+        let mut g = Gen::new(37, 1);
+        let spans: Vec<SpanRecord> = (0..600)
+            .map(|_| {
+                let mut s = g.span();
+                (s.org_id, s.server_id) = (1, 10);
+                s
+            })
+            .collect();
+        store.append(&spans).unwrap();
+        let p = day_partition(&store);
+        assert_eq!(index_entries(&p).len(), 1, "one bucket while pending");
+        drop(p);
+        if reopen {
+            drop(store);
+            store = SpanStore::open(dir.path(), opts(2048)).unwrap();
+        }
+        let stats = store.compact().unwrap();
+        assert_eq!(stats.blocks_merged, 1, "{stats:?}");
+        let p = day_partition(&store);
+        let entries = index_entries(&p);
+        assert!(
+            entries.len() > 1 && entries.iter().all(|&(bits, _)| bits == bits_for(600)),
+            "indexed by rows: {entries:?}"
+        );
+        assert_reversed_index(&p);
+        drop(p);
+        for s in &spans {
+            let got = store.trace(s.org_id, &s.trace_id).unwrap();
+            assert!(got.iter().any(|x| eq_bits(x, s)));
+        }
+        assert_eq!(store.compact().unwrap(), CompactStats::default());
     }
-    assert_eq!(store.compact().unwrap(), CompactStats::default());
 }
 
 #[test]

@@ -229,7 +229,8 @@ fn block_keys(keys: Keys, org: OrgId, block: u64, rows: usize) -> impl Iterator<
 }
 
 /// Whether a block of `rows` rows is indexed in one bucket ([`Fanout::One`]) where
-/// [`Fanout::ByRows`] would take several.
+/// [`Fanout::ByRows`] would take several: read once per pending block when a partition's pending
+/// blocks are loaded (`Pending::one_bucket`).
 pub fn in_one_bucket(txn: &ReadTransaction, org: OrgId, block: u64, rows: usize) -> Result<bool> {
     if bits_for(rows) == 0 {
         return Ok(false);

@@ -52,6 +52,7 @@ pub fn put_block(
         id,
         rows: cols.len() as u32,
         min_start: cols.starts[0],
+        one_bucket: fanout == Fanout::One && trace_index::bits_for(cols.len()) > 0,
     };
     Ok((p, body_bytes + header.len()))
 }
