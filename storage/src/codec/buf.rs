@@ -206,7 +206,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn str(&mut self) -> Result<&'a str> {
-        std::str::from_utf8(self.len_bytes()?).map_err(|_| corrupt("string is not UTF-8"))
+        super::utf8(self.len_bytes()?).ok_or_else(|| corrupt("string is not UTF-8"))
     }
 }
 

@@ -7,10 +7,12 @@ pub mod buf;
 pub mod compress;
 pub mod strdict;
 pub mod streq;
+pub mod utf8;
 pub mod value;
 
 pub use buf::{put_bytes, put_num, put_str, put_varint, unzigzag, zigzag, Reader};
 pub use streq::same_str;
+pub use utf8::utf8;
 
 use crate::error::StorageError;
 

@@ -2,7 +2,8 @@
 //! prost's merge rules: last scalar wins, repeated fields append, message fields seen twice merge.
 
 use super::attrs::{key, key_id};
-use super::wire::{expect, nested, Reader, Res, WT_LEN, WT_VARINT};
+use super::wire::{expect, nested, Malformed, Reader, Res, WT_LEN, WT_VARINT};
+use mcp_obs_storage::codec::utf8;
 
 /// An `AnyValue`'s oneof, borrowing from the body. `None` (in an `Option<Val>`) is an absent value.
 #[derive(Debug, Clone)]
@@ -188,7 +189,13 @@ pub(super) fn key_value(buf: &[u8], depth: u32) -> Res<Kv<'_>> {
     while r.has_more() {
         let (tag, wt) = r.key()?;
         match tag {
-            1 => kv.key = r.str_field(wt)?,
+            1 => {
+                let b = r.len_field(wt)?;
+                (kv.id, kv.key) = match key_id(b) {
+                    Some(known) => known,
+                    None => (key::OTHER, utf8(b).ok_or(Malformed::InvalidUtf8)?),
+                };
+            }
             2 => {
                 expect(wt, WT_LEN)?;
                 let inner = nested(depth)?;
@@ -200,7 +207,6 @@ pub(super) fn key_value(buf: &[u8], depth: u32) -> Res<Kv<'_>> {
             _ => r.skip(tag, wt, depth)?,
         }
     }
-    kv.id = key_id(kv.key);
     Ok(kv)
 }
 

@@ -488,3 +488,33 @@ fn edge_cases_agree() {
         check(&body, &NormalizeLimits::default());
     }
 }
+
+/// Every looked-up key is found by its bytes, as itself; its near misses (one byte changed,
+/// dropped or added, other case) are other keys or none.
+#[test]
+fn key_table_finds_every_key_and_nothing_else() {
+    use super::attrs::{key_id, KEYS};
+    for (i, k) in KEYS.iter().enumerate() {
+        assert_eq!(key_id(k.as_bytes()), Some((i as u8, *k)), "{k}");
+        let b = k.as_bytes();
+        let mut misses = vec![
+            b[..b.len() - 1].to_vec(),
+            [b, b"x"].concat(),
+            k.to_uppercase().into_bytes(),
+        ];
+        for pos in [0, b.len() / 2, b.len() - 1] {
+            let mut m = b.to_vec();
+            m[pos] ^= 1;
+            misses.push(m);
+        }
+        for m in misses {
+            let want = KEYS
+                .iter()
+                .position(|o| o.as_bytes() == m.as_slice())
+                .map(|j| (j as u8, KEYS[j]));
+            assert_eq!(key_id(&m), want, "{:?}", String::from_utf8_lossy(&m));
+        }
+    }
+    assert_eq!(key_id(b""), None);
+    assert_eq!(key_id(&[b'a'; 40]), None);
+}

@@ -128,7 +128,7 @@ impl<'a> Reader<'a> {
 
     #[inline]
     pub(super) fn str(&mut self) -> Res<&'a str> {
-        std::str::from_utf8(self.len_delimited()?).map_err(|_| Malformed::InvalidUtf8)
+        mcp_obs_storage::codec::utf8(self.len_delimited()?).ok_or(Malformed::InvalidUtf8)
     }
 
     #[inline]
