@@ -26,8 +26,15 @@ impl SpanStore {
     /// Durably stores `spans`; returns after every touched partition committed with fsync. The
     /// spans are visible to `trace` and `list` as soon as it returns.
     pub fn append(&self, spans: &[SpanRecord]) -> Result<AppendStats> {
+        self.append_parts(&[spans])
+    }
+
+    /// [`SpanStore::append`] of the spans of every part, together: the ingest writer passes each
+    /// request's spans where they are, instead of moving them into one vector first (a copy of
+    /// about 270 bytes per span).
+    pub fn append_parts(&self, parts: &[&[SpanRecord]]) -> Result<AppendStats> {
         let mut by_day: BTreeMap<u32, Groups<'_>> = BTreeMap::new();
-        for s in spans {
+        for s in parts.iter().copied().flatten() {
             by_day
                 .entry(day_of(s.start_unix_nano))
                 .or_default()
@@ -36,7 +43,7 @@ impl SpanStore {
                 .push(s);
         }
         let mut stats = AppendStats {
-            spans: spans.len(),
+            spans: parts.iter().map(|p| p.len()).sum(),
             ..AppendStats::default()
         };
         for (day, mut groups) in by_day {

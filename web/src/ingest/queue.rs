@@ -194,7 +194,9 @@ fn writer_loop(shared: &Shared, store: &SpanStore, feed: Option<&IndexFeed>) {
     // Every merge into a full block builds megabytes of columns: keep their vectors on this
     // thread instead of faulting fresh pages in each time (bounded, `mcp_obs_storage::bufs`).
     mcp_obs_storage::bufs::enable_on_this_thread();
-    let mut batch: Vec<SpanRecord> = Vec::new();
+    // Each job's spans stay in the job's vector: `append_parts` reads them there.
+    let mut batch: Vec<Vec<SpanRecord>> = Vec::new();
+    let mut spans = 0usize;
     let mut docs: Vec<(BucketKey, BucketValues)> = Vec::new();
     let mut acks: Vec<oneshot::Sender<Ack>> = Vec::new();
     loop {
@@ -208,29 +210,30 @@ fn writer_loop(shared: &Shared, store: &SpanStore, feed: Option<&IndexFeed>) {
             }
             // Take whole jobs until the group is full; the first job is always taken.
             while let Some(job) = inner.jobs.front() {
-                if !acks.is_empty() && batch.len() + job.spans.len() > shared.group_spans_max {
+                if !acks.is_empty() && spans + job.spans.len() > shared.group_spans_max {
                     break;
                 }
                 let Some(mut job) = inner.jobs.pop_front() else {
                     break;
                 };
                 inner.spans_waiting -= job.spans.len();
-                batch.append(&mut job.spans);
+                spans += job.spans.len();
+                batch.push(std::mem::take(&mut job.spans));
                 docs.append(&mut job.docs);
                 acks.push(job.ack);
             }
         }
         let started = Instant::now();
-        let mut result = store.append(&batch);
+        let parts: Vec<&[SpanRecord]> = batch.iter().map(Vec::as_slice).collect();
+        let mut result = store.append_parts(&parts);
+        drop(parts);
         let ack: Ack = match &result {
             Ok(_) => {
                 use std::sync::atomic::Ordering::Relaxed;
                 shared.commits.fetch_add(1, Relaxed);
-                shared
-                    .spans_committed
-                    .fetch_add(batch.len() as u64, Relaxed);
+                shared.spans_committed.fetch_add(spans as u64, Relaxed);
                 tracing::debug!(
-                    spans = batch.len(),
+                    spans = spans,
                     requests = acks.len(),
                     elapsed_us = started.elapsed().as_micros() as u64,
                     "group commit"
@@ -238,7 +241,7 @@ fn writer_loop(shared: &Shared, store: &SpanStore, feed: Option<&IndexFeed>) {
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(error = %e, spans = batch.len(), "group commit failed");
+                tracing::error!(error = %e, spans = spans, "group commit failed");
                 Err(e.to_string())
             }
         };
@@ -249,7 +252,7 @@ fn writer_loop(shared: &Shared, store: &SpanStore, feed: Option<&IndexFeed>) {
         match (feed, &mut result) {
             (Some(f), Ok(stats)) => f.send(
                 std::mem::take(&mut docs),
-                batch.len(),
+                spans,
                 std::mem::take(&mut stats.watermarks),
             ),
             // A failed append may have committed some days: the indexer re-reads from its marks.
@@ -257,6 +260,7 @@ fn writer_loop(shared: &Shared, store: &SpanStore, feed: Option<&IndexFeed>) {
             (None, _) => {}
         }
         batch.clear();
+        spans = 0;
         docs.clear();
     }
 }
