@@ -63,6 +63,16 @@ fn minor_faults(pid: u32) -> u64 {
     stat_fields(&stat)[7].parse().unwrap()
 }
 
+/// Bytes the process has passed to write-like system calls (`wchar` in /proc/<pid>/io): what
+/// redb and the search index write, rewrites included.
+fn written_bytes(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// CPU seconds per thread name (tokio workers and the like summed), from /proc/<pid>/task.
 fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, f64> {
     let mut out = std::collections::BTreeMap::new();
@@ -191,6 +201,7 @@ fn main() {
     let cpu0 = cpu_seconds(pid);
     let sys0 = system_seconds(pid);
     let faults0 = minor_faults(pid);
+    let written0 = written_bytes(pid);
     let t0 = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|_| {
@@ -237,6 +248,7 @@ fn main() {
     let cpu = cpu_seconds(pid) - cpu0;
     let sys = system_seconds(pid) - sys0;
     let faults = minor_faults(pid) - faults0;
+    let written = written_bytes(pid) - written0;
     let threads = thread_cpu(pid);
     let spans = batches * BATCH;
     let rss_peak_mb = status_kb(pid, "VmHWM:") as f64 / 1024.0;
@@ -270,6 +282,10 @@ fn main() {
     println!(
         "  minor page faults:       {faults} ({:.3} per span)",
         faults as f64 / spans as f64
+    );
+    println!(
+        "  bytes written/span:      {:.1} (write system calls, rewrites included)",
+        written as f64 / spans as f64
     );
     println!(
         "  disk bytes/span, every file: {:.1} allocated ({:.1} apparent length)",

@@ -55,7 +55,10 @@ pub fn tool_call_span(rng: &mut impl Rng, start_unix_nano: u64) -> (Span, Expect
     let trace_id: [u8; 16] = random_id(rng);
     let span_id: [u8; 8] = random_id(rng);
     let tool = TOOLS[rng.gen_range(0..TOOLS.len())];
-    let user = format!("user-{:02}@example.com", rng.gen_range(0..37));
+    // A session is one client connection, so it belongs to one user: 500 sessions, each of one
+    // of the 37 users.
+    let session = rng.gen_range(0..500u128);
+    let user = format!("user-{:02}@example.com", session % 37);
     let is_error = rng.gen_bool(0.05);
     let duration = rng.gen_range(200_000u64..80_000_000);
     let mut attributes = vec![
@@ -63,10 +66,7 @@ pub fn tool_call_span(rng: &mut impl Rng, start_unix_nano: u64) -> (Span, Expect
         kv("gen_ai.tool.name", tool),
         kv("gen_ai.operation.name", "execute_tool"),
         kv("jsonrpc.request.id", &rng.gen_range(1..10_000).to_string()),
-        kv(
-            "mcp.session.id",
-            &format!("{:032x}", rng.gen::<u128>() % 500),
-        ),
+        kv("mcp.session.id", &format!("{session:032x}")),
         kv("mcp.protocol.version", "2025-11-25"),
         kv("network.transport", "tcp"),
         kv("enduser.id", &user),
