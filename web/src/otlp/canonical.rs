@@ -21,7 +21,7 @@ pub(super) const TRACELOOP_SPAN_KIND: &str = "traceloop.span.kind";
 pub(super) const TRACELOOP_ENTITY_NAME: &str = "traceloop.entity.name";
 
 /// What the span name says, when it is shaped like an MCP request span.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct NameParts<'a> {
     pub method: Option<&'a str>,
     /// The tool, prompt or other name after the method (`tools/call get_weather`).

@@ -42,6 +42,10 @@ pub(super) fn clamp_probability(p: f64) -> Option<f64> {
 /// `ot=th:8;rv:...` means threshold 0x80000000000000, probability 1 - T/2^56 = 0.5; `th:0` is 1.0.
 /// `None` when there is no `ot` entry, no `th`, or it is malformed.
 pub fn probability_from_tracestate(trace_state: &str) -> Option<f64> {
+    // Most spans carry no tracestate: skip the splitting.
+    if trace_state.is_empty() {
+        return None;
+    }
     let ot = trace_state.split(',').find_map(|member| {
         let (key, value) = member.trim().split_once('=')?;
         (key == "ot").then_some(value)
