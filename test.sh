@@ -24,7 +24,8 @@ if cargo tree -p mcp-obs-storage -e normal --prefix none | grep -Ei '^(warp|hype
 fi
 
 step "invariant: no unsafe outside storage/"
-if grep -rn --include='*.rs' -E '\bunsafe\b' src web/src tests benches | grep -v '^\s*//' ; then
+# `grep -rn` prefixes each line with `file:line:`; comment lines (after that prefix) are skipped.
+if grep -rn --include='*.rs' -E '\bunsafe\b' src web/src tests benches | grep -vE '^[^:]+:[0-9]+:\s*//' ; then
   echo "unsafe code outside storage/" >&2
   exit 1
 fi

@@ -63,8 +63,9 @@ fn minor_faults(pid: u32) -> u64 {
     stat_fields(&stat)[7].parse().unwrap()
 }
 
-/// Bytes the process has passed to write-like system calls (`wchar` in /proc/<pid>/io): what
-/// redb and the search index write, rewrites included.
+/// Bytes the process has passed to write-like system calls (`wchar` in /proc/<pid>/io): mostly
+/// what redb and the search index write, rewrites included; logs and socket writes count too,
+/// so it is approximate.
 fn written_bytes(pid: u32) -> u64 {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
     io.lines()

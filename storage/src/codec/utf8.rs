@@ -1,5 +1,6 @@
-//! Owns [`utf8`]: UTF-8 validation of short strings, with an ASCII fast path. Attribute keys and
-//! values, span names and dictionary strings are nearly always short ASCII.
+//! Owns [`utf8`]: UTF-8 validation with an ASCII fast path. Attribute keys and values, span names
+//! and dictionary strings are nearly always short ASCII; a string that is not ASCII is scanned a
+//! second time by std's validator, which costs little next to what the fast path saves.
 
 /// `std::str::from_utf8(bytes).ok()`, checking for ASCII a word at a time first.
 ///

@@ -226,14 +226,13 @@ fn writer_loop(shared: &Shared, store: &SpanStore, feed: Option<&IndexFeed>) {
         let started = Instant::now();
         let parts: Vec<&[SpanRecord]> = batch.iter().map(Vec::as_slice).collect();
         let mut result = store.append_parts(&parts);
-        drop(parts);
         let ack: Ack = match &result {
             Ok(_) => {
                 use std::sync::atomic::Ordering::Relaxed;
                 shared.commits.fetch_add(1, Relaxed);
                 shared.spans_committed.fetch_add(spans as u64, Relaxed);
                 tracing::debug!(
-                    spans = spans,
+                    spans,
                     requests = acks.len(),
                     elapsed_us = started.elapsed().as_micros() as u64,
                     "group commit"
@@ -241,7 +240,7 @@ fn writer_loop(shared: &Shared, store: &SpanStore, feed: Option<&IndexFeed>) {
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(error = %e, spans = spans, "group commit failed");
+                tracing::error!(error = %e, spans, "group commit failed");
                 Err(e.to_string())
             }
         };
@@ -327,6 +326,35 @@ mod tests {
         assert_eq!(q.stats().commits, 1);
         assert_eq!(q.stats().spans_committed, 4);
         assert_eq!(store.trace(1, &[2; 16]).unwrap().len(), 1);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Group commits stop at `group_spans_max` and count their spans afresh each time: jobs of 2,
+    /// 1, 1 and 1 spans with groups of at most 3 make two commits (2 + 1, then 1 + 1; three if the
+    /// count carried over), and every span is stored and acknowledged.
+    #[test]
+    fn group_commits_respect_their_size_across_commits() {
+        let (q, writer) = IngestQueue::new(10, 100, 3);
+        let jobs = [
+            vec![span(1), span(2)],
+            vec![span(3)],
+            vec![span(4)],
+            vec![span(5)],
+        ];
+        let acks: Vec<_> = jobs.into_iter().map(|j| q.push(j).unwrap()).collect();
+        q.close();
+        let dir = std::env::temp_dir().join(format!("mcpobs-queue-groups-{}", std::process::id()));
+        let store = SpanStore::open(&dir, SpanStoreOptions::default()).unwrap();
+        writer.run(&store);
+        for ack in acks {
+            assert_eq!(ack.blocking_recv().unwrap(), Ok(()));
+        }
+        assert_eq!(q.stats().commits, 2);
+        assert_eq!(q.stats().spans_committed, 5);
+        for i in 1..=5u8 {
+            assert_eq!(store.trace(1, &[1 + i; 16]).unwrap().len(), 1, "span {i}");
+        }
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

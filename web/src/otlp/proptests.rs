@@ -52,6 +52,8 @@ const WORDS: &[&str] = &[
     "tool_error",
     "ééé",
     "get_weather",
+    // A method whose span name's target fills a field (the prompt) when the method agrees.
+    "prompts/get",
 ];
 
 fn any_string() -> impl Strategy<Value = String> {

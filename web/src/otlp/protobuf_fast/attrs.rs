@@ -76,11 +76,15 @@ pub(super) const KEYS: [&str; 25] = [
 // Ids index a `u32` set.
 const _: () = assert!(KEYS.len() <= 32);
 
-/// Bit `n` set: some key in [`KEYS`] is `n` bytes long (all are shorter than 32).
+/// Keys are shorter than this: the width of [`KEY_LENGTHS`].
+const KEY_BYTES_LIMIT: usize = 32;
+
+/// Bit `n` set: some key in [`KEYS`] is `n` bytes long.
 const KEY_LENGTHS: u32 = {
     let mut set = 0u32;
     let mut i = 0;
     while i < KEYS.len() {
+        assert!(KEYS[i].len() < KEY_BYTES_LIMIT);
         set |= 1 << KEYS[i].len();
         i += 1;
     }
@@ -119,7 +123,7 @@ const KEY_TABLE: [u8; KEY_SLOTS] = {
 /// a thousand instructions per span (docs/benchmarks.md).
 #[inline]
 pub(super) fn key_id(b: &[u8]) -> Option<(u8, &'static str)> {
-    if b.is_empty() || b.len() >= 32 || KEY_LENGTHS & (1 << b.len()) == 0 {
+    if b.is_empty() || b.len() >= KEY_BYTES_LIMIT || KEY_LENGTHS & (1 << b.len()) == 0 {
         return None;
     }
     let mut slot = key_slot(b);

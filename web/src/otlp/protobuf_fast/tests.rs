@@ -518,3 +518,62 @@ fn key_table_finds_every_key_and_nothing_else() {
     assert_eq!(key_id(b""), None);
     assert_eq!(key_id(&[b'a'; 40]), None);
 }
+
+/// A `KeyValue` whose key field appears twice (the last one counts, and every one must be UTF-8):
+/// known then unknown, unknown then known, known then empty, empty then known, known then
+/// invalid, invalid then known, known then non-ASCII. Both paths agree on each, and a known key
+/// read last is the one normalization sees.
+#[test]
+fn repeated_key_fields_agree() {
+    let known = |k: &str| {
+        let mut f = Vec::new();
+        put_len(&mut f, 1, k.as_bytes());
+        f
+    };
+    let raw = |b: &[u8]| {
+        let mut f = Vec::new();
+        put_len(&mut f, 1, b);
+        f
+    };
+    let orders: Vec<(Vec<u8>, Option<&str>)> = vec![
+        ([known("user.id"), known("abc")].concat(), None),
+        ([known("abc"), known("user.id")].concat(), Some("v")),
+        ([known("enduser.id"), known("")].concat(), None),
+        ([known(""), known("enduser.id")].concat(), Some("v")),
+        ([known("user.id"), raw(&[0xff, 0xfe])].concat(), None),
+        ([raw(&[0xff, 0xfe]), known("user.id")].concat(), None),
+        ([known("user.id"), known("€")].concat(), None),
+    ];
+    for (keys, user) in orders {
+        let mut kv = keys.clone();
+        let mut value = Vec::new();
+        put_len(&mut value, 1, b"v");
+        put_len(&mut kv, 2, &value);
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: "tools/call x".into(),
+            start_time_unix_nano: stamp().oldest_unix_nano + 1,
+            end_time_unix_nano: stamp().oldest_unix_nano + 2,
+            ..Span::default()
+        };
+        let mut sp = span.encode_to_vec();
+        put_len(&mut sp, 9, &kv);
+        let mut ss = Vec::new();
+        put_len(&mut ss, 2, &sp);
+        let mut rs = Vec::new();
+        put_len(&mut rs, 2, &ss);
+        let mut body = Vec::new();
+        put_len(&mut body, 1, &rs);
+        let limits = NormalizeLimits::default();
+        check(&body, &limits);
+        let invalid = keys.windows(2).any(|w| w == [0xff, 0xfe]);
+        match new_path(&body, &limits) {
+            Ok((_, n)) => {
+                assert!(!invalid, "{keys:02x?} accepted");
+                assert_eq!(n.spans[0].mcp.user_id.as_deref(), user, "{keys:02x?}");
+            }
+            Err(()) => assert!(invalid, "{keys:02x?} rejected"),
+        }
+    }
+}
