@@ -137,6 +137,8 @@ impl WriteState {
             let mut map = PendingMap::default();
             let txn = db.begin_read()?;
             let headers = txn.open_table(HEADERS)?;
+            let index = txn.open_table(TRACE_INDEX)?;
+            let keys = super::trace_index::Keys::read(&txn)?;
             for entry in headers.iter()? {
                 let (k, v) = entry?;
                 let (org, server, id) = split_header_key(k.value());
@@ -147,7 +149,8 @@ impl WriteState {
                         rows,
                         min_start,
                         one_bucket: super::trace_index::in_one_bucket(
-                            &txn,
+                            &index,
+                            keys,
                             org,
                             id,
                             rows as usize,

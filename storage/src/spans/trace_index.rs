@@ -230,14 +230,18 @@ fn block_keys(keys: Keys, org: OrgId, block: u64, rows: usize) -> impl Iterator<
 
 /// Whether a block of `rows` rows is indexed in one bucket ([`Fanout::One`]) where
 /// [`Fanout::ByRows`] would take several: read once per pending block when a partition's pending
-/// blocks are loaded (`Pending::one_bucket`).
-pub fn in_one_bucket(txn: &ReadTransaction, org: OrgId, block: u64, rows: usize) -> Result<bool> {
+/// blocks are loaded (`Pending::one_bucket`), from the index table and key layout opened once.
+pub fn in_one_bucket(
+    index: &redb::ReadOnlyTable<&'static IndexKey, &'static [u8]>,
+    keys: Keys,
+    org: OrgId,
+    block: u64,
+    rows: usize,
+) -> Result<bool> {
     if bits_for(rows) == 0 {
         return Ok(false);
     }
-    let keys = Keys::read(txn)?;
-    let t = txn.open_table(TRACE_INDEX)?;
-    Ok(t.get(&index_key(keys, org, 0, 0, block))?.is_some())
+    Ok(index.get(&index_key(keys, org, 0, 0, block))?.is_some())
 }
 
 /// Removes the entries of a block of `rows` rows.

@@ -173,13 +173,12 @@ pub(super) fn extract<'a>(
         .or_else(|| attrs.take_str(key::OPERATION_TYPE));
 
     let target_if = |wanted: &str| {
-        // Only a name naming `wanted` can give its target, and only when the method agrees.
+        // A name gives its target only when it names `wanted` and the method agrees with it.
         if method != Some(wanted) {
             return None;
         }
         let from_name = name_parts();
-        let agrees = from_name.method.is_some() && from_name.method == method;
-        (agrees && from_name.method == Some(wanted))
+        (from_name.method == Some(wanted))
             .then_some(from_name.target)
             .flatten()
     };
