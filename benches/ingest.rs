@@ -75,7 +75,7 @@ fn written_bytes(pid: u32) -> u64 {
 }
 
 /// CPU seconds per thread name (tokio workers and the like summed), from /proc/<pid>/task.
-fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, f64> {
+fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, (f64, f64)> {
     let mut out = std::collections::BTreeMap::new();
     let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return out;
@@ -87,7 +87,10 @@ fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, f64> {
         let name = stat[stat.find('(').unwrap() + 1..stat.rfind(')').unwrap()]
             .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
             .to_string();
-        *out.entry(name).or_insert(0.0) += stat_cpu_seconds(&stat_fields(&stat));
+        let f = stat_fields(&stat);
+        let e = out.entry(name).or_insert((0.0, 0.0));
+        e.0 += stat_cpu_seconds(&f);
+        e.1 += f[12].parse::<f64>().unwrap() / 100.0;
     }
     out
 }
@@ -216,11 +219,13 @@ fn main() {
                 let agent = ureq::AgentBuilder::new()
                     .timeout(Duration::from_secs(60))
                     .build();
+                let mut latencies_us = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= payloads.len() {
                         break;
                     }
+                    let sent = Instant::now();
                     loop {
                         let r = agent
                             .post(&url)
@@ -235,14 +240,23 @@ fn main() {
                             Err(e) => panic!("ingest failed: {e}"),
                         }
                     }
+                    latencies_us.push(sent.elapsed().as_micros() as u64);
                 }
+                latencies_us
             })
         })
         .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
+    let mut latencies_us: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     let wall = t0.elapsed().as_secs_f64();
+    latencies_us.sort_unstable();
+    let latency_ms = |q: f64| {
+        latencies_us
+            .get(((latencies_us.len() as f64 - 1.0) * q) as usize)
+            .map_or(0.0, |&us| us as f64 / 1000.0)
+    };
     // Background work that follows the acknowledgements (the search indexer commits about once a
     // second) is part of the cost: let it finish before reading the CPU counters.
     std::thread::sleep(Duration::from_secs(3));
@@ -253,6 +267,13 @@ fn main() {
     let threads = thread_cpu(pid);
     let spans = batches * BATCH;
     let rss_peak_mb = status_kb(pid, "VmHWM:") as f64 / 1024.0;
+    let ready: Value = agent
+        .get(&format!("{base}/readyz"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let commits = ready["group_commits"].as_u64().unwrap_or(0);
 
     // Stop gracefully (drain, compaction state as left), then measure disk.
     let _ = Command::new("kill")
@@ -271,14 +292,23 @@ fn main() {
         "  wall throughput:         {:.0} spans/s",
         spans as f64 / wall
     );
+    println!(
+        "  request latency:         p50 {:.2} ms, p99 {:.2} ms (sent to acknowledged, 429 retries included)",
+        latency_ms(0.5),
+        latency_ms(0.99)
+    );
     println!("  server CPU:              {cpu:.2} s ({sys:.2} s of it in the kernel)");
     println!("  spans per server CPU-s:  {:.0}", spans as f64 / cpu);
     let by_thread: Vec<String> = threads
         .iter()
-        .filter(|(_, s)| **s >= 0.05)
-        .map(|(n, s)| format!("{n} {s:.2}"))
+        .filter(|(_, s)| s.0 >= 0.05)
+        .map(|(n, s)| format!("{n} {:.2} ({:.2} sys)", s.0, s.1))
         .collect();
     println!("  CPU s by thread (since start): {}", by_thread.join(", "));
+    println!(
+        "  group commits:           {commits} ({:.0} spans each)",
+        spans as f64 / commits.max(1) as f64
+    );
     println!("  peak RSS:                {rss_peak_mb:.1} MB");
     println!(
         "  minor page faults:       {faults} ({:.3} per span)",

@@ -7,7 +7,8 @@
 //! ingest` for the figure the target is about.
 //!
 //! Run: `cargo bench -p mcp-obs-web --bench append` (env BENCH_SPANS, default 1,000,000;
-//! BENCH_COMPACT_EVERY, default 850 appends, about 10 s of the end-to-end bench's rate).
+//! BENCH_COMPACT_EVERY, default 850 appends, about 10 s of the end-to-end bench's rate;
+//! BENCH_GROUP, requests per group commit, default 4).
 
 #[path = "../../tests/common/gen.rs"]
 #[allow(dead_code)]
@@ -23,7 +24,8 @@ use prost::Message;
 use rand::SeedableRng;
 
 const BATCH: usize = 512;
-/// Requests per group commit: the end-to-end bench's 4 clients each have one request in flight.
+/// Default requests per group commit (`BENCH_GROUP`): the end-to-end bench's 4 clients each have
+/// one request in flight.
 const GROUP: usize = 4;
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -64,6 +66,7 @@ fn main() {
         newest_unix_nano: u64::MAX,
     };
     let limits = NormalizeLimits::default();
+    let group = env_usize("BENCH_GROUP", GROUP).max(1);
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     // Spans an hour old at 1 ms per request: one partition, as in the end-to-end bench.
     let now = gen::now_unix_nano();
@@ -82,7 +85,7 @@ fn main() {
                 .spans
         })
         .collect::<Vec<_>>()
-        .chunks(GROUP)
+        .chunks(group)
         .map(|c| c.concat())
         .collect();
 
@@ -107,7 +110,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 
     let per = |ns: u64| ns as f64 / total as f64 / 1e3;
-    println!("append: {total} spans in group commits of {GROUP}x{BATCH}, compaction every {compact_every} commits");
+    println!("append: {total} spans in group commits of {group}x{BATCH}, compaction every {compact_every} commits");
     println!(
         "  append (spans, trace index, rollup deltas, commit): {:.3} us/span",
         per(append_ns)

@@ -19,6 +19,11 @@ pub const SEGMENT_ENTRY_BYTES_MAX: usize = 21;
 /// No column of a block may inflate beyond this: a bound on what a damaged length can allocate.
 pub const RAW_BYTES_MAX: usize = 256 << 20;
 
+/// Frames shorter than this are stored raw at the fast (negative) zstd levels: zstd's set-up of
+/// a frame (entropy tables, about 20,000 instructions) costs more than writing the few hundred
+/// bytes it would save, and a pending block's small columns are rewritten at the next merge.
+pub const FAST_LEVEL_RAW_BYTES_MAX: usize = 1024;
+
 /// Most compression levels whose contexts one thread keeps (an append writes pending blocks at
 /// one level and full blocks at another in the same transaction).
 const CCTX_LEVELS_MAX: usize = 4;
@@ -47,8 +52,9 @@ const SCRATCH_BYTES_MAX: usize = 1 << 20;
 /// Appends `raw` framed, compressed at `level` if that makes it smaller.
 pub fn put_frame(out: &mut Vec<u8>, raw: &[u8], level: i32) -> std::io::Result<()> {
     debug_assert!(raw.len() <= RAW_BYTES_MAX);
-    // Tiny inputs never win against the ~10 bytes of zstd frame overhead.
-    if raw.len() < 32 {
+    // Tiny inputs never win against the ~10 bytes of zstd frame overhead. At the fast (negative)
+    // levels, used for pending blocks that are merged away soon, small frames stay raw too.
+    if raw.len() < 32 || (level < 0 && raw.len() < FAST_LEVEL_RAW_BYTES_MAX) {
         put_varint_frame(out, raw, None);
         return Ok(());
     }
@@ -316,7 +322,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip(raw in proptest::collection::vec(any::<u8>(), 0..2000), repeat in 1usize..50, level in 1i32..10) {
+        fn round_trip(raw in proptest::collection::vec(any::<u8>(), 0..2000), repeat in 1usize..50, level in -5i32..10) {
             let raw: Vec<u8> = raw.iter().copied().cycle().take(raw.len() * repeat).collect();
             let mut out = Vec::new();
             put_frame(&mut out, &raw, level).unwrap();
@@ -360,6 +366,23 @@ mod tests {
             let _ = read_frame(&mut Reader::new(&seg));
             let _ = segments(&seg, seg.len());
         }
+    }
+
+    /// At the fast levels a frame under `FAST_LEVEL_RAW_BYTES_MAX` stays raw; longer ones, and
+    /// every frame of 32 bytes or more at the regular levels, are compressed when that helps.
+    #[test]
+    fn fast_levels_keep_small_frames_raw() {
+        let codec = |n: usize, level: i32| {
+            let mut out = Vec::new();
+            put_frame(&mut out, &vec![7u8; n], level).unwrap();
+            assert_eq!(read_frame(&mut Reader::new(&out)).unwrap(), vec![7u8; n]);
+            out[0]
+        };
+        assert_eq!(codec(FAST_LEVEL_RAW_BYTES_MAX - 1, -1), RAW);
+        assert_eq!(codec(FAST_LEVEL_RAW_BYTES_MAX, -1), ZSTD);
+        assert_eq!(codec(FAST_LEVEL_RAW_BYTES_MAX - 1, 1), ZSTD);
+        assert_eq!(codec(31, 3), RAW);
+        assert_eq!(codec(64, 3), ZSTD);
     }
 
     #[test]

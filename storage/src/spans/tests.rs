@@ -850,6 +850,34 @@ fn row_group_reads_equal_whole_column_reads() {
     }
 }
 
+/// A block header's hash bitmaps hold exactly the hashes of the values present in each bitmap
+/// field (built from sorted hashes, they must equal inserting every row's value one by one):
+/// repeated values, absent values and hundreds of distinct sessions.
+#[test]
+fn header_bitmaps_hold_each_present_value_once() {
+    use block::sort_rows;
+    let mut g = Gen::new(29, 1);
+    let mut spans: Vec<SpanRecord> = (0..2000).map(|_| g.span()).collect();
+    for (i, s) in spans.iter_mut().enumerate() {
+        (s.org_id, s.server_id) = (1, 10);
+        s.mcp.session_id = (i % 5 != 0).then(|| format!("session-{}", (i * 3) % 700).into());
+        s.mcp.user_id = (i % 3 != 0).then(|| format!("user-{}", i % 37).into());
+    }
+    let mut refs: Vec<&SpanRecord> = spans.iter().collect();
+    sort_rows(&mut refs);
+    let header = cols::Cols::from_records(&refs).header(0);
+    for (bit, field) in header::BITMAP_FIELDS.into_iter().enumerate() {
+        let mut want = roaring::RoaringBitmap::new();
+        for r in &refs {
+            if let Some(v) = field.get(r) {
+                want.insert(crate::codec::hash32(v));
+            }
+        }
+        assert_eq!(header.bitmaps[bit], want, "{field:?}");
+    }
+    assert!(header.bitmaps[3].len() > 500, "hundreds of sessions");
+}
+
 /// `MOB4` keeps the bitmap fields' dictionaries in hash order, so a filter finds its value's id
 /// from the header bitmap's rank: for every value of a block the ranked match equals the rows
 /// holding it, a wrong position falls back (`None`), and `filter_mask` gives the same rows with
