@@ -95,6 +95,33 @@ fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, (f64, f64)> {
     out
 }
 
+/// CPU time of the calling thread in seconds (`/proc/thread-self/schedstat`, nanoseconds on CPU).
+fn thread_cpu_seconds() -> f64 {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    s.split_whitespace().next().unwrap().parse::<f64>().unwrap() / 1e9
+}
+
+/// A gauge of how fast the machine runs right now: CPU time per span of a fixed piece of work
+/// (prost decoding the first 64 payloads, 3 times) on this thread. The VM's speed moves the
+/// same work by up to 1.7x between windows, so figures are only comparable at similar gauges.
+fn machine_gauge_us(payloads: &[Vec<u8>]) -> f64 {
+    let some = &payloads[..payloads.len().min(64)];
+    let t0 = thread_cpu_seconds();
+    let mut spans = 0usize;
+    for _ in 0..3 {
+        for p in some {
+            let req = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(p.as_slice()).unwrap();
+            spans += req
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum::<usize>();
+        }
+    }
+    (thread_cpu_seconds() - t0) * 1e6 / spans.max(1) as f64
+}
+
 fn status_kb(pid: u32, field: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     s.lines()
@@ -201,6 +228,7 @@ fn main() {
     );
     let wire_bytes: usize = payloads.iter().map(Vec::len).sum();
 
+    let gauge_before = machine_gauge_us(&payloads);
     let next = Arc::new(AtomicUsize::new(0));
     let cpu0 = cpu_seconds(pid);
     let sys0 = system_seconds(pid);
@@ -267,6 +295,7 @@ fn main() {
     let threads = thread_cpu(pid);
     let spans = batches * BATCH;
     let rss_peak_mb = status_kb(pid, "VmHWM:") as f64 / 1024.0;
+    let gauge_after = machine_gauge_us(&payloads);
     let ready: Value = agent
         .get(&format!("{base}/readyz"))
         .call()
@@ -296,6 +325,9 @@ fn main() {
         "  request latency:         p50 {:.2} ms, p99 {:.2} ms (sent to acknowledged, 429 retries included)",
         latency_ms(0.5),
         latency_ms(0.99)
+    );
+    println!(
+        "  machine gauge:           {gauge_before:.3} µs/span before, {gauge_after:.3} after (prost decode on the bench's thread; lower is a faster window)"
     );
     println!("  server CPU:              {cpu:.2} s ({sys:.2} s of it in the kernel)");
     println!("  spans per server CPU-s:  {:.0}", spans as f64 / cpu);
