@@ -101,9 +101,10 @@ fn thread_cpu_seconds() -> f64 {
     s.split_whitespace().next().unwrap().parse::<f64>().unwrap() / 1e9
 }
 
-/// A gauge of how fast the machine runs right now: CPU time per span of a fixed piece of work
-/// (prost decoding the first 64 payloads, 3 times) on this thread. The VM's speed moves the
-/// same work by up to 1.7x between windows, so figures are only comparable at similar gauges.
+/// A rough gauge of how fast the machine runs right now: CPU time per span of a fixed piece of
+/// work (prost decoding the first 64 payloads, 3 times) on this thread. The VM's speed moves the
+/// same work by up to 1.7x between windows; the gauge is short and single-threaded, so it follows
+/// the window only roughly (docs/benchmarks.md).
 fn machine_gauge_us(payloads: &[Vec<u8>]) -> f64 {
     let some = &payloads[..payloads.len().min(64)];
     let t0 = thread_cpu_seconds();
