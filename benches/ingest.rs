@@ -50,10 +50,15 @@ fn stat_cpu_seconds(f: &[&str]) -> f64 {
     ticks / 100.0 // USER_HZ is 100 on Linux
 }
 
-/// stime alone (field 15) of a process in seconds: the kernel's share of [`cpu_seconds`].
+/// stime alone (field 15) in seconds: the kernel's share of [`stat_cpu_seconds`].
+fn stat_system_seconds(f: &[&str]) -> f64 {
+    f[12].parse::<f64>().unwrap() / 100.0
+}
+
+/// [`stat_system_seconds`] of a process.
 fn system_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    stat_fields(&stat)[12].parse::<f64>().unwrap() / 100.0
+    stat_system_seconds(&stat_fields(&stat))
 }
 
 /// Minor page faults of a process so far (field 10 of /proc/<pid>/stat): memory the allocator
@@ -74,7 +79,8 @@ fn written_bytes(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU seconds per thread name (tokio workers and the like summed), from /proc/<pid>/task.
+/// CPU seconds and the kernel's share of them per thread name (tokio workers and the like
+/// summed), from /proc/<pid>/task.
 fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, (f64, f64)> {
     let mut out = std::collections::BTreeMap::new();
     let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -90,7 +96,7 @@ fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, (f64, f64)> {
         let f = stat_fields(&stat);
         let e = out.entry(name).or_insert((0.0, 0.0));
         e.0 += stat_cpu_seconds(&f);
-        e.1 += f[12].parse::<f64>().unwrap() / 100.0;
+        e.1 += stat_system_seconds(&f);
     }
     out
 }
