@@ -337,14 +337,17 @@ impl<'a> Cols<'a> {
             h.errors += u32::from(self.statuses[i] == STATUS_ERROR || err_type.present(i));
             h.env_mask |= 1 << self.envs[i];
         }
-        // Added in sorted order: inserting a block's few hundred random session hashes one by
-        // one shifts the bitmap's container list each time (quadratic in the distinct values).
+        // Built from sorted hashes: inserting a block's few hundred random session hashes one by
+        // one shifts the bitmap's container list each time (quadratic in the distinct values);
+        // `from_sorted_iter` appends (`extend` of sorted values still searches per container).
         let mut hashes: Vec<u32> = Vec::new();
         for (bm, f) in h.bitmaps.iter_mut().zip(BITMAP_FIELDS) {
             hashes.clear();
             self.strs[f as usize].distinct(|v| hashes.push(hash32(v)));
             hashes.sort_unstable();
-            bm.extend(hashes.iter().copied());
+            hashes.dedup();
+            *bm = roaring::RoaringBitmap::from_sorted_iter(hashes.iter().copied())
+                .expect("sorted and deduplicated");
         }
         h
     }
