@@ -7,12 +7,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { Appliance, PASSWORD } from '../sdk/typescript/test/appliance.mjs';
+import { Appliance, PASSWORD, tempDir } from '../sdk/typescript/test/appliance.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SHOTS = path.resolve(HERE, '../test-artifacts/e2e');
@@ -98,7 +97,7 @@ test('the whole dashboard flow', async () => {
   // The shown Python snippet, run as shown, sends the calls.
   const snippet = await page.textContent('#snippet-python');
   assert.ok(snippet.includes(key) && snippet.includes(app.base));
-  const dir = mkdtempSync(path.join(tmpdir(), 'mcpobs-e2e-'));
+  const dir = tempDir('mcpobs-e2e-');
   writeFileSync(path.join(dir, 'snippet.py'), snippet);
   const out = execFileSync(PYTHON, [path.join(HERE, 'drive_snippet.py'), path.join(dir, 'snippet.py'), String(CALLS)],
     { encoding: 'utf8', timeout: 60000 });

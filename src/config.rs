@@ -287,5 +287,6 @@ mod tests {
             ..Default::default()
         })
         .is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -2,7 +2,7 @@
 // (The TypeScript twin of sdk/python/tests/appliance.py.)
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -29,8 +29,22 @@ export function freePort() {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Temporary directories made here, removed when the test process exits (each test file runs in
+// its own process), so that repeated runs do not fill the temp directory.
+const madeDirs = [];
+process.on('exit', () => {
+  for (const dir of madeDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A new temporary directory, removed when the test process exits. */
+export function tempDir(prefix) {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  madeDirs.push(dir);
+  return dir;
+}
+
 export class Appliance {
-  constructor(dataDir = path.join(mkdtempSync(path.join(tmpdir(), 'mcpobs-ts-')), 'data'), listen = '127.0.0.1:0') {
+  constructor(dataDir = path.join(tempDir('mcpobs-ts-'), 'data'), listen = '127.0.0.1:0') {
     this.dataDir = dataDir;
     this.listen = listen;
     this.proc = null;

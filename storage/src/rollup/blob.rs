@@ -328,13 +328,7 @@ impl Blob {
                 }
             }
         }
-        for (mine, theirs) in self.totals.iter_mut().zip(other.totals) {
-            match (mine.as_mut(), theirs) {
-                (Some(m), Some(t)) => m.merge(&t),
-                (None, t) => *mine = t,
-                (Some(_), None) => {}
-            }
-        }
+        merge_totals(&mut self.totals, other.totals);
     }
 
     /// Encodes the rows sorted by dimensions, so equal blobs encode to equal bytes.
@@ -412,6 +406,17 @@ impl Blob {
             }
             Ok(())
         })
+    }
+}
+
+/// Merges per-side totals (a [`Blob`]'s, or a delta's) into `totals`.
+pub fn merge_totals(totals: &mut [Option<Stats>; 2], other: [Option<Stats>; 2]) {
+    for (mine, theirs) in totals.iter_mut().zip(other) {
+        match (mine.as_mut(), theirs) {
+            (Some(m), Some(t)) => m.merge(&t),
+            (None, t) => *mine = t,
+            (Some(_), None) => {}
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! Rollup deltas of one append: the batch's MCP request spans aggregated per minute blob in memory,
-//! then written as delta blobs (or merged into the stored blobs) inside the append's transaction.
+//! then written as delta blobs (or merged into the stored blobs) inside the append's transaction;
+//! afterwards kept with owned strings ([`OwnedDeltas`]) until a merge sums many appends' deltas
+//! ([`DeltaSum`]) without decoding them back.
 //!
 //! Aggregation is the writer thread's per-span cost, so each span's seven dimension strings are
 //! interned once (a string equal to the previous span's in the same slot skips even the hash),
@@ -7,13 +9,14 @@
 //! for its three destinations (tools row, tools totals, users row). Encoding maps ids to the
 //! blob's sorted string table, producing exactly the bytes [`Blob::encode`] would.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use redb::{ReadableTable, WriteTransaction};
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use super::blob::{
-    encode_head, encode_row, error_type_of, Blob, Dims, Distinct, SpanFacts, Stats, DIMS, D_USER,
+    encode_head, encode_row, error_type_of, merge_totals, Blob, Dims, Distinct, SpanFacts, Stats,
+    DIMS, D_USER,
 };
 use super::{
     counts, delta_key, minute_of, weight_of, BlobKey, Cube, Res, Side, ROLLUPS, ROLLUP_DELTAS,
@@ -188,7 +191,7 @@ impl<'a> Deltas<'a> {
     /// Writes each blob's delta under `seq` (unique per transaction) into the deltas table: no
     /// read of what is stored, so the cost is the batch's, whatever the minute already holds.
     /// Returns the bytes written.
-    pub fn write_deltas(self, txn: &WriteTransaction, seq: u64) -> Result<usize> {
+    pub fn write_deltas(&self, txn: &WriteTransaction, seq: u64) -> Result<usize> {
         let mut table = txn.open_table(ROLLUP_DELTAS)?;
         let mut bytes = 0;
         let mut enc = Encoder::new(&self.strings.strings);
@@ -199,6 +202,25 @@ impl<'a> Deltas<'a> {
             table.insert(&k, out)?;
         }
         Ok(bytes)
+    }
+
+    /// Rows (and totals) of all the deltas, for [`super::Unmerged`]'s memory limit.
+    pub fn rows(&self) -> usize {
+        self.deltas.iter().map(|(_, d)| d.rows.len() + 2).sum()
+    }
+
+    /// The deltas with their strings owned, to outlive the batch: a copy of each distinct
+    /// dimension string (a few dozen per batch); rows and statistics are moved.
+    pub fn into_owned(self) -> OwnedDeltas {
+        OwnedDeltas {
+            strings: self.strings.strings.iter().map(|&s| Box::from(s)).collect(),
+            deltas: self
+                .deltas
+                .into_iter()
+                // The row index is only needed while aggregating.
+                .map(|(key, d)| (key, (d.rows, d.totals)))
+                .collect(),
+        }
     }
 
     /// Merges every delta straight into its stored blob (read, merge, write) in `txn`: for bulk
@@ -215,10 +237,7 @@ impl<'a> Deltas<'a> {
                 Some(v) => Blob::decode(v.value(), key.cube, start)?,
                 None => Blob::default(),
             };
-            blob.merge(Blob {
-                rows: Default::default(),
-                totals: delta.totals,
-            });
+            merge_totals(&mut blob.totals, delta.totals);
             for (row, stats) in delta.rows {
                 let dims = Dims {
                     side: row.side,
@@ -236,6 +255,109 @@ impl<'a> Deltas<'a> {
             table.insert(&k, enc.as_slice())?;
         }
         Ok(bytes)
+    }
+}
+
+/// The deltas of one append after it committed (see [`Deltas::into_owned`]): per blob, rows keyed
+/// by ids into `strings` (id `k` is `strings[k - 1]`, 0 absent) and totals.
+pub struct OwnedDeltas {
+    strings: Vec<Box<str>>,
+    deltas: Vec<(BlobKey, OwnedDelta)>,
+}
+
+/// One blob's rows and totals in [`OwnedDeltas`].
+type OwnedDelta = (Vec<(RowKey, Stats)>, [Option<Stats>; 2]);
+
+impl OwnedDeltas {
+    /// The blobs these deltas add to.
+    pub fn keys(&self) -> impl Iterator<Item = &BlobKey> {
+        self.deltas.iter().map(|(key, _)| key)
+    }
+
+    /// Drops the deltas of `org`'s blobs.
+    pub fn forget_org(&mut self, org: OrgId) {
+        self.deltas.retain(|(key, _)| key.org != org);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.deltas.is_empty()
+    }
+}
+
+/// The sum of many appends' [`OwnedDeltas`] per blob, as a delta merge builds it: rows are keyed by
+/// ids into one string table for the whole sum, so adding a row hashes seven integers, not seven
+/// strings; each distinct row gets owned dimension strings once, in [`DeltaSum::into_blobs`].
+#[derive(Default)]
+pub struct DeltaSum {
+    strings: Vec<Box<str>>,
+    index: FxHashMap<Box<str>, u32>,
+    blobs: BTreeMap<BlobKey, Delta>,
+    /// Per id of the deltas being added, its id in `strings` (scratch).
+    map: Vec<u32>,
+}
+
+impl DeltaSum {
+    /// Adds one append's deltas (appends in the order they committed, so that sums come out as
+    /// adding their encoded deltas in key order would).
+    pub fn add(&mut self, d: OwnedDeltas) {
+        self.map.clear();
+        self.map.push(0);
+        for s in d.strings {
+            let id = match self.index.get(&*s) {
+                Some(&id) => id,
+                None => {
+                    self.strings.push(s.clone());
+                    let id = self.strings.len() as u32;
+                    self.index.insert(s, id);
+                    id
+                }
+            };
+            self.map.push(id);
+        }
+        for (key, (rows, totals)) in d.deltas {
+            let blob = self.blobs.entry(key).or_default();
+            merge_totals(&mut blob.totals, totals);
+            for (row, stats) in rows {
+                let key = RowKey {
+                    side: row.side,
+                    ids: row.ids.map(|id| self.map[id as usize]),
+                };
+                match blob.index.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(e) => {
+                        blob.rows[*e.get() as usize].1.merge(&stats)
+                    }
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(blob.rows.len() as u32);
+                        blob.rows.push((key, stats));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The sums as blobs, in key order.
+    pub fn into_blobs(self) -> impl Iterator<Item = (BlobKey, Blob)> {
+        let strings = self.strings;
+        self.blobs.into_iter().map(move |(key, delta)| {
+            let mut rows =
+                hashbrown::HashMap::with_capacity_and_hasher(delta.rows.len(), FxBuildHasher);
+            for (row, stats) in delta.rows {
+                let dims = Dims {
+                    side: row.side,
+                    v: row
+                        .ids
+                        .map(|id| (id != 0).then(|| strings[id as usize - 1].clone())),
+                };
+                rows.insert(dims, stats);
+            }
+            (
+                key,
+                Blob {
+                    rows,
+                    totals: delta.totals,
+                },
+            )
+        })
     }
 }
 
@@ -434,6 +556,94 @@ mod tests {
             dropped_attributes_count: 0,
             dropped_events_count: 0,
             dropped_links_count: 0,
+        }
+    }
+
+    /// Every stored rollup blob: key and bytes.
+    type Stored = Vec<([u8; 15], Vec<u8>)>;
+
+    /// Every stored rollup blob of `db`, and whether any delta is left.
+    fn stored(db: &redb::Database) -> (Stored, bool) {
+        let read = db.begin_read().unwrap();
+        let rows = read
+            .open_table(ROLLUPS)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                (*k.value(), v.value().to_vec())
+            })
+            .collect();
+        let left = !redb::ReadableTableMetadata::is_empty(&read.open_table(ROLLUP_DELTAS).unwrap())
+            .unwrap();
+        (rows, left)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// A merge that takes deltas kept in memory writes the same blobs, byte for byte, as
+        /// one that reads every delta back from the file: whichever appends were kept in memory
+        /// (those of an earlier process were not; past its row limit it takes no more), and with
+        /// a merge between appends, so that stored blobs are merged too.
+        #[test]
+        fn deltas_kept_in_memory_merge_as_the_deltas_read_back(
+            specs in prop::collection::vec((any::<[u8; 12]>(), 0u64..100_000_000_000), 1..200),
+            batches in 1usize..6,
+            restart in 0usize..6,
+            middle_merge in 0usize..7,
+            rows_max in prop_oneof![Just(0usize), Just(40), Just(usize::MAX)],
+        ) {
+            let spans: Vec<SpanRecord> = specs
+                .iter()
+                .enumerate()
+                .map(|(i, (p, d))| {
+                    let mut s = span(i, p, *d);
+                    // Weights that add up exactly in any order, so the bytes can be compared.
+                    if s.sample_probability < 0.5 {
+                        s.sample_probability = 0.25;
+                    }
+                    s
+                })
+                .collect();
+            let dir = tempfile::tempdir().unwrap();
+            let open = |name: &str| {
+                let db = redb::Database::create(dir.path().join(name)).unwrap();
+                let txn = db.begin_write().unwrap();
+                txn.open_table(ROLLUPS).unwrap();
+                txn.open_table(ROLLUP_DELTAS).unwrap();
+                txn.commit().unwrap();
+                db
+            };
+            let (summed, read_back) = (open("summed"), open("read_back"));
+            let mut sums = super::super::Unmerged::with_rows_max(rows_max);
+            let mut none = super::super::Unmerged::default();
+            let per = spans.len().div_ceil(batches);
+            for (i, batch) in spans.chunks(per).enumerate() {
+                for (db, sum) in [(&summed, true), (&read_back, false)] {
+                    let mut deltas = Deltas::default();
+                    for s in batch {
+                        deltas.add(s);
+                    }
+                    let seq = i as u64 + 1;
+                    let txn = db.begin_write().unwrap();
+                    deltas.write_deltas(&txn, seq).unwrap();
+                    txn.commit().unwrap();
+                    if sum && i >= restart {
+                        sums.add(deltas, seq);
+                    }
+                }
+                if i == middle_merge {
+                    super::super::merge_deltas(&summed, &mut sums).unwrap();
+                    super::super::merge_deltas(&read_back, &mut none).unwrap();
+                }
+            }
+            super::super::merge_deltas(&summed, &mut sums).unwrap();
+            super::super::merge_deltas(&read_back, &mut none).unwrap();
+            let (got, got_left) = stored(&summed);
+            let (want, want_left) = stored(&read_back);
+            prop_assert!(!got_left && !want_left, "deltas left after the merge");
+            prop_assert_eq!(got, want);
         }
     }
 

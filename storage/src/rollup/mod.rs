@@ -26,7 +26,9 @@ pub use blob::{
     NO_FILTER,
 };
 pub(crate) use delta::Deltas;
-pub(crate) use roll::{apply_deltas, merge_deltas, read_deltas, roll_day, write_overviews};
+pub(crate) use roll::{
+    apply_deltas, merge_deltas, read_deltas, roll_day, write_overviews, Unmerged,
+};
 pub(crate) use scan::{scan_partition, scan_partition_blobs, scan_partition_overview};
 pub use scan::{Read, RowRef, ScanRange};
 

@@ -1,12 +1,18 @@
-//! Rolling a finished day's minute blobs into hour blobs (both cubes) and a day blob (tools cube)
-//! with its overview, in one durable transaction, so old days keep a few dozen blobs per server
-//! instead of 1,440.
+//! Merging append deltas into their minute blobs (with the deltas a process keeps in memory for
+//! that, [`Unmerged`]), and rolling a finished day's minute blobs into hour blobs (both cubes) and a
+//! day blob (tools cube) with its overview, in one durable transaction, so old days keep a few
+//! dozen blobs per server instead of 1,440.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rustc_hash::FxHashSet;
 
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata};
 
 use super::blob::Blob;
+use super::delta::{DeltaSum, Deltas, OwnedDeltas};
 use super::{BlobKey, Cube, Res, ROLLUPS, ROLLUP_DELTAS};
 use crate::error::{Result, StorageError};
 
@@ -17,45 +23,168 @@ static ENCODE_BUF: parking_lot::Mutex<Vec<u8>> = parking_lot::Mutex::new(Vec::ne
 /// Largest encode buffer kept between merges.
 const ENCODE_BUF_BYTES_MAX: usize = 8 << 20;
 
-/// Every append delta of a partition as read from one snapshot, merged per minute blob: built
-/// without the partition's write lock ([`read_deltas`]), so appends go on meanwhile, and written
-/// under it ([`apply_deltas`]), which then only merges one blob per key into the stored one.
-pub struct DeltaMerge {
-    /// Per blob key, in key order: the deltas merged, and the delta keys they came from.
-    groups: Vec<(BlobKey, Blob, Vec<[u8; 23]>)>,
+/// The rollup deltas of one partition that its appends committed through this handle and no merge
+/// has taken yet, kept in memory as each append commits. A merge sums them from here instead of
+/// decoding from the file every delta this process wrote, which was most of a merge's work
+/// (docs/benchmarks.md, "Rollup deltas kept in memory for their merge"). The deltas stay on disk,
+/// the durable record, until the merge's transaction removes them; a delta not listed here (one
+/// left by an earlier process, committed while this was full, or whose merge failed) is read
+/// from the file instead. Owned by the holder of the partition's write lock, like the appends
+/// that fill it.
+pub struct Unmerged {
+    /// Per append, in commit order: its sequence number and its deltas.
+    appends: Vec<(u64, OwnedDeltas)>,
+    /// Rows (and totals) held in `appends`, counted in [`UNMERGED_ROWS`] too.
+    rows: usize,
+    /// [`UNMERGED_ROWS_MAX`], smaller in tests.
+    rows_max: usize,
 }
 
-/// Reads and merges every delta in `db` (`None`: there are none). Needs no lock: deltas are only
-/// added (with new sequence numbers) by appends, and only removed by [`apply_deltas`] and
-/// retention's purge, which the caller serializes with this (the store's compaction lock).
-pub fn read_deltas(db: &Database) -> Result<Option<DeltaMerge>> {
+/// Most rows every [`Unmerged`] of the process holds together (about 300 bytes each, so about
+/// 20 MB): past it, appends leave their deltas to be read from the file. The server merges every
+/// partition's deltas once `rollup_deltas_bytes_max` (1 MiB, about 20,000 rows) of them wait, so
+/// it stays well under; this bounds a store that merges rarely (a bulk load compacted at the end,
+/// or a backfill writing to many days at once).
+pub const UNMERGED_ROWS_MAX: usize = 65_536;
+
+/// Rows held by every [`Unmerged`] of the process.
+static UNMERGED_ROWS: AtomicUsize = AtomicUsize::new(0);
+
+impl Default for Unmerged {
+    fn default() -> Self {
+        Unmerged::with_rows_max(UNMERGED_ROWS_MAX)
+    }
+}
+
+impl Unmerged {
+    pub fn with_rows_max(rows_max: usize) -> Self {
+        Unmerged {
+            appends: Vec::new(),
+            rows: 0,
+            rows_max,
+        }
+    }
+
+    /// Keeps the deltas one append committed under `seq`, unless the process holds `rows_max`
+    /// rows already.
+    pub fn add(&mut self, deltas: Deltas<'_>, seq: u64) {
+        let rows = deltas.rows();
+        if UNMERGED_ROWS.load(Ordering::Relaxed) + rows > self.rows_max {
+            return;
+        }
+        self.rows += rows;
+        UNMERGED_ROWS.fetch_add(rows, Ordering::Relaxed);
+        self.appends.push((seq, deltas.into_owned()));
+    }
+
+    /// Everything kept so far, leaving this empty (with the same limit).
+    pub fn take(&mut self) -> Unmerged {
+        std::mem::replace(self, Unmerged::with_rows_max(self.rows_max))
+    }
+
+    /// The keys of the deltas kept here.
+    fn covered(&self) -> FxHashSet<[u8; 23]> {
+        self.appends
+            .iter()
+            .flat_map(|(seq, d)| d.keys().map(|key| super::delta_key(key, *seq)))
+            .collect()
+    }
+
+    /// Forgets everything of `org` (its deltas were purged from the file).
+    pub fn forget_org(&mut self, org: crate::model::OrgId) {
+        for (_, d) in &mut self.appends {
+            d.forget_org(org);
+        }
+        self.appends.retain(|(_, d)| !d.is_empty());
+    }
+}
+
+impl Drop for Unmerged {
+    fn drop(&mut self) {
+        UNMERGED_ROWS.fetch_sub(self.rows, Ordering::Relaxed);
+    }
+}
+
+/// Every append delta of a partition, merged per minute blob: built without the partition's write
+/// lock ([`read_deltas`]), so appends go on meanwhile, and written under it ([`apply_deltas`]),
+/// which then only merges one blob per key into the stored one.
+pub struct DeltaMerge {
+    /// Per blob key: the deltas merged, and the delta keys they came from.
+    groups: BTreeMap<BlobKey, (Blob, Vec<[u8; 23]>)>,
+}
+
+/// Merges every delta of `db` into one blob per minute (`None`: there are none): those `take`
+/// hands over from memory, and the rest read from the file. `take` is called once the snapshot is
+/// open, so every delta the snapshot holds was either kept in memory by then (and is handed over)
+/// or is read here: none is counted twice or left out. Needs no lock: deltas are only added (with
+/// new sequence numbers) by appends, and only removed by [`apply_deltas`] and retention's purge,
+/// which the caller serializes with this (the store's compaction lock).
+pub fn read_deltas(db: &Database, take: impl FnOnce() -> Unmerged) -> Result<Option<DeltaMerge>> {
     let read = db.begin_read()?;
+    let mut sums = take();
     let deltas = match read.open_table(ROLLUP_DELTAS) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     if deltas.is_empty()? {
+        // Nothing kept in memory can be left either: a purge forgets its org's.
         return Ok(None);
     }
+    let covered = sums.covered();
+    let mut groups: BTreeMap<BlobKey, (Blob, Vec<[u8; 23]>)> = BTreeMap::new();
     // Deltas sort by their blob key: merge each run into one blob.
-    let mut groups: Vec<(BlobKey, Blob, Vec<[u8; 23]>)> = Vec::new();
+    let mut run: Option<(BlobKey, Blob, Vec<[u8; 23]>)> = None;
     for e in deltas.iter()? {
         let (k, v) = e?;
         let full: [u8; 23] = *k.value();
+        if covered.contains(&full) {
+            continue;
+        }
         let head: [u8; 15] = full[..15].try_into().expect("23-byte key");
         let key = BlobKey::decode(&head)
             .ok_or_else(|| StorageError::Corrupt("rollup delta key".into()))?;
-        match groups.last_mut() {
-            Some((gk, gb, keys)) if *gk == key => {
-                gb.merge_encoded(v.value(), key.cube, key.start_unix_nano())?;
+        match &mut run {
+            Some((rk, blob, keys)) if *rk == key => {
+                blob.merge_encoded(v.value(), key.cube, key.start_unix_nano())?;
                 keys.push(full);
             }
-            _ => groups.push((
-                key,
-                Blob::decode(v.value(), key.cube, key.start_unix_nano())?,
-                vec![full],
-            )),
+            _ => {
+                if let Some((rk, blob, keys)) = run.take() {
+                    groups.insert(rk, (blob, keys));
+                }
+                let blob = Blob::decode(v.value(), key.cube, key.start_unix_nano())?;
+                run = Some((key, blob, vec![full]));
+            }
+        }
+    }
+    if let Some((rk, blob, keys)) = run {
+        groups.insert(rk, (blob, keys));
+    }
+    // The deltas kept in memory: summed by ids, and after any read from the file for the same
+    // blob (those are older).
+    let mut sum = DeltaSum::default();
+    let mut keys_of: BTreeMap<BlobKey, Vec<[u8; 23]>> = BTreeMap::new();
+    for (seq, d) in std::mem::take(&mut sums.appends) {
+        for key in d.keys() {
+            keys_of
+                .entry(*key)
+                .or_default()
+                .push(super::delta_key(key, seq));
+        }
+        sum.add(d);
+    }
+    for (key, blob) in sum.into_blobs() {
+        let keys = keys_of.remove(&key).unwrap_or_default();
+        match groups.entry(key) {
+            Entry::Vacant(e) => {
+                e.insert((blob, keys));
+            }
+            Entry::Occupied(mut e) => {
+                let (old, old_keys) = e.get_mut();
+                old.merge(blob);
+                old_keys.extend(keys);
+            }
         }
     }
     Ok(Some(DeltaMerge { groups }))
@@ -64,7 +193,8 @@ pub fn read_deltas(db: &Database) -> Result<Option<DeltaMerge>> {
 /// Merges `m` into the stored minute blobs and deletes its deltas, in one durable transaction.
 /// Returns how many deltas were merged. The caller holds the partition's write lock. A group
 /// whose deltas are no longer all there was purged by retention since it was read: it is dropped,
-/// never written back.
+/// never written back. On error nothing is written, and the deltas (still on disk, no longer kept
+/// in memory) are read from the file by the next merge.
 pub fn apply_deltas(db: &Database, m: DeltaMerge) -> Result<usize> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate);
@@ -74,7 +204,7 @@ pub fn apply_deltas(db: &Database, m: DeltaMerge) -> Result<usize> {
     {
         let mut deltas = txn.open_table(ROLLUP_DELTAS)?;
         let mut table = txn.open_table(ROLLUPS)?;
-        for (key, mut blob, keys) in m.groups {
+        for (key, (mut blob, keys)) in m.groups {
             let mut all = true;
             for k in &keys {
                 all &= deltas.remove(k)?.is_some();
@@ -99,11 +229,12 @@ pub fn apply_deltas(db: &Database, m: DeltaMerge) -> Result<usize> {
     Ok(n)
 }
 
-/// Merges every append delta into its minute blob and deletes the deltas, in one durable
-/// transaction. Returns how many deltas were merged (0: none, nothing written). The caller holds
-/// the partition's write lock.
-pub fn merge_deltas(db: &Database) -> Result<usize> {
-    match read_deltas(db)? {
+/// Merges every append delta (those kept in `unmerged`, which this empties, and those only in
+/// the file) into its minute blob and deletes the deltas, in one durable transaction. Returns how
+/// many deltas were merged (0: none, nothing written). The caller holds the partition's write
+/// lock, which `unmerged` is part of.
+pub fn merge_deltas(db: &Database, unmerged: &mut Unmerged) -> Result<usize> {
+    match read_deltas(db, || unmerged.take())? {
         Some(m) => apply_deltas(db, m),
         None => Ok(0),
     }

@@ -179,6 +179,8 @@ impl SpanStore {
                 pending.insert(owner, list);
             }
         }
+        // Summed in memory for the next merge, which then need not read them back.
+        w.rollups.add(deltas, seq);
         stats.blocks += blocks;
         stats.bytes_written += bytes;
         Ok(true)

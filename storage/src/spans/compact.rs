@@ -91,11 +91,12 @@ impl SpanStore {
             // (late spans make it due again, and are rolled then).
             if finished && self.seal_due(day, &p, now)? {
                 {
-                    let _w = p.part.write_lock.lock();
+                    let mut w = p.part.write_lock.lock();
                     if p.is_dropped() {
                         continue;
                     }
-                    stats.rollup_deltas_merged += crate::rollup::merge_deltas(&p.part.db)?;
+                    stats.rollup_deltas_merged +=
+                        crate::rollup::merge_deltas(&p.part.db, &mut w.rollups)?;
                     stats.rollup_minutes_rolled += crate::rollup::roll_day(&p.part.db)?;
                 }
                 self.parts.seal(day, &p)?;
@@ -201,7 +202,8 @@ impl SpanStore {
 /// Merges the rollup deltas of `p` (see [`SpanStore::merge_rollup_deltas`]); the caller holds the
 /// compaction lock, which keeps every other remover of deltas out.
 fn merge_deltas_of(p: &OpenPartition) -> Result<usize> {
-    let Some(m) = crate::rollup::read_deltas(&p.part.db)? else {
+    let m = crate::rollup::read_deltas(&p.part.db, || p.part.write_lock.lock().rollups.take())?;
+    let Some(m) = m else {
         return Ok(0);
     };
     let _w = p.part.write_lock.lock();

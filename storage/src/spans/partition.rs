@@ -49,6 +49,8 @@ pub type PendingMap = FxHashMap<(u32, u32), Vec<Pending>>;
 pub struct WriteState {
     /// Loaded on first write (scan of the headers table), then kept in step with every commit.
     pub pending: Option<PendingMap>,
+    /// The rollup deltas appends committed through this handle, summed until a merge takes them.
+    pub rollups: crate::rollup::Unmerged,
 }
 
 pub struct Partition {

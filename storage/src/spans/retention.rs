@@ -223,6 +223,7 @@ fn purge_org(p: &Arc<OpenPartition>, org: OrgId) -> Result<()> {
     if let Some(pending) = w.pending.as_mut() {
         pending.retain(|&(o, _), _| o != org);
     }
+    w.rollups.forget_org(org);
     Ok(())
 }
 
