@@ -274,9 +274,18 @@ impl OwnedDeltas {
         self.deltas.iter().map(|(key, _)| key)
     }
 
-    /// Drops the deltas of `org`'s blobs.
-    pub fn forget_org(&mut self, org: OrgId) {
-        self.deltas.retain(|(key, _)| key.org != org);
+    /// Drops the deltas of `org`'s blobs; returns the rows (and totals) dropped, counted as
+    /// [`Deltas::rows`] counts them.
+    pub fn forget_org(&mut self, org: OrgId) -> usize {
+        let mut dropped = 0;
+        self.deltas.retain(|(key, (rows, _))| {
+            let keep = key.org != org;
+            if !keep {
+                dropped += rows.len() + 2;
+            }
+            keep
+        });
+        dropped
     }
 
     pub fn is_empty(&self) -> bool {
@@ -297,8 +306,8 @@ pub struct DeltaSum {
 }
 
 impl DeltaSum {
-    /// Adds one append's deltas (appends in the order they committed, so that sums come out as
-    /// adding their encoded deltas in key order would).
+    /// Adds one append's deltas. Added in the order they committed, the sums come out exactly as
+    /// adding their encoded deltas in key order would.
     pub fn add(&mut self, d: OwnedDeltas) {
         self.map.clear();
         self.map.push(0);
@@ -630,7 +639,28 @@ mod tests {
                     deltas.write_deltas(&txn, seq).unwrap();
                     txn.commit().unwrap();
                     if sum && i >= restart {
+                        let before = sums.kept();
                         sums.add(deltas, seq);
+                        let kept = sums.kept() > before;
+                        prop_assert!(kept || rows_max != usize::MAX, "append {} not kept", i);
+                        if kept {
+                            // Kept in memory: the merge must not read these back, so spoil the
+                            // file's copies (a merge that decodes them fails).
+                            let txn = db.begin_write().unwrap();
+                            {
+                                let mut t = txn.open_table(ROLLUP_DELTAS).unwrap();
+                                let keys: Vec<[u8; 23]> = t
+                                    .iter()
+                                    .unwrap()
+                                    .map(|e| *e.unwrap().0.value())
+                                    .filter(|k| k[15..] == seq.to_be_bytes())
+                                    .collect();
+                                for k in keys {
+                                    t.insert(&k, [0xffu8].as_slice()).unwrap();
+                                }
+                            }
+                            txn.commit().unwrap();
+                        }
                     }
                 }
                 if i == middle_merge {

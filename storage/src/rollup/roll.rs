@@ -27,9 +27,9 @@ const ENCODE_BUF_BYTES_MAX: usize = 8 << 20;
 /// has taken yet, kept in memory as each append commits. A merge sums them from here instead of
 /// decoding from the file every delta this process wrote, which was most of a merge's work
 /// (docs/benchmarks.md, "Rollup deltas kept in memory for their merge"). The deltas stay on disk,
-/// the durable record, until the merge's transaction removes them; a delta not listed here (one
-/// left by an earlier process, committed while this was full, or whose merge failed) is read
-/// from the file instead. Owned by the holder of the partition's write lock, like the appends
+/// the durable record, until the merge's transaction removes them; a delta not kept here (left by
+/// an earlier process or an earlier handle of the file, committed while the process held
+/// [`UNMERGED_ROWS_MAX`] rows, or taken by a merge that failed) is read from the file instead. Owned by the holder of the partition's write lock, like the appends
 /// that fill it.
 pub struct Unmerged {
     /// Per append, in commit order: its sequence number and its deltas.
@@ -69,12 +69,19 @@ impl Unmerged {
     /// rows already.
     pub fn add(&mut self, deltas: Deltas<'_>, seq: u64) {
         let rows = deltas.rows();
-        if UNMERGED_ROWS.load(Ordering::Relaxed) + rows > self.rows_max {
+        // A soft limit: another partition's append may add between the load and the add.
+        if UNMERGED_ROWS.load(Ordering::Relaxed).saturating_add(rows) > self.rows_max {
             return;
         }
         self.rows += rows;
         UNMERGED_ROWS.fetch_add(rows, Ordering::Relaxed);
         self.appends.push((seq, deltas.into_owned()));
+    }
+
+    /// How many appends' deltas are kept.
+    #[cfg(test)]
+    pub fn kept(&self) -> usize {
+        self.appends.len()
     }
 
     /// Everything kept so far, leaving this empty (with the same limit).
@@ -92,10 +99,13 @@ impl Unmerged {
 
     /// Forgets everything of `org` (its deltas were purged from the file).
     pub fn forget_org(&mut self, org: crate::model::OrgId) {
+        let mut freed = 0;
         for (_, d) in &mut self.appends {
-            d.forget_org(org);
+            freed += d.forget_org(org);
         }
         self.appends.retain(|(_, d)| !d.is_empty());
+        self.rows -= freed;
+        UNMERGED_ROWS.fetch_sub(freed, Ordering::Relaxed);
     }
 }
 
@@ -123,19 +133,27 @@ pub fn read_deltas(db: &Database, take: impl FnOnce() -> Unmerged) -> Result<Opt
     let read = db.begin_read()?;
     let mut sums = take();
     let deltas = match read.open_table(ROLLUP_DELTAS) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Ok(t) => Some(t),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
         Err(e) => return Err(e.into()),
     };
-    if deltas.is_empty()? {
-        // Nothing kept in memory can be left either: a purge forgets its org's.
+    let in_file = match &deltas {
+        Some(t) => !t.is_empty()?,
+        None => false,
+    };
+    // Deltas kept in memory may be newer than the snapshot, which then may hold none.
+    if !in_file && sums.appends.is_empty() {
         return Ok(None);
     }
     let covered = sums.covered();
     let mut groups: BTreeMap<BlobKey, (Blob, Vec<[u8; 23]>)> = BTreeMap::new();
     // Deltas sort by their blob key: merge each run into one blob.
     let mut run: Option<(BlobKey, Blob, Vec<[u8; 23]>)> = None;
-    for e in deltas.iter()? {
+    let rows = match &deltas {
+        Some(t) if in_file => Some(t.iter()?),
+        _ => None,
+    };
+    for e in rows.into_iter().flatten() {
         let (k, v) = e?;
         let full: [u8; 23] = *k.value();
         if covered.contains(&full) {
@@ -161,8 +179,9 @@ pub fn read_deltas(db: &Database, take: impl FnOnce() -> Unmerged) -> Result<Opt
     if let Some((rk, blob, keys)) = run {
         groups.insert(rk, (blob, keys));
     }
-    // The deltas kept in memory: summed by ids, and after any read from the file for the same
-    // blob (those are older).
+    // The deltas kept in memory, summed by ids, then added to what the file gave for the same
+    // blob (in that order whatever the deltas' ages: sums may differ in the last bits from adding
+    // every delta in sequence order).
     let mut sum = DeltaSum::default();
     let mut keys_of: BTreeMap<BlobKey, Vec<[u8; 23]>> = BTreeMap::new();
     for (seq, d) in std::mem::take(&mut sums.appends) {

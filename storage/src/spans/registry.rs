@@ -222,7 +222,7 @@ impl Registry {
         };
         let mut g = self.inner.lock();
         let current = g.open.get(&day).is_some_and(|(cur, _)| Arc::ptr_eq(cur, p));
-        let w = p.part.write_lock.lock();
+        let mut w = p.part.write_lock.lock();
         if !current || p.is_dropped() || seal_state(&p.part.db)?.0 != next {
             drop(w);
             std::fs::remove_file(&tmp)?;
@@ -231,6 +231,9 @@ impl Registry {
         std::fs::rename(&tmp, self.dir.join(file_name(day)))?;
         sync_dir(&self.dir)?;
         p.dropped.store(true, Ordering::Release);
+        // The new file's handle reads the copied deltas from disk: free the old handle's copies
+        // now rather than when its last holder lets go.
+        drop(w.rollups.take());
         drop(w);
         let part = Partition::open(&self.dir, day, self.cache_for(day), false)?;
         g.tick += 1;
@@ -267,8 +270,9 @@ impl Registry {
         let mut g = self.inner.lock();
         if let Some((p, _)) = g.open.remove(&day) {
             // Wait for a running append/compaction, then make late writers retry on a new file.
-            let _w = p.part.write_lock.lock();
+            let mut w = p.part.write_lock.lock();
             p.dropped.store(true, Ordering::Release);
+            drop(w.rollups.take());
         }
         g.days.remove(&day);
         match std::fs::remove_file(self.dir.join(file_name(day))) {
