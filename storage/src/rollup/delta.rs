@@ -589,6 +589,69 @@ mod tests {
         (rows, left)
     }
 
+    /// A purge of one organization's deltas, with `forget_org` on what is kept, leaves the other
+    /// organization's kept deltas to merge as before, and writes nothing of the purged one.
+    #[test]
+    fn forgetting_an_org_keeps_the_others_deltas() {
+        let specs: Vec<[u8; 12]> = (0..120u8)
+            .map(|i| [i, i / 3, i / 5, 1, 1, 1, 0, 1, i / 7, i / 2, i, i / 11])
+            .collect();
+        let spans: Vec<SpanRecord> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| SpanRecord {
+                org_id: 1 + (i % 2) as u32,
+                ..span(i, p, 1_000_000 + i as u64)
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let mut results = Vec::new();
+        for keep in [true, false] {
+            let db = redb::Database::create(dir.path().join(format!("{keep}"))).unwrap();
+            let mut sums = super::super::Unmerged::with_rows_max(usize::MAX);
+            for (i, batch) in spans.chunks(40).enumerate() {
+                let mut deltas = Deltas::default();
+                for s in batch {
+                    deltas.add(s);
+                }
+                let txn = db.begin_write().unwrap();
+                txn.open_table(ROLLUPS).unwrap();
+                deltas.write_deltas(&txn, i as u64 + 1).unwrap();
+                txn.commit().unwrap();
+                if keep {
+                    sums.add(deltas, i as u64 + 1);
+                }
+            }
+            // Retention's purge of organization 1: its deltas leave the file.
+            let txn = db.begin_write().unwrap();
+            txn.open_table(ROLLUP_DELTAS)
+                .unwrap()
+                .retain(|k, _| k[..4] != 1u32.to_be_bytes())
+                .unwrap();
+            txn.commit().unwrap();
+            sums.forget_org(1);
+            assert_eq!(sums.kept(), if keep { 3 } else { 0 });
+            super::super::merge_deltas(&db, &mut sums).unwrap();
+            let (blobs, left) = stored(&db);
+            assert!(!left, "deltas left after the merge");
+            assert!(!blobs.is_empty());
+            assert!(blobs.iter().all(|(k, _)| k[..4] == 2u32.to_be_bytes()));
+            results.push(blobs);
+        }
+        assert_eq!(results[0], results[1]);
+        // Forgetting every organization empties what is kept.
+        let mut sums = super::super::Unmerged::with_rows_max(usize::MAX);
+        let mut deltas = Deltas::default();
+        for s in &spans {
+            deltas.add(s);
+        }
+        sums.add(deltas, 1);
+        sums.forget_org(2);
+        assert_eq!(sums.kept(), 1);
+        sums.forget_org(1);
+        assert_eq!(sums.kept(), 0);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
         /// A merge that takes deltas kept in memory writes the same blobs, byte for byte, as
