@@ -206,7 +206,7 @@ impl<'a> Deltas<'a> {
 
     /// Rows (and totals) of all the deltas, for [`super::Unmerged`]'s memory limit.
     pub fn rows(&self) -> usize {
-        self.deltas.iter().map(|(_, d)| d.rows.len() + 2).sum()
+        self.deltas.iter().map(|(_, d)| held_rows(&d.rows)).sum()
     }
 
     /// The deltas with their strings owned, to outlive the batch: a copy of each distinct
@@ -258,6 +258,12 @@ impl<'a> Deltas<'a> {
     }
 }
 
+/// What one blob's delta counts toward [`super::Unmerged`]'s limit: its rows, and its two
+/// per-side totals as if they were rows.
+fn held_rows(rows: &[(RowKey, Stats)]) -> usize {
+    rows.len() + 2
+}
+
 /// The deltas of one append after it committed (see [`Deltas::into_owned`]): per blob, rows keyed
 /// by ids into `strings` (id `k` is `strings[k - 1]`, 0 absent) and totals.
 pub struct OwnedDeltas {
@@ -281,7 +287,7 @@ impl OwnedDeltas {
         self.deltas.retain(|(key, (rows, _))| {
             let keep = key.org != org;
             if !keep {
-                dropped += rows.len() + 2;
+                dropped += held_rows(rows);
             }
             keep
         });

@@ -89,12 +89,17 @@ impl Unmerged {
         std::mem::replace(self, Unmerged::with_rows_max(self.rows_max))
     }
 
-    /// The keys of the deltas kept here.
-    fn covered(&self) -> FxHashSet<[u8; 23]> {
-        self.appends
-            .iter()
-            .flat_map(|(seq, d)| d.keys().map(|key| super::delta_key(key, *seq)))
-            .collect()
+    /// The keys of the deltas kept here, per blob.
+    fn keys_by_blob(&self) -> BTreeMap<BlobKey, Vec<[u8; 23]>> {
+        let mut out: BTreeMap<BlobKey, Vec<[u8; 23]>> = BTreeMap::new();
+        for (seq, d) in &self.appends {
+            for key in d.keys() {
+                out.entry(*key)
+                    .or_default()
+                    .push(super::delta_key(key, *seq));
+            }
+        }
+        out
     }
 
     /// Forgets everything of `org` (its deltas were purged from the file).
@@ -133,27 +138,24 @@ pub fn read_deltas(db: &Database, take: impl FnOnce() -> Unmerged) -> Result<Opt
     let read = db.begin_read()?;
     let mut sums = take();
     let deltas = match read.open_table(ROLLUP_DELTAS) {
-        Ok(t) => Some(t),
-        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Ok(t) if !t.is_empty()? => Some(t),
+        Ok(_) | Err(redb::TableError::TableDoesNotExist(_)) => None,
         Err(e) => return Err(e.into()),
     };
-    let in_file = match &deltas {
-        Some(t) => !t.is_empty()?,
-        None => false,
-    };
     // Deltas kept in memory may be newer than the snapshot, which then may hold none.
-    if !in_file && sums.appends.is_empty() {
+    if deltas.is_none() && sums.appends.is_empty() {
         return Ok(None);
     }
-    let covered = sums.covered();
+    let mut kept_keys = sums.keys_by_blob();
+    let covered: FxHashSet<[u8; 23]> = kept_keys.values().flatten().copied().collect();
     let mut groups: BTreeMap<BlobKey, (Blob, Vec<[u8; 23]>)> = BTreeMap::new();
     // Deltas sort by their blob key: merge each run into one blob.
     let mut run: Option<(BlobKey, Blob, Vec<[u8; 23]>)> = None;
-    let rows = match &deltas {
-        Some(t) if in_file => Some(t.iter()?),
-        _ => None,
+    let in_file = match &deltas {
+        Some(t) => Some(t.iter()?),
+        None => None,
     };
-    for e in rows.into_iter().flatten() {
+    for e in in_file.into_iter().flatten() {
         let (k, v) = e?;
         let full: [u8; 23] = *k.value();
         if covered.contains(&full) {
@@ -183,18 +185,11 @@ pub fn read_deltas(db: &Database, take: impl FnOnce() -> Unmerged) -> Result<Opt
     // blob (in that order whatever the deltas' ages: sums may differ in the last bits from adding
     // every delta in sequence order).
     let mut sum = DeltaSum::default();
-    let mut keys_of: BTreeMap<BlobKey, Vec<[u8; 23]>> = BTreeMap::new();
-    for (seq, d) in std::mem::take(&mut sums.appends) {
-        for key in d.keys() {
-            keys_of
-                .entry(*key)
-                .or_default()
-                .push(super::delta_key(key, seq));
-        }
+    for (_, d) in std::mem::take(&mut sums.appends) {
         sum.add(d);
     }
     for (key, blob) in sum.into_blobs() {
-        let keys = keys_of.remove(&key).unwrap_or_default();
+        let keys = kept_keys.remove(&key).unwrap_or_default();
         match groups.entry(key) {
             Entry::Vacant(e) => {
                 e.insert((blob, keys));
