@@ -135,3 +135,30 @@ fn help_documents_settings() {
         assert!(text.contains(s), "--help lacks {s}");
     }
 }
+
+/// The login throttle counts failures per client address as well as per username, so it must
+/// see the connection's peer: after failed logins for four usernames from this address, a fifth
+/// username's first attempt waits for the address's failures (`delay_after(4)`, 2 s). Without
+/// the peer address only the username would count, and that attempt would be answered at once.
+#[test]
+fn failed_logins_from_one_address_slow_down_other_usernames() {
+    let dir = TempDir::new("throttle");
+    let srv = Server::start(dir.path());
+    for i in 1..=4 {
+        let r = login(&srv, &format!("guess-{i}"), "wrong-password")
+            .err()
+            .unwrap();
+        assert_eq!(r.status, 401);
+    }
+    let started = std::time::Instant::now();
+    let r = login(&srv, "guess-5", "wrong-password").err().unwrap();
+    let waited = started.elapsed();
+    assert_eq!(r.status, 401);
+    // A lower bound only: the throttle sleeps 2,000 ms before it answers.
+    assert!(
+        waited >= std::time::Duration::from_millis(1_900),
+        "a new username from a throttled address answered after {waited:?}"
+    );
+    // Slowed, not locked out: the right password still signs in.
+    login(&srv, "admin", ADMIN_PASSWORD).expect("admin can still sign in");
+}

@@ -5,21 +5,31 @@
 //! - baseline: paging `SpanStore::list` (1,000 per page) + `span_to_json` + `serde_json::to_vec`,
 //!   what an export built on the span list would do;
 //! - `export_to` (scan + formatting into chunks) as JSON Lines and CSV, every span, no HTTP;
-//! - the same over HTTP: `server::serve` on 127.0.0.1, a client on a plain TCP socket reading and
-//!   de-chunking the response and counting lines (client and server share the machine's 2 cores).
+//! - the same over HTTP: `server::serve` on 127.0.0.1, first to a client on a plain TCP socket in
+//!   this process (de-chunking the response and counting lines in its read buffer), then to `curl`
+//!   writing to /dev/null in its own process (its body length checked against the in-process
+//!   export's); client and server share the machine's 2 cores.
+//!
+//! It runs with the binary's allocator settings: mimalloc, purge delay BENCH_PURGE_DELAY_MS
+//! (default 10), no transparent huge pages.
 //!
 //! Peak RSS is the process's high-water mark during each step (reset before it).
 //!
-//! Run: `cargo bench -p mcp-obs-web --bench export` (env BENCH_SPANS; BENCH_DIR keeps the store
-//! between runs: an existing store there is reused instead of rebuilt; BENCH_BASELINE_SPANS caps
-//! the spans the baseline reads, default 1,000,000; BENCH_SKIP_BASELINE=1 skips it; BENCH_ONLY=jsonl
-//! or csv runs only that format, in process; BENCH_RENDER_THREADS sets the in-process export's
-//! render threads, default `EXPORT_RENDER_THREADS_MAX`, 0 for the scan thread alone).
+//! Run: `cargo bench -p mcp-obs-web --bench export`. Environment:
+//! - BENCH_SPANS; BENCH_DIR keeps the store between runs (an existing store there is reused
+//!   instead of rebuilt);
+//! - BENCH_BASELINE_SPANS caps the spans the baseline reads, default 1,000,000;
+//!   BENCH_SKIP_BASELINE=1 skips it;
+//! - BENCH_ONLY=jsonl or csv runs only that format, in process; BENCH_ONLY=http only the HTTP runs
+//!   (curl's body length then unchecked); BENCH_HTTP_FORMATS (default `jsonl,csv`) the formats
+//!   over HTTP;
+//! - BENCH_RENDER_THREADS sets the in-process export's render threads, default
+//!   `EXPORT_RENDER_THREADS_MAX`, 0 for the scan thread alone.
 
 #[path = "../../storage/benches/common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,8 +44,12 @@ use mcp_obs_web::state::AppState;
 use mcp_obs_web::WebConfig;
 use rand::SeedableRng;
 
+/// The binary's allocator (src/main.rs).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The binary's default `[storage] allocator_purge_delay_ms` (BENCH_PURGE_DELAY_MS overrides it).
+const PURGE_DELAY_MS: usize = 10;
 
 const DAYS: u64 = 10;
 const BATCH: usize = 20_000;
@@ -45,6 +59,12 @@ fn main() {
         return;
     }
     let total = common::env_usize("BENCH_SPANS", 10_000_000);
+    let purge_ms = common::env_usize("BENCH_PURGE_DELAY_MS", PURGE_DELAY_MS);
+    mcp_obs_storage::memory::set_allocator_purge_delay_ms(purge_ms.try_into().unwrap_or(u32::MAX));
+    // The binary's default `[storage] allocator_huge_pages = false`.
+    if let Err(e) = mcp_obs_storage::memory::set_transparent_huge_pages(false) {
+        eprintln!("huge pages stay as they are: {e}");
+    }
     let dir: PathBuf = std::env::var("BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir().join("mcpobs-bench-export"));
@@ -78,6 +98,8 @@ fn main() {
     }
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let threads = common::env_usize("BENCH_RENDER_THREADS", EXPORT_RENDER_THREADS_MAX);
+    // Body bytes of each format in process, which the HTTP clients must receive too.
+    let mut expected = Vec::new();
     for format in [Format::JsonLines, Format::Csv] {
         if !only.is_empty() && only != format.extension() {
             continue;
@@ -105,6 +127,7 @@ fn main() {
         let cpu = process_cpu_secs() - cpu0;
         let main_cpu = thread_cpu_secs() - main0;
         assert_eq!(stats.rows as usize, total);
+        expected.push((format.extension(), bytes));
         println!(
             "export_to {format:?}, {threads} render threads: {} spans in {secs:.2} s = {:.0} spans/s, {:.0} spans per CPU-second (CPU {cpu:.2} s, {main_cpu:.2} s of it on the scan thread; {:.0} MB/s, {:.0} bytes/span, {} block reads), RSS {} MB before, peak {} MB, load {}",
             stats.rows,
@@ -118,8 +141,8 @@ fn main() {
             load_avg()
         );
     }
-    if only.is_empty() {
-        over_http(&dir, store, total);
+    if only.is_empty() || only == "http" {
+        over_http(&dir, store, total, &expected);
     }
 }
 
@@ -172,7 +195,7 @@ fn status_kb(field: &str) -> u64 {
 }
 
 /// Serves the store over HTTP in this process and exports it with a plain TCP client.
-fn over_http(dir: &Path, store: Arc<SpanStore>, total: usize) {
+fn over_http(dir: &Path, store: Arc<SpanStore>, total: usize, expected: &[(&str, usize)]) {
     let meta = MetaStore::open(dir.join("meta.redb")).unwrap();
     let _ = meta.bootstrap(Some("bench-password-1234")).unwrap();
     let org = meta.org_by_slug("default").unwrap().unwrap();
@@ -214,35 +237,56 @@ fn over_http(dir: &Path, store: Arc<SpanStore>, total: usize) {
     let server = rt.spawn(mcp_obs_web::server::serve(listener, state, async {
         let _ = stopped.await;
     }));
-    for format in ["jsonl", "csv"] {
-        reset_peak_rss();
-        let rss0 = rss_kb();
-        let t = Instant::now();
-        let mut conn = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            conn,
-            "GET /api/v1/orgs/default/spans/export?format={format} HTTP/1.1\r\nHost: bench\r\nCookie: mcpobs_session={}\r\nConnection: close\r\n\r\n",
-            session.token
-        )
-        .unwrap();
-        let (bytes, lines) = read_chunked(conn);
-        let secs = t.elapsed().as_secs_f64();
-        let rows = if format == "csv" { lines - 1 } else { lines };
-        assert_eq!(rows, total, "{format}: rows received");
-        println!(
-            "HTTP {format}: {rows} spans in {secs:.2} s = {:.0} spans/s ({:.0} MB/s), RSS (server + client) {} MB before, peak {} MB, load {}",
-            rows as f64 / secs,
-            bytes as f64 / secs / 1e6,
-            rss0 / 1024,
-            peak_rss_kb() / 1024,
-            load_avg()
-        );
+    let cookie = format!("mcpobs_session={}", session.token);
+    let formats = std::env::var("BENCH_HTTP_FORMATS").unwrap_or_else(|_| "jsonl,csv".into());
+    for format in formats.split(',') {
+        let want = expected.iter().find(|(f, _)| *f == format).map(|e| e.1);
+        let path = format!("/api/v1/orgs/default/spans/export?format={format}");
+        for client in ["socket", "curl"] {
+            reset_peak_rss();
+            let rss0 = rss_kb();
+            let t = Instant::now();
+            let cpu0 = process_cpu_secs();
+            let (bytes, rows) = if client == "socket" {
+                let mut conn = std::net::TcpStream::connect(addr).unwrap();
+                write!(
+                    conn,
+                    "GET {path} HTTP/1.1\r\nHost: bench\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+                )
+                .unwrap();
+                let (bytes, lines) = read_chunked(conn);
+                let rows = if format == "csv" { lines - 1 } else { lines };
+                assert_eq!(rows, total, "{format}: rows received");
+                (bytes, rows)
+            } else {
+                // curl counts no lines: the body must be the in-process export's, byte for byte
+                // in length.
+                (curl_bytes(&format!("http://{addr}{path}"), &cookie), total)
+            };
+            let secs = t.elapsed().as_secs_f64();
+            let cpu = process_cpu_secs() - cpu0;
+            if let Some(want) = want {
+                assert_eq!(bytes, want, "{format} through {client}: body bytes");
+            }
+            println!(
+                "HTTP {format} ({client} client): {rows} spans in {secs:.2} s = {:.0} spans/s ({:.0} MB/s), {:.0} spans per CPU-second of this process (the server{}), RSS (this process) {} MB before, peak {} MB, load {}",
+                rows as f64 / secs,
+                bytes as f64 / secs / 1e6,
+                rows as f64 / cpu,
+                if client == "socket" { " and the socket client" } else { " alone" },
+                rss0 / 1024,
+                peak_rss_kb() / 1024,
+                load_avg()
+            );
+        }
     }
     let _ = stop.send(());
     let _ = rt.block_on(server);
 }
 
-/// Reads an HTTP/1.1 response with a chunked body: (body bytes, newlines in the body).
+/// Reads an HTTP/1.1 response with a chunked body: (body bytes, newlines in the body). Lines are
+/// counted in the reader's own buffer (`fill_buf`/`consume`), so the body is copied once, from the
+/// socket, as a client writing it to a file or a pipe would.
 fn read_chunked(conn: std::net::TcpStream) -> (usize, usize) {
     let mut r = BufReader::with_capacity(1 << 20, conn);
     let mut line = String::new();
@@ -256,7 +300,6 @@ fn read_chunked(conn: std::net::TcpStream) -> (usize, usize) {
         }
     }
     let (mut bytes, mut lines) = (0, 0);
-    let mut buf = vec![0u8; 1 << 20];
     loop {
         line.clear();
         r.read_line(&mut line).unwrap();
@@ -266,14 +309,36 @@ fn read_chunked(conn: std::net::TcpStream) -> (usize, usize) {
         }
         bytes += left;
         while left > 0 {
+            let buf = r.fill_buf().unwrap();
+            assert!(!buf.is_empty(), "the response ended inside a chunk");
             let n = left.min(buf.len());
-            r.read_exact(&mut buf[..n]).unwrap();
-            lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+            lines += memchr::memchr_iter(b'\n', &buf[..n]).count();
+            r.consume(n);
             left -= n;
         }
         line.clear();
         r.read_line(&mut line).unwrap();
     }
+}
+
+/// Fetches `url` with `curl` into /dev/null (another process, as a user's export would run):
+/// the body bytes curl received.
+fn curl_bytes(url: &str, cookie: &str) -> usize {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download}"])
+        .args(["--cookie", cookie, url])
+        .output()
+        .expect("run curl");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn baseline(store: &SpanStore, total: usize) {

@@ -1,13 +1,16 @@
 //! Route assembly, common response headers, health endpoints, and the connection-limited server loop
 //! that tests and the binary both start with `serve(listener, state, shutdown)`.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper::service::Service as _;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -102,6 +105,11 @@ fn security_headers(mut r: Response) -> Response {
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests (graceful). At most
 /// `state.config.connections_max` connections are open at once; further ones wait in the backlog.
+///
+/// hyper drives warp's service directly rather than through warp's `serve_incoming`, whose
+/// connection wrapper answers no peer address (so `warp::addr::remote()` was always empty and
+/// the login throttle never saw an IP) and no vectored writes (so hyper copied every response
+/// body chunk into its own buffer before writing it: a tenth of an export's CPU).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -118,9 +126,38 @@ pub async fn serve(
             let conn = accept_limited(&listener, &permits).await;
             Some((Ok::<_, io::Error>(conn), (listener, permits)))
         });
-    warp::serve(routes(state))
-        .serve_incoming_with_graceful_shutdown(Box::pin(incoming), shutdown)
+    let service = warp::service(routes(state));
+    let make = hyper::service::make_service_fn(move |conn: &LimitedConn| {
+        let peer = conn.peer;
+        let mut service = service.clone();
+        std::future::ready(Ok::<_, Infallible>(hyper::service::service_fn(
+            move |mut req: hyper::Request<hyper::Body>| {
+                req.extensions_mut().insert(Peer(peer));
+                service.call(req)
+            },
+        )))
+    });
+    let served = hyper::Server::builder(hyper::server::accept::from_stream(incoming))
+        // Response chunks go to the socket as they are (writev), not copied into a buffer first.
+        .http1_writev(true)
+        .serve(make)
+        .with_graceful_shutdown(shutdown)
         .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "server error");
+    }
+}
+
+/// The TCP peer of a request's connection, which [`serve`] puts in the request's extensions.
+#[derive(Clone, Copy, Debug)]
+struct Peer(SocketAddr);
+
+/// The client's address: the connection's peer under [`serve`]; warp's remote address otherwise
+/// (what `warp::test` requests set with `remote_addr`).
+pub fn remote() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallible> + Clone {
+    warp::ext::optional::<Peer>()
+        .and(warp::addr::remote())
+        .map(|peer: Option<Peer>, remote: Option<SocketAddr>| peer.map(|p| p.0).or(remote))
 }
 
 async fn accept_limited(listener: &TcpListener, permits: &Arc<Semaphore>) -> LimitedConn {
@@ -131,10 +168,11 @@ async fn accept_limited(listener: &TcpListener, permits: &Arc<Semaphore>) -> Lim
     };
     loop {
         match listener.accept().await {
-            Ok((io, _)) => {
+            Ok((io, peer)) => {
                 let _ = io.set_nodelay(true);
                 return LimitedConn {
                     io,
+                    peer,
                     _permit: permit,
                 };
             }
@@ -150,6 +188,7 @@ async fn accept_limited(listener: &TcpListener, permits: &Arc<Semaphore>) -> Lim
 /// A connection that holds one of the `connections_max` permits until it is dropped.
 struct LimitedConn {
     io: TcpStream,
+    peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
 }
 

@@ -87,7 +87,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         })
         .and(warp::method())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(crate::server::remote())
         .and(warp::body::stream())
         .and(with_state(Arc::clone(&state)))
         .then(

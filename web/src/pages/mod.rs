@@ -63,7 +63,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         })
         .and(warp::method())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(crate::server::remote())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::body::stream())
         .then(
