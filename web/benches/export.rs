@@ -48,9 +48,6 @@ use rand::SeedableRng;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The binary's default `[storage] allocator_purge_delay_ms` (BENCH_PURGE_DELAY_MS overrides it).
-const PURGE_DELAY_MS: usize = 10;
-
 const DAYS: u64 = 10;
 const BATCH: usize = 20_000;
 
@@ -59,12 +56,7 @@ fn main() {
         return;
     }
     let total = common::env_usize("BENCH_SPANS", 10_000_000);
-    let purge_ms = common::env_usize("BENCH_PURGE_DELAY_MS", PURGE_DELAY_MS);
-    mcp_obs_storage::memory::set_allocator_purge_delay_ms(purge_ms.try_into().unwrap_or(u32::MAX));
-    // The binary's default `[storage] allocator_huge_pages = false`.
-    if let Err(e) = mcp_obs_storage::memory::set_transparent_huge_pages(false) {
-        eprintln!("huge pages stay as they are: {e}");
-    }
+    common::binary_allocator_settings();
     let dir: PathBuf = std::env::var("BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir().join("mcpobs-bench-export"));
@@ -194,7 +186,9 @@ fn status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Serves the store over HTTP in this process and exports it with a plain TCP client.
+/// Serves the store over HTTP in this process and exports each format twice: to a plain TCP client
+/// in this process, then to `curl`; both must receive as many bytes as the in-process export
+/// produced, when it ran.
 fn over_http(dir: &Path, store: Arc<SpanStore>, total: usize, expected: &[(&str, usize)]) {
     let meta = MetaStore::open(dir.join("meta.redb")).unwrap();
     let _ = meta.bootstrap(Some("bench-password-1234")).unwrap();
@@ -259,8 +253,7 @@ fn over_http(dir: &Path, store: Arc<SpanStore>, total: usize, expected: &[(&str,
                 assert_eq!(rows, total, "{format}: rows received");
                 (bytes, rows)
             } else {
-                // curl counts no lines: the body must be the in-process export's, byte for byte
-                // in length.
+                // curl counts no lines: the body's length must be the in-process export's.
                 (curl_bytes(&format!("http://{addr}{path}"), &cookie), total)
             };
             let secs = t.elapsed().as_secs_f64();

@@ -33,11 +33,6 @@ use rand::SeedableRng;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The binary's default `[storage] allocator_purge_delay_ms`: freed memory goes back to the OS
-/// after 10 ms, so a page's fresh buffers are faulted in again as in the server
-/// (BENCH_PURGE_DELAY_MS overrides it).
-const PURGE_DELAY_MS: usize = 10;
-
 /// The analytics benchmark's layout: 90 days, appended in batches of 20,000.
 const DAYS: u64 = 90;
 const BATCH: usize = 20_000;
@@ -50,14 +45,9 @@ fn main() {
     }
     let total = common::env_usize("BENCH_SPANS", 10_000_000);
     let runs = common::env_usize("BENCH_RUNS", 20);
-    let purge_ms = common::env_usize("BENCH_PURGE_DELAY_MS", PURGE_DELAY_MS);
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let pause = Duration::from_millis(common::env_usize("BENCH_PAUSE_MS", 0) as u64);
-    mcp_obs_storage::memory::set_allocator_purge_delay_ms(purge_ms.try_into().unwrap_or(u32::MAX));
-    // The binary's default `[storage] allocator_huge_pages = false`.
-    if let Err(e) = mcp_obs_storage::memory::set_transparent_huge_pages(false) {
-        eprintln!("huge pages stay as they are: {e}");
-    }
+    common::binary_allocator_settings();
     let dir: PathBuf = std::env::var("BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir().join("mcpobs-bench-pages"));

@@ -24,6 +24,21 @@ pub fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The binary's default `[storage] allocator_purge_delay_ms` (src/config.rs): freed memory goes
+/// back to the OS after 10 ms, so fresh buffers are faulted in again as in the server.
+pub const BINARY_PURGE_DELAY_MS: usize = 10;
+
+/// The binary's allocator settings (src/main.rs), for benches whose global allocator is mimalloc
+/// as the binary's is: purge delay BENCH_PURGE_DELAY_MS (default [`BINARY_PURGE_DELAY_MS`]) and no
+/// transparent huge pages (`[storage] allocator_huge_pages = false`).
+pub fn binary_allocator_settings() {
+    let purge_ms = env_usize("BENCH_PURGE_DELAY_MS", BINARY_PURGE_DELAY_MS);
+    mcp_obs_storage::memory::set_allocator_purge_delay_ms(purge_ms.try_into().unwrap_or(u32::MAX));
+    if let Err(e) = mcp_obs_storage::memory::set_transparent_huge_pages(false) {
+        eprintln!("huge pages stay as they are: {e}");
+    }
+}
+
 pub fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue {
         key: k.into(),

@@ -151,10 +151,7 @@ pub fn read_deltas(db: &Database, take: impl FnOnce() -> Unmerged) -> Result<Opt
     let mut groups: BTreeMap<BlobKey, (Blob, Vec<[u8; 23]>)> = BTreeMap::new();
     // Deltas sort by their blob key: merge each run into one blob.
     let mut run: Option<(BlobKey, Blob, Vec<[u8; 23]>)> = None;
-    let in_file = match &deltas {
-        Some(t) => Some(t.iter()?),
-        None => None,
-    };
+    let in_file = deltas.as_ref().map(|t| t.iter()).transpose()?;
     for e in in_file.into_iter().flatten() {
         let (k, v) = e?;
         let full: [u8; 23] = *k.value();
