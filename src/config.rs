@@ -41,6 +41,9 @@ CONFIG FILE (TOML, --config / MCPOBS_CONFIG). Every key is optional; shown with 
   future_skew_secs = 3600           # spans further in the future are rejected
   key_usage_flush_interval_ms = 5000  # how often API key usage is written
   cookie_secure = false             # mark the session cookie Secure (behind HTTPS)
+  trusted_proxies = []              # reverse proxies, e.g. [\"127.0.0.1\", \"10.0.0.0/8\"], whose
+                                    # X-Forwarded-For names the client for the login throttle
+                                    # (ignored from any other peer)
 
   [storage]
   block_rows_max = 8192             # rows per compacted column block
@@ -288,5 +291,23 @@ mod tests {
         })
         .is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn trusted_proxies_parse_or_name_the_bad_entry() {
+        let file: FileConfig =
+            toml::from_str("[web]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n").unwrap();
+        assert!(file
+            .web
+            .trusted_proxies
+            .contains("10.9.8.7".parse().unwrap()));
+        assert!(!file
+            .web
+            .trusted_proxies
+            .contains("11.0.0.1".parse().unwrap()));
+        let err = toml::from_str::<FileConfig>("[web]\ntrusted_proxies = [\"nginx\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"nginx\" is neither an IP address"), "{err}");
     }
 }

@@ -237,11 +237,21 @@ pub struct Session {
 }
 
 pub fn login(srv: &Server, username: &str, password: &str) -> Result<Session, Resp> {
-    let r = to_resp(
-        agent()
-            .post(&srv.url("/api/v1/session"))
-            .send_json(json!({ "username": username, "password": password })),
-    );
+    login_forwarded(srv, username, password, None)
+}
+
+/// [`login`] with an `X-Forwarded-For` header, as a reverse proxy (or a client) would send it.
+pub fn login_forwarded(
+    srv: &Server,
+    username: &str,
+    password: &str,
+    forwarded_for: Option<&str>,
+) -> Result<Session, Resp> {
+    let mut req = agent().post(&srv.url("/api/v1/session"));
+    if let Some(xff) = forwarded_for {
+        req = req.set("X-Forwarded-For", xff);
+    }
+    let r = to_resp(req.send_json(json!({ "username": username, "password": password })));
     if r.status != 200 {
         return Err(r);
     }

@@ -1,5 +1,7 @@
 //! Start-up, first-start bootstrap, health endpoints, graceful shutdown and `--help`.
 
+use std::time::Duration;
+
 use prost::Message;
 use rand::SeedableRng;
 
@@ -140,25 +142,70 @@ fn help_documents_settings() {
 /// see the connection's peer: after failed logins for four usernames from this address, a fifth
 /// username's first attempt waits for the address's failures (`delay_after(4)`, 2 s). Without
 /// the peer address only the username would count, and that attempt would be answered at once.
+/// Each attempt claims another address in `X-Forwarded-For`: with no trusted proxy configured the
+/// header must not count, or a client could pick a fresh address for every guess.
 #[test]
 fn failed_logins_from_one_address_slow_down_other_usernames() {
     let dir = TempDir::new("throttle");
     let srv = Server::start(dir.path());
     for i in 1..=4 {
-        let r = login(&srv, &format!("guess-{i}"), "wrong-password")
+        let xff = format!("203.0.113.{i}");
+        let r = login_forwarded(&srv, &format!("guess-{i}"), "wrong-password", Some(&xff))
             .err()
             .unwrap();
         assert_eq!(r.status, 401);
     }
-    let started = std::time::Instant::now();
-    let r = login(&srv, "guess-5", "wrong-password").err().unwrap();
-    let waited = started.elapsed();
-    assert_eq!(r.status, 401);
+    let waited = timed_failed_login(&srv, "guess-5", Some("203.0.113.5"));
     // A lower bound only: the throttle sleeps 2,000 ms before it answers.
     assert!(
-        waited >= std::time::Duration::from_millis(1_900),
+        waited >= Duration::from_millis(1_900),
         "a new username from a throttled address answered after {waited:?}"
     );
     // Slowed, not locked out: the right password still signs in.
     login(&srv, "admin", ADMIN_PASSWORD).expect("admin can still sign in");
+}
+
+/// Behind a reverse proxy every connection comes from the proxy. With it in `trusted_proxies`,
+/// the throttle counts the client the proxy names in `X-Forwarded-For`: one client's failures
+/// slow that client's next attempt, not another client's behind the same proxy.
+#[test]
+fn behind_a_trusted_proxy_the_throttle_counts_each_forwarded_client() {
+    let dir = TempDir::new("throttle-proxy");
+    let srv = Server::start_with(
+        dir.path(),
+        StartOptions {
+            config_toml: Some("[web]\ntrusted_proxies = [\"127.0.0.1\"]\n"),
+            ..StartOptions::default()
+        },
+    );
+    // The client put an address of its own choosing first; the proxy appended the one it saw.
+    let guesser = "198.51.100.1, 203.0.113.7";
+    for i in 1..=4 {
+        let r = login_forwarded(&srv, &format!("guess-{i}"), "wrong-password", Some(guesser))
+            .err()
+            .unwrap();
+        assert_eq!(r.status, 401);
+    }
+    // Another client behind the proxy is not slowed by the guesser's failures (its attempt costs
+    // only the password check); were the header ignored, it would wait the proxy's 2 s.
+    let other = timed_failed_login(&srv, "someone", Some("203.0.113.8"));
+    assert!(
+        other < Duration::from_millis(1_900),
+        "another forwarded client waited {other:?} for the guesser's failures"
+    );
+    // The guesser is, whatever it writes first in the header.
+    let waited = timed_failed_login(&srv, "guess-5", Some("198.51.100.2, 203.0.113.7"));
+    assert!(
+        waited >= Duration::from_millis(1_900),
+        "the forwarded guesser's fifth username answered after {waited:?}"
+    );
+}
+
+fn timed_failed_login(srv: &Server, username: &str, forwarded_for: Option<&str>) -> Duration {
+    let started = std::time::Instant::now();
+    let r = login_forwarded(srv, username, "wrong-password", forwarded_for)
+        .err()
+        .unwrap();
+    assert_eq!(r.status, 401);
+    started.elapsed()
 }

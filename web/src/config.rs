@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::client_addr::TrustedProxies;
+
 /// Limits and knobs of the web layer. Defaults are what `mcp-obs serve` uses without a config file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -40,6 +42,9 @@ pub struct WebConfig {
     pub key_usage_flush_interval_ms: u64,
     /// Mark the session cookie `Secure` (set when served behind HTTPS).
     pub cookie_secure: bool,
+    /// Reverse proxies (addresses or networks) whose `X-Forwarded-For` names the client for the
+    /// login throttle; from any other peer the header is ignored. Empty by default.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for WebConfig {
@@ -62,6 +67,7 @@ impl Default for WebConfig {
             future_skew_secs: 3600,
             key_usage_flush_interval_ms: 5_000,
             cookie_secure: false,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod analytics;
 pub mod api;
 pub mod auth;
 pub mod body;
+pub mod client_addr;
 pub mod config;
 pub mod error;
 pub mod export;

@@ -152,9 +152,9 @@ pub async fn serve(
 #[derive(Clone, Copy, Debug)]
 struct Peer(SocketAddr);
 
-/// The client's address: the connection's peer under [`serve`]; warp's remote address otherwise
-/// (what `warp::test` requests set with `remote_addr`).
-pub fn remote() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallible> + Clone {
+/// The connection's peer under [`serve`]; warp's remote address otherwise (what `warp::test`
+/// requests set with `remote_addr`). [`crate::client_addr::client_ip`] makes it the client's.
+pub fn peer() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallible> + Clone {
     warp::ext::optional::<Peer>()
         .and(warp::addr::remote())
         .map(|peer: Option<Peer>, remote: Option<SocketAddr>| peer.map(|p| p.0).or(remote))

@@ -21,7 +21,7 @@ pub(crate) mod tokens;
 pub(crate) mod views;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Buf;
@@ -37,6 +37,7 @@ pub use body::BodyStream;
 pub use router::Route;
 
 use crate::auth::{self, Principal};
+use crate::client_addr::client_ip;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -44,7 +45,8 @@ use crate::state::AppState;
 pub(crate) struct Req {
     pub method: Method,
     pub headers: HeaderMap,
-    pub remote: Option<SocketAddr>,
+    /// The client's address ([`client_ip`]): for the login throttle.
+    pub client_ip: Option<IpAddr>,
     body: BodyStream,
 }
 
@@ -87,15 +89,16 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         })
         .and(warp::method())
         .and(warp::header::headers_cloned())
-        .and(crate::server::remote())
+        .and(crate::server::peer())
         .and(warp::body::stream())
         .and(with_state(Arc::clone(&state)))
         .then(
-            |route: Route, method, headers, remote, stream, state: Arc<AppState>| async move {
+            |route: Route, method, headers, peer, stream, state: Arc<AppState>| async move {
+                let client_ip = client_ip(peer, &headers, &state.config.trusted_proxies);
                 let req = Req {
                     method,
                     headers,
-                    remote,
+                    client_ip,
                     body: boxed_body(stream),
                 };
                 respond(dispatch(&state, route, req).await)

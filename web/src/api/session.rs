@@ -94,7 +94,7 @@ pub async fn end_session(state: &AppState, headers: &HeaderMap) -> Result<Header
 }
 
 pub async fn login(state: &AppState, req: Req) -> ApiResult {
-    let ip = req.remote.map(|a| a.ip());
+    let ip = req.client_ip;
     let body: LoginBody = req.json(state).await?;
     let Started {
         user,
@@ -142,7 +142,7 @@ pub async fn logout(state: &AppState, p: &Principal, headers: &HeaderMap) -> Api
 }
 
 pub async fn change_password(state: &AppState, p: &Principal, req: Req) -> ApiResult {
-    let ip = req.remote.map(|a| a.ip());
+    let ip = req.client_ip;
     let headers = req.headers.clone();
     let body: PasswordBody = req.json(state).await?;
     let ended = change_password_as(

@@ -57,7 +57,7 @@ pub async fn change_password(ctx: &Ctx<'_>, form: Form) -> PageResult {
     let result = match form.get("confirm_password") {
         Some(c) if c == new => {
             let current = form.get("current_password").unwrap_or_default().to_string();
-            let ip = ctx.remote.map(|a| a.ip());
+            let ip = ctx.client_ip;
             session::change_password_as(ctx.state, &ctx.p, &ctx.headers, ip, current, new).await
         }
         _ => Err(ApiError::BadRequest(

@@ -91,7 +91,7 @@ pub fn form(state: &AppState, query: &str, error: Option<(&str, &str)>) -> PageR
 }
 
 pub async fn submit(state: &AppState, req: Request) -> PageResult {
-    let ip = req.remote.map(|a| a.ip());
+    let ip = req.client_ip;
     let req_headers = req.headers.clone();
     let fields = req.form().await?;
     let (username, password) = (

@@ -30,7 +30,7 @@ mod servers;
 mod spans;
 mod trace;
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use mcp_obs_storage::meta::{Org, Role};
@@ -46,6 +46,7 @@ pub use layout::CSP;
 
 use crate::api::BodyStream;
 use crate::auth::{self, Principal};
+use crate::client_addr::client_ip;
 use crate::error::ApiError;
 use crate::state::AppState;
 use form::Form;
@@ -63,17 +64,18 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         })
         .and(warp::method())
         .and(warp::header::headers_cloned())
-        .and(crate::server::remote())
+        .and(crate::server::peer())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::body::stream())
         .then(
-            move |page: Page, method, headers, remote, query: String, body| {
+            move |page: Page, method, headers, peer, query: String, body| {
                 let state = Arc::clone(&state);
                 async move {
+                    let client_ip = client_ip(peer, &headers, &state.config.trusted_proxies);
                     let req = Request {
                         method,
                         headers,
-                        remote,
+                        client_ip,
                         query,
                         body: crate::api::boxed_body(body),
                     };
@@ -90,7 +92,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 pub(crate) struct Request {
     pub method: Method,
     pub headers: HeaderMap,
-    pub remote: Option<SocketAddr>,
+    /// The client's address ([`client_ip`]): for the login throttle.
+    pub client_ip: Option<IpAddr>,
     pub query: String,
     body: BodyStream,
 }
@@ -111,7 +114,8 @@ pub(crate) struct Ctx<'a> {
     pub orgs: Vec<(Org, Role)>,
     pub query: String,
     pub headers: HeaderMap,
-    pub remote: Option<SocketAddr>,
+    /// The client's address ([`client_ip`]): for the login throttle.
+    pub client_ip: Option<IpAddr>,
 }
 
 impl Ctx<'_> {
@@ -196,7 +200,7 @@ async fn handle(state: &AppState, page: Page, req: Request) -> PageResult {
         orgs,
         query: req.query.clone(),
         headers,
-        remote: req.remote,
+        client_ip: req.client_ip,
     };
     let org = org_of(&page).map(str::to_string);
     let result = match post {
