@@ -40,9 +40,11 @@ impl TrustedProxies {
             let net = match (e.parse::<IpNet>(), e.parse::<IpAddr>()) {
                 (Ok(net), _) => net.trunc(),
                 (_, Ok(ip)) => IpNet::from(ip.to_canonical()),
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "trusted_proxies: {e:?} is neither an IP address nor a network like 10.0.0.0/8"
-                )),
+                ))
+                }
             };
             nets.push(net);
         }

@@ -69,6 +69,20 @@ impl<'a> StrVals<'a> {
         Some(StrVals::Num(out))
     }
 
+    /// These values with every borrowed dictionary entry copied.
+    pub fn into_owned(self) -> StrVals<'static> {
+        match self {
+            StrVals::Dict { dict, ids } => StrVals::Dict {
+                dict: dict
+                    .into_iter()
+                    .map(|s| Cow::Owned(s.into_owned()))
+                    .collect(),
+                ids,
+            },
+            StrVals::Num(v) => StrVals::Num(v),
+        }
+    }
+
     /// Gives the per-row vector back to the thread's pool (`crate::bufs`).
     pub fn recycle(self) {
         match self {

@@ -7,7 +7,7 @@ use redb::{Durability, ReadableTable};
 
 use super::block::sort_rows;
 use super::cols::Cols;
-use super::partition::{decode_u64, Pending, KEY_NEXT_BLOCK, META};
+use super::partition::{decode_u64, Pending, WriteState, KEY_NEXT_BLOCK, META};
 use super::registry::OpenPartition;
 use super::trace_index::Fanout;
 use super::write::{merge_write, put_block, take_blocks};
@@ -92,11 +92,15 @@ impl SpanStore {
         let max = self.opts.block_rows_max;
         let (lvl_append, lvl_full) = (self.opts.zstd_level_append, self.opts.zstd_level_compact);
         let groups_rows = self.opts.row_group_rows;
-        let pending = w.pending(&p.part.db, max)?;
+        w.pending(&p.part.db, max)?;
+        let WriteState { pending, kept, .. } = &mut *w;
+        let pending = pending.get_or_insert_with(Default::default);
         let mut txn = p.part.db.begin_write()?;
         txn.set_durability(Durability::Immediate);
         let mut updates: Vec<((OrgId, ServerId), Vec<Pending>)> = Vec::with_capacity(groups.len());
         let (mut blocks, mut bytes) = (0, 0);
+        // The new pending blocks' columns, kept once the transaction has committed.
+        let mut to_keep: Vec<(u64, Cols<'_>)> = Vec::new();
         for (&(org, server), rows) in groups {
             let new = Cols::from_records(rows);
             let mut pend = pending.get(&(org, server)).cloned().unwrap_or_default();
@@ -120,14 +124,12 @@ impl SpanStore {
                     Fanout::One,
                 )?;
                 pend.push(b);
+                to_keep.push((b.id, new));
                 blocks += 1;
                 bytes += n;
             } else {
-                let raws = take_blocks(&txn, org, server, &merge)?;
-                let mut parts = raws
-                    .iter()
-                    .map(|(raw, n)| Cols::from_raw(raw, *n))
-                    .collect::<Result<Vec<_>>>()?;
+                let mut taken = take_blocks(&txn, org, server, &merge, kept)?;
+                let mut parts = taken.cols()?;
                 parts.push(new);
                 let out = merge_write(
                     &txn,
@@ -140,9 +142,7 @@ impl SpanStore {
                     groups_rows,
                 )?;
                 drop(parts);
-                for col in raws.into_iter().flat_map(|(raw, _)| raw) {
-                    crate::bufs::give(col);
-                }
+                taken.recycle();
                 pend.extend(out.pending);
                 blocks += out.blocks;
                 bytes += out.bytes;
@@ -178,6 +178,9 @@ impl SpanStore {
             } else {
                 pending.insert(owner, list);
             }
+        }
+        for (id, cols) in to_keep {
+            kept.keep(id, cols, self.opts.pending_kept_rows_max);
         }
         // Summed in memory for the next merge, which then need not read them back.
         w.rollups.add(deltas, seq);

@@ -138,6 +138,32 @@ impl<'a> Cols<'a> {
         c
     }
 
+    /// These columns with every borrowed string and byte run copied, to outlive the records or
+    /// raw columns they were built from (the vectors move; after `from_records` only the string
+    /// dictionaries' entries are copied).
+    pub fn into_owned(mut self) -> Cols<'static> {
+        Cols {
+            starts: std::mem::take(&mut self.starts),
+            ends: std::mem::take(&mut self.ends),
+            traces: std::mem::take(&mut self.traces),
+            spans: std::mem::take(&mut self.spans),
+            parents: std::mem::take(&mut self.parents),
+            envs: std::mem::take(&mut self.envs),
+            kinds: std::mem::take(&mut self.kinds),
+            statuses: std::mem::take(&mut self.statuses),
+            counts: std::mem::take(&mut self.counts),
+            probs: std::mem::take(&mut self.probs),
+            origin_dict: std::mem::take(&mut self.origin_dict)
+                .into_iter()
+                .map(|o| Cow::Owned(o.into_owned()))
+                .collect(),
+            origin_ids: std::mem::take(&mut self.origin_ids),
+            extras: Cow::Owned(std::mem::take(&mut self.extras).into_owned()),
+            extra_ends: std::mem::take(&mut self.extra_ends),
+            strs: self.strs.drain(..).map(StrVals::into_owned).collect(),
+        }
+    }
+
     /// Columns of a stored block, borrowing from its decompressed columns `raw` (from
     /// [`BlockBody::raw_columns`]).
     pub fn from_raw(raw: &'a [Vec<u8>], n: usize) -> Result<Cols<'a>> {

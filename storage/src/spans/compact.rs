@@ -17,8 +17,7 @@ use std::sync::Arc;
 
 use redb::Durability;
 
-use super::cols::Cols;
-use super::partition::seal_state;
+use super::partition::{seal_state, WriteState};
 use super::registry::OpenPartition;
 use super::write::{merge_write, take_blocks};
 use super::{CompactStats, SpanStore};
@@ -159,18 +158,17 @@ impl SpanStore {
             return Ok(());
         }
         let max = self.opts.block_rows_max;
-        let pending = w.pending(&p.part.db, max)?;
+        w.pending(&p.part.db, max)?;
+        let WriteState { pending, kept, .. } = &mut *w;
+        let pending = pending.get_or_insert_with(Default::default);
         let list = match pending.get(&(org, server)) {
             Some(l) if l.len() >= min => l.clone(),
             _ => return Ok(()),
         };
         let mut txn = p.part.db.begin_write()?;
         txn.set_durability(Durability::Immediate);
-        let raws = take_blocks(&txn, org, server, &list)?;
-        let parts = raws
-            .iter()
-            .map(|(raw, n)| Cols::from_raw(raw, *n))
-            .collect::<Result<Vec<_>>>()?;
+        let mut taken = take_blocks(&txn, org, server, &list, kept)?;
+        let parts = taken.cols()?;
         let level_rest = if finished {
             self.opts.zstd_level_compact
         } else {

@@ -51,6 +51,8 @@ pub struct WriteState {
     pub pending: Option<PendingMap>,
     /// The rollup deltas appends committed through this handle, summed until a merge takes them.
     pub rollups: crate::rollup::Unmerged,
+    /// Decoded columns of the pending blocks appends wrote through this handle.
+    pub kept: super::kept::KeptCols,
 }
 
 pub struct Partition {

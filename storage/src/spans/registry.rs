@@ -234,6 +234,7 @@ impl Registry {
         // The new file's handle reads the copied deltas from disk: free the old handle's copies
         // now rather than when its last holder lets go.
         drop(w.rollups.take());
+        w.kept.clear();
         drop(w);
         let part = Partition::open(&self.dir, day, self.cache_for(day), false)?;
         g.tick += 1;
@@ -273,6 +274,7 @@ impl Registry {
             let mut w = p.part.write_lock.lock();
             p.dropped.store(true, Ordering::Release);
             drop(w.rollups.take());
+            w.kept.clear();
         }
         g.days.remove(&day);
         match std::fs::remove_file(self.dir.join(file_name(day))) {

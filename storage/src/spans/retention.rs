@@ -220,8 +220,10 @@ fn purge_org(p: &Arc<OpenPartition>, org: OrgId) -> Result<()> {
             .retain_in::<&[u8; 23], _>(&prefix::<23>(org)..=&prefix_end::<23>(org), |_, _| false)?;
     }
     txn.commit()?;
-    if let Some(pending) = w.pending.as_mut() {
+    let ws = &mut *w;
+    if let Some(pending) = ws.pending.as_mut() {
         pending.retain(|&(o, _), _| o != org);
+        ws.kept.retain_pending(pending);
     }
     w.rollups.forget_org(org);
     Ok(())

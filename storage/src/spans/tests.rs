@@ -2,6 +2,7 @@
 //! and compaction, plus isolation, cursor validation, format version, drop and corruption checks.
 
 mod gen;
+mod kept_check;
 mod model_check;
 mod retention;
 mod search_check;

@@ -7,6 +7,7 @@ use redb::WriteTransaction;
 use super::block::{BlockBody, ColumnRead};
 use super::cols::Cols;
 use super::corrupt;
+use super::kept::KeptCols;
 use super::partition::{alloc_block_ids, header_key, Pending, BODIES, HEADERS};
 use super::trace_index::{self, Fanout};
 use super::{chunks, header};
@@ -57,15 +58,48 @@ pub fn put_block(
     Ok((p, body_bytes + header.len()))
 }
 
-/// Removes `blocks` of (org, server) (header, body, index entries) and returns each one's
-/// decompressed columns and row count, for [`Cols::from_raw`].
+/// The columns of blocks taken out by [`take_blocks`], in the order asked for.
+pub struct Taken {
+    /// Per block, its columns if they were kept in memory ([`KeptCols`]).
+    kept: Vec<Option<Cols<'static>>>,
+    /// Per block, its decompressed columns (none if kept) and row count, for [`Cols::from_raw`].
+    raws: Vec<(Vec<Vec<u8>>, usize)>,
+}
+
+impl Taken {
+    /// Each block's column set, in order: kept ones moved out, the others decoded from `raws`.
+    pub fn cols(&mut self) -> Result<Vec<Cols<'_>>> {
+        let Taken { kept, raws } = self;
+        kept.iter_mut()
+            .zip(raws.iter())
+            .map(|(k, (raw, n))| match k.take() {
+                Some(c) => Ok(c),
+                None => Cols::from_raw(raw, *n),
+            })
+            .collect()
+    }
+
+    /// Gives the decompressed columns back to the thread's pool.
+    pub fn recycle(self) {
+        for col in self.raws.into_iter().flat_map(|(raw, _)| raw) {
+            crate::bufs::give(col);
+        }
+    }
+}
+
+/// Removes `blocks` of (org, server) (header, body, index entries) and returns their columns:
+/// those in `kept` from there (their bodies deleted unread), the others read and decompressed.
 pub fn take_blocks(
     txn: &WriteTransaction,
     org: OrgId,
     server: ServerId,
     blocks: &[Pending],
-) -> Result<Vec<(Vec<Vec<u8>>, usize)>> {
-    let mut out = Vec::with_capacity(blocks.len());
+    kept: &mut KeptCols,
+) -> Result<Taken> {
+    let mut out = Taken {
+        kept: Vec::with_capacity(blocks.len()),
+        raws: Vec::with_capacity(blocks.len()),
+    };
     let mut headers = txn.open_table(HEADERS)?;
     let mut bodies = txn.open_table(BODIES)?;
     for b in blocks {
@@ -73,6 +107,13 @@ pub fn take_blocks(
             Some(v) => header::peek(v.value())?.0 as usize,
             None => return Err(corrupt(format!("pending block {} vanished", b.id))),
         };
+        trace_index::remove_block(txn, org, b.id, rows)?;
+        if let Some(cols) = kept.take(b.id, rows) {
+            chunks::remove(&mut bodies, b.id)?;
+            out.kept.push(Some(cols));
+            out.raws.push((Vec::new(), rows));
+            continue;
+        }
         let body = match chunks::take(&mut bodies, b.id)? {
             Some(v) => BlockBody::parse(v)?,
             None => return Err(corrupt(format!("header without body {}", b.id))),
@@ -80,8 +121,8 @@ pub fn take_blocks(
         if body.org != org || body.server != server || body.rows != rows {
             return Err(corrupt(format!("block {} does not match its header", b.id)));
         }
-        trace_index::remove_block(txn, org, b.id, rows)?;
-        out.push((body.raw_columns()?, rows));
+        out.kept.push(None);
+        out.raws.push((body.raw_columns()?, rows));
     }
     Ok(out)
 }
