@@ -38,7 +38,7 @@ impl TrustedProxies {
             }
             let e = e.trim();
             let net = match (e.parse::<IpNet>(), e.parse::<IpAddr>()) {
-                (Ok(net), _) => net.trunc(),
+                (Ok(net), _) => canonical_net(net.trunc()),
                 (_, Ok(ip)) => IpNet::from(ip.to_canonical()),
                 _ => {
                     return Err(format!(
@@ -61,6 +61,18 @@ impl TrustedProxies {
     }
 }
 
+/// Peers and entries are compared as plain IPv4 when they are IPv4-mapped IPv6, so a network
+/// written that way (`::ffff:10.0.0.0/104`) becomes the IPv4 network it means (`10.0.0.0/8`).
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(n) if n.prefix_len() >= 96 => match n.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, n.prefix_len() - 96).map_or(net, IpNet::V4),
+            None => net,
+        },
+        _ => net,
+    }
+}
+
 /// The client's address for a request that arrived from `peer`. Without a peer (no connection
 /// information) there is no address.
 pub fn client_ip(
@@ -74,14 +86,18 @@ pub fn client_ip(
     }
     // Header lines in order form one comma-separated list; the last entry was appended by the
     // proxy that connected to us, the one before it by the proxy before that, and so on.
+    // Split as bytes: a proxy appends its entry to the client's line, so the client's own bytes
+    // (not even UTF-8, maybe) must not make the proxy's entry unreadable too.
     let lines: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
     let entries = lines
         .iter()
         .rev()
-        .flat_map(|v| v.to_str().unwrap_or("?").rsplit(','));
+        .flat_map(|v| v.as_bytes().rsplit(|&b| b == b','));
     for entry in entries.take(FORWARDED_HOPS_MAX) {
         // An entry a trusted proxy wrote but nobody can read: the proxy is the best we know.
-        let Some(ip) = parse_hop(entry) else { break };
+        let Some(ip) = std::str::from_utf8(entry).ok().and_then(parse_hop) else {
+            break;
+        };
         client = ip;
         if !trusted.contains(ip) {
             break;
@@ -197,6 +213,30 @@ mod tests {
             resolve("10.0.0.2", &[&chain], &["10.0.0.0/8"]),
             ip(&format!("10.0.1.{}", 40 - FORWARDED_HOPS_MAX))
         );
+    }
+
+    #[test]
+    fn bytes_a_client_sent_do_not_hide_the_entry_its_proxy_appended() {
+        // nginx's `$proxy_add_x_forwarded_for` appends to the client's own line.
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.5").unwrap(),
+        );
+        let peer = SocketAddr::new(ip("10.0.0.2"), 40_000);
+        assert_eq!(
+            client_ip(Some(peer), &h, &trusted(&["10.0.0.0/8"])),
+            Some(ip("203.0.113.5"))
+        );
+    }
+
+    #[test]
+    fn mapped_networks_match_ipv4_peers() {
+        let t = trusted(&["::ffff:10.0.0.0/104", "::ffff:192.0.2.1"]);
+        assert!(t.contains(ip("10.1.2.3")));
+        assert!(t.contains(ip("::ffff:10.1.2.3")));
+        assert!(t.contains(ip("192.0.2.1")));
+        assert!(!t.contains(ip("11.0.0.1")));
     }
 
     #[test]

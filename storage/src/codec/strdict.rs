@@ -69,17 +69,42 @@ impl<'a> StrVals<'a> {
         Some(StrVals::Num(out))
     }
 
-    /// These values with every borrowed dictionary entry copied.
+    /// These values with every borrowed dictionary entry copied and no spare capacity (the
+    /// vectors may come from the writer's pools, sized for larger blocks).
     pub fn into_owned(self) -> StrVals<'static> {
         match self {
-            StrVals::Dict { dict, ids } => StrVals::Dict {
+            StrVals::Dict { dict, mut ids } => StrVals::Dict {
                 dict: dict
                     .into_iter()
                     .map(|s| Cow::Owned(s.into_owned()))
                     .collect(),
-                ids,
+                ids: {
+                    ids.shrink_to_fit();
+                    ids
+                },
             },
-            StrVals::Num(v) => StrVals::Num(v),
+            StrVals::Num(mut v) => {
+                v.shrink_to_fit();
+                StrVals::Num(v)
+            }
+        }
+    }
+
+    /// Heap bytes held: vectors by capacity, owned dictionary strings by length.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            StrVals::Dict { dict, ids } => {
+                dict.capacity() * std::mem::size_of::<Cow<'_, str>>()
+                    + dict
+                        .iter()
+                        .map(|s| match s {
+                            Cow::Owned(s) => s.capacity(),
+                            Cow::Borrowed(_) => 0,
+                        })
+                        .sum::<usize>()
+                    + ids.capacity() * 4
+            }
+            StrVals::Num(v) => v.capacity() * std::mem::size_of::<Option<u64>>(),
         }
     }
 

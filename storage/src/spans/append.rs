@@ -179,8 +179,12 @@ impl SpanStore {
                 pending.insert(owner, list);
             }
         }
-        for (id, cols) in to_keep {
-            kept.keep(id, cols, self.opts.pending_kept_rows_max);
+        // A finished day is sealed (and its handle's kept columns dropped) at the next
+        // compaction: late spans there keep nothing, so memory stays with today's few handles.
+        if !super::compact::is_finished(day, super::compact::now_unix_nano()) {
+            for (id, cols) in to_keep {
+                kept.keep(id, cols, self.opts.pending_kept_bytes_max);
+            }
         }
         // Summed in memory for the next merge, which then need not read them back.
         w.rollups.add(deltas, seq);

@@ -139,29 +139,67 @@ impl<'a> Cols<'a> {
     }
 
     /// These columns with every borrowed string and byte run copied, to outlive the records or
-    /// raw columns they were built from (the vectors move; after `from_records` only the string
-    /// dictionaries' entries are copied).
+    /// raw columns they were built from, and no spare capacity: the vectors move, shrunk (they
+    /// may come from the writer's pools, sized for larger blocks); after `from_records` only the
+    /// string dictionaries' entries are copied.
     pub fn into_owned(mut self) -> Cols<'static> {
+        fn fit<T>(v: &mut Vec<T>) -> Vec<T> {
+            let mut v = std::mem::take(v);
+            v.shrink_to_fit();
+            v
+        }
         Cols {
-            starts: std::mem::take(&mut self.starts),
-            ends: std::mem::take(&mut self.ends),
-            traces: std::mem::take(&mut self.traces),
-            spans: std::mem::take(&mut self.spans),
-            parents: std::mem::take(&mut self.parents),
-            envs: std::mem::take(&mut self.envs),
-            kinds: std::mem::take(&mut self.kinds),
-            statuses: std::mem::take(&mut self.statuses),
-            counts: std::mem::take(&mut self.counts),
-            probs: std::mem::take(&mut self.probs),
+            starts: fit(&mut self.starts),
+            ends: fit(&mut self.ends),
+            traces: fit(&mut self.traces),
+            spans: fit(&mut self.spans),
+            parents: fit(&mut self.parents),
+            envs: fit(&mut self.envs),
+            kinds: fit(&mut self.kinds),
+            statuses: fit(&mut self.statuses),
+            counts: fit(&mut self.counts),
+            probs: fit(&mut self.probs),
             origin_dict: std::mem::take(&mut self.origin_dict)
                 .into_iter()
                 .map(|o| Cow::Owned(o.into_owned()))
                 .collect(),
-            origin_ids: std::mem::take(&mut self.origin_ids),
-            extras: Cow::Owned(std::mem::take(&mut self.extras).into_owned()),
-            extra_ends: std::mem::take(&mut self.extra_ends),
+            origin_ids: fit(&mut self.origin_ids),
+            extras: Cow::Owned({
+                let mut e = std::mem::take(&mut self.extras).into_owned();
+                e.shrink_to_fit();
+                e
+            }),
+            extra_ends: fit(&mut self.extra_ends),
             strs: self.strs.drain(..).map(StrVals::into_owned).collect(),
         }
+    }
+
+    /// Heap bytes these columns hold: vectors by capacity, owned bytes by length.
+    pub fn heap_bytes(&self) -> usize {
+        fn cap<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        let owned = |c: &Cow<'_, [u8]>| match c {
+            Cow::Owned(v) => v.capacity(),
+            Cow::Borrowed(_) => 0,
+        };
+        cap(&self.starts)
+            + cap(&self.ends)
+            + cap(&self.traces)
+            + cap(&self.spans)
+            + cap(&self.parents)
+            + cap(&self.envs)
+            + cap(&self.kinds)
+            + cap(&self.statuses)
+            + cap(&self.counts)
+            + cap(&self.probs)
+            + cap(&self.origin_dict)
+            + self.origin_dict.iter().map(owned).sum::<usize>()
+            + cap(&self.origin_ids)
+            + owned(&self.extras)
+            + cap(&self.extra_ends)
+            + cap(&self.strs)
+            + self.strs.iter().map(StrVals::heap_bytes).sum::<usize>()
     }
 
     /// Columns of a stored block, borrowing from its decompressed columns `raw` (from

@@ -80,8 +80,10 @@ pub const ROW_GROUP_ROWS_DEFAULT: usize = 1024;
 /// (docs/benchmarks.md, "Disk: rollup deltas merged by size").
 pub const ROLLUP_DELTAS_BYTES_MAX_DEFAULT: u64 = 1 << 20;
 
-/// Default of [`SpanStoreOptions::pending_kept_rows_max`]: four busy servers' pending rows.
-pub const PENDING_KEPT_ROWS_MAX_DEFAULT: usize = 32_768;
+/// Default of [`SpanStoreOptions::pending_kept_bytes_max`]: the pending rows of five or so busy
+/// servers (under a block's 8,192 rows each). Only today's and yesterday's (within the seal grace)
+/// handles keep any.
+pub const PENDING_KEPT_BYTES_MAX_DEFAULT: usize = 16 << 20;
 
 /// Tuning of the span store. Every limit has its unit in its name.
 #[derive(Clone, Debug)]
@@ -111,10 +113,10 @@ pub struct SpanStoreOptions {
     /// deltas take file pages (merged only every 10 s, they held 25 bytes per span of a 2M-span
     /// ingest run's file) and every analytics read of their minutes merges them again.
     pub rollup_deltas_bytes_max: u64,
-    /// Rows of pending blocks each partition handle keeps decoded in memory after writing them,
-    /// so the merge that takes them need not read them back (about 350 bytes per row); blocks
-    /// past it are read from the file. 0 keeps none.
-    pub pending_kept_rows_max: usize,
+    /// Heap bytes of decoded pending blocks each partition handle of a day not yet finished keeps
+    /// after writing them, so the merge that takes them need not read them back (about 350 bytes
+    /// per row of the ingest bench); blocks past it are read from the file. 0 keeps none.
+    pub pending_kept_bytes_max: usize,
     /// Text search limits and index tuning.
     pub search: SearchOptions,
 }
@@ -130,7 +132,7 @@ impl Default for SpanStoreOptions {
             cache_bytes_current_partition: 32 << 20,
             open_partitions_max: 100,
             rollup_deltas_bytes_max: ROLLUP_DELTAS_BYTES_MAX_DEFAULT,
-            pending_kept_rows_max: PENDING_KEPT_ROWS_MAX_DEFAULT,
+            pending_kept_bytes_max: PENDING_KEPT_BYTES_MAX_DEFAULT,
             search: SearchOptions::default(),
         }
     }

@@ -74,6 +74,8 @@ impl Taken {
             .zip(raws.iter())
             .map(|(k, (raw, n))| match k.take() {
                 Some(c) => Ok(c),
+                // A kept block's columns were moved out by an earlier call.
+                None if raw.is_empty() => Err(corrupt("pending block columns taken twice")),
                 None => Cols::from_raw(raw, *n),
             })
             .collect()

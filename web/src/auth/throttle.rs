@@ -51,7 +51,19 @@ fn subjects(login: &str, ip: Option<IpAddr>) -> impl Iterator<Item = Subject> {
         }
         login.truncate(end);
     }
-    std::iter::once(Subject::Login(login)).chain(ip.map(Subject::Ip))
+    std::iter::once(Subject::Login(login)).chain(ip.map(|ip| Subject::Ip(network_of(ip))))
+}
+
+/// The address failures are counted under: an IPv6 client usually holds a whole /64 and could
+/// take a fresh address for every guess, so IPv6 addresses count per /64 (IPv4-mapped ones as
+/// IPv4).
+fn network_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & !((1u128 << 64) - 1),
+        )),
+        v4 => v4,
+    }
 }
 
 impl LoginThrottle {
@@ -155,6 +167,20 @@ mod tests {
         t.record_success("alice", Some(ip));
         assert_eq!(t.delay_for("alice", Some(other)), Duration::ZERO);
         assert_eq!(t.delay_for("alice", Some(ip)), delay_after(2));
+    }
+
+    #[tokio::test]
+    async fn ipv6_addresses_count_per_64() {
+        let t = LoginThrottle::new(100);
+        let ip = |s: &str| -> Option<IpAddr> { Some(s.parse().unwrap()) };
+        t.record_failure("a", ip("2001:db8:1:2::1"));
+        t.record_failure("b", ip("2001:db8:1:2:ffff::7"));
+        assert_eq!(t.delay_for("c", ip("2001:db8:1:2:abcd::9")), delay_after(2));
+        assert_eq!(t.delay_for("c", ip("2001:db8:1:3::1")), Duration::ZERO);
+        // IPv4, also written as mapped IPv6, counts per address.
+        t.record_failure("d", ip("192.0.2.1"));
+        assert_eq!(t.delay_for("e", ip("::ffff:192.0.2.1")), delay_after(1));
+        assert_eq!(t.delay_for("e", ip("192.0.2.2")), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
