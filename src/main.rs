@@ -30,6 +30,9 @@ fn main() -> anyhow::Result<()> {
     let settings = Settings::resolve(&args)?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: in a file, journald or a log shipper they are noise
+        // that breaks matching lines (fail2ban on "login failed", say).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(EnvFilter::try_new(&settings.log).context("invalid --log filter")?)
         .init();
     mcp_obs_storage::memory::set_allocator_purge_delay_ms(

@@ -163,6 +163,17 @@ fn failed_logins_from_one_address_slow_down_other_usernames() {
     );
     // Slowed, not locked out: the right password still signs in.
     login(&srv, "admin", ADMIN_PASSWORD).expect("admin can still sign in");
+    // Each failure is logged with the name tried and the peer, never the password.
+    let log = srv.log();
+    let failed: Vec<&str> = log.lines().filter(|l| l.contains("login failed")).collect();
+    assert_eq!(failed.len(), 5, "{log}");
+    assert!(failed
+        .iter()
+        .all(|l| l.contains("client_ip=127.0.0.1") && l.contains("username=\"guess-")));
+    assert!(
+        !log.contains("wrong-password"),
+        "a password reached the log"
+    );
 }
 
 /// Behind a reverse proxy every connection comes from the proxy. With it in `trusted_proxies`,
@@ -199,6 +210,16 @@ fn behind_a_trusted_proxy_the_throttle_counts_each_forwarded_client() {
         waited >= Duration::from_millis(1_900),
         "the forwarded guesser's fifth username answered after {waited:?}"
     );
+    // The log names the forwarded client, not the proxy.
+    let log = srv.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("login failed") && l.contains("client_ip=203.0.113.8")),
+        "{log}"
+    );
+    assert!(!log
+        .lines()
+        .any(|l| l.contains("login failed") && l.contains("client_ip=127.0.0.1")));
 }
 
 fn timed_failed_login(srv: &Server, username: &str, forwarded_for: Option<&str>) -> Duration {

@@ -48,6 +48,16 @@ pub struct Started {
     pub cookie: HeaderValue,
 }
 
+/// Longest username written to the log on a failed login.
+const LOG_NAME_CHARS_MAX: usize = 64;
+
+fn log_name(login: &str) -> &str {
+    match login.char_indices().nth(LOG_NAME_CHARS_MAX) {
+        Some((end, _)) => &login[..end],
+        None => login,
+    }
+}
+
 /// Checks the password (argon2, off the runtime, after the throttle's delay) and starts a session.
 /// The JSON login and the dashboard's sign-in form both go through here, so both are throttled.
 pub async fn start_session(
@@ -67,6 +77,13 @@ pub async fn start_session(
     let user = blocking_hash(state, move |m| m.check_login(&name, &password)).await?;
     let Some(user) = user else {
         state.login_throttle.record_failure(&login, ip);
+        // For the operator (and tools like fail2ban): who was tried, from where. The name is
+        // quoted and escaped (`?`), and cut short, so a crafted one cannot forge log lines.
+        tracing::warn!(
+            username = ?log_name(&login),
+            client_ip = %ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
+            "login failed"
+        );
         return Err(ApiError::Unauthorized(
             "invalid username or password".into(),
         ));
