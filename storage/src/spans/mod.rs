@@ -114,8 +114,8 @@ pub struct SpanStoreOptions {
     /// ingest run's file) and every analytics read of their minutes merges them again.
     pub rollup_deltas_bytes_max: u64,
     /// Heap bytes of decoded pending blocks each partition handle of a day not yet finished keeps
-    /// after writing them, so the merge that takes them need not read them back (about 350 bytes
-    /// per row of the ingest bench); blocks past it are read from the file. 0 keeps none.
+    /// after writing them, so the merge that takes them need not read them back; blocks past it
+    /// are read from the file. 0 keeps none.
     pub pending_kept_bytes_max: usize,
     /// Text search limits and index tuning.
     pub search: SearchOptions,
