@@ -222,6 +222,54 @@ fn behind_a_trusted_proxy_the_throttle_counts_each_forwarded_client() {
         .any(|l| l.contains("login failed") && l.contains("client_ip=127.0.0.1")));
 }
 
+/// A wrong current password on a password change counts as a failed login (the throttle) and is
+/// logged like one, so a stolen session guessing the password shows where the operator looks.
+#[test]
+fn a_wrong_current_password_is_logged_like_a_failed_login() {
+    let dir = TempDir::new("password-log");
+    let srv = Server::start(dir.path());
+    let me = login(&srv, "admin", ADMIN_PASSWORD).expect("admin signs in");
+    let r = me.send(
+        &srv,
+        "POST",
+        "/api/v1/session/password",
+        serde_json::json!({
+            "current_password": "a-wrong-guess",
+            "new_password": "a brand new password",
+        }),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let log = srv.log();
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("password change failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{log}");
+    assert!(
+        failed[0].contains("WARN")
+            && failed[0].contains("username=\"admin\"")
+            && failed[0].contains("client_ip=127.0.0.1"),
+        "{log}"
+    );
+    for secret in ["a-wrong-guess", "a brand new password"] {
+        assert!(!log.contains(secret), "a password reached the log: {log}");
+    }
+    // The right password still changes it, and that is logged without the warning.
+    let r = me.send(
+        &srv,
+        "POST",
+        "/api/v1/session/password",
+        serde_json::json!({
+            "current_password": ADMIN_PASSWORD,
+            "new_password": "a brand new password",
+        }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let log = srv.log();
+    assert_eq!(log.matches("password change failed").count(), 1, "{log}");
+    assert!(log.contains("password changed"), "{log}");
+}
+
 fn timed_failed_login(srv: &Server, username: &str, forwarded_for: Option<&str>) -> Duration {
     let started = std::time::Instant::now();
     let r = login_forwarded(srv, username, "wrong-password", forwarded_for)

@@ -58,6 +58,11 @@ fn log_name(login: &str) -> &str {
     }
 }
 
+/// The client address as logged: the forwarded one behind a trusted proxy, else the peer.
+fn log_ip(ip: Option<IpAddr>) -> String {
+    ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+}
+
 /// Checks the password (argon2, off the runtime, after the throttle's delay) and starts a session.
 /// The JSON login and the dashboard's sign-in form both go through here, so both are throttled.
 pub async fn start_session(
@@ -81,7 +86,7 @@ pub async fn start_session(
         // quoted and escaped (`?`), and cut short, so a crafted one cannot forge log lines.
         tracing::warn!(
             username = ?log_name(&login),
-            client_ip = %ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
+            client_ip = %log_ip(ip),
             "login failed"
         );
         return Err(ApiError::Unauthorized(
@@ -209,6 +214,13 @@ pub async fn change_password_as(
         }
         PasswordChange::WrongCurrentPassword => {
             state.login_throttle.record_failure(&p.username, ip);
+            // A failed password check like a failed login: a stolen session guessing the
+            // password shows in the log the operator (or fail2ban) already watches.
+            tracing::warn!(
+                username = ?log_name(&p.username),
+                client_ip = %log_ip(ip),
+                "password change failed: wrong current password"
+            );
             Err(ApiError::BadRequest(
                 "the current password is not correct".into(),
             ))
