@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 use crate::error::{Result, StorageError};
 
 /// Version of everything inside a partition file (tables, header and body layouts).
-pub const FORMAT_VERSION: u32 = 8;
+pub const FORMAT_VERSION: u32 = 9;
 
 /// `"format_version"` -> u32 LE; `"next_block_id"` -> u64 LE; `"sealed_next_block"` -> u64 LE.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -26,8 +26,9 @@ pub const KEY_VERSION: &str = "format_version";
 pub const KEY_NEXT_BLOCK: &str = "next_block_id";
 /// `next_block_id` when the file was last written by the sealed rewrite (absent: never sealed).
 pub const KEY_SEALED_AT: &str = "sealed_next_block";
-/// `u32 LE` 1: the file's trace-index keys hold block ids bit-reversed (every file created since
-/// format 7); absent: as they are (files upgraded from older formats keep theirs).
+/// `u32 LE` 2: the file's trace-index keys hold block ids bit-reversed and its blocks put about
+/// 256 ids in a bucket, fixed-width (every file created since format 9); 1: reversed, 64 ids per
+/// bucket (files created by formats 7 and 8); absent: as they are, 64 per bucket (older files).
 pub const KEY_TRACE_KEYS: &str = "trace_keys";
 
 /// A block of one (org, server) with fewer than `block_rows_max` rows: a merge candidate.
@@ -99,12 +100,12 @@ impl Partition {
             Some(FORMAT_VERSION) => Ok(()),
             // Older files are upgraded in place: 2 (no rollups table; rebuilt from the spans),
             // 3 (no day overviews; written from the day blobs), 4 (no row groups), 5
-            // (dictionaries in first-appearance order), 6 (no `trace_keys` row) and 7 (bodies in
-            // 4000-byte chunks): their blocks, chunks and trace-index keys stay as they are,
-            // readers take every kind.
+            // (dictionaries in first-appearance order), 6 (no `trace_keys` row), 7 (bodies in
+            // 4000-byte chunks) and 8 (64 trace ids per index bucket): their blocks, chunks and
+            // trace-index keys stay as they are, readers take every kind.
             Some(2) => super::upgrade::from_v2(&self.db),
             Some(3) => super::upgrade::from_v3(&self.db),
-            Some(4..=7) => super::upgrade::renumber(&self.db),
+            Some(4..=8) => super::upgrade::renumber(&self.db),
             Some(found) => Err(StorageError::FormatVersion {
                 found,
                 supported: FORMAT_VERSION,
@@ -121,7 +122,7 @@ impl Partition {
             if meta.get(KEY_VERSION)?.is_none() {
                 meta.insert(KEY_VERSION, FORMAT_VERSION.to_le_bytes().as_slice())?;
                 meta.insert(KEY_NEXT_BLOCK, 0u64.to_le_bytes().as_slice())?;
-                meta.insert(KEY_TRACE_KEYS, 1u32.to_le_bytes().as_slice())?;
+                meta.insert(KEY_TRACE_KEYS, 2u32.to_le_bytes().as_slice())?;
             }
             txn.open_table(HEADERS)?;
             txn.open_table(BODIES)?;

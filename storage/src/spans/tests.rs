@@ -334,13 +334,20 @@ fn table_lens(path: &std::path::Path) -> (u64, u64) {
     )
 }
 
-/// The file's trace index is in the reversed layout of format 7: `meta` says so, every entry's
-/// stored block id, reversed back, is a block of the file, and every block has entries.
+/// The file's trace index is in the layout of format 9 (reversed block ids, 256 ids per bucket):
+/// `meta` says so, every entry's stored block id, reversed back, is a block of the file, and
+/// every block has entries.
 fn assert_reversed_index(p: &registry::OpenPartition) {
+    use super::trace_index::Keys;
+    assert_index_layout(p, Keys::Wide);
+}
+
+/// As [`assert_reversed_index`], for the layout `keys` (a file of an older format keeps its own).
+fn assert_index_layout(p: &registry::OpenPartition, keys: super::trace_index::Keys) {
     use super::trace_index::{key_block, Keys};
     use redb::ReadableTable;
     let txn = p.part.db.begin_read().unwrap();
-    assert_eq!(Keys::read(&txn).unwrap(), Keys::Reversed);
+    assert_eq!(Keys::read(&txn).unwrap(), keys);
     let blocks: std::collections::BTreeSet<u64> = txn
         .open_table(HEADERS)
         .unwrap()
@@ -441,13 +448,14 @@ fn index_entries(p: &registry::OpenPartition) -> Vec<(u8, u64)> {
 /// indexed by rows (as format 7 wrote them) is removed as cleanly.
 #[test]
 fn pending_blocks_are_indexed_in_one_bucket_and_merged_away_cleanly() {
-    use super::trace_index::{bits_for, insert_block, Fanout};
+    use super::trace_index::{insert_block, Fanout, Keys};
+    let bits_for = |rows| Keys::Wide.bits_for(rows);
     let dir = tempfile::tempdir().unwrap();
-    let store = SpanStore::open(dir.path(), opts(2048)).unwrap();
+    let store = SpanStore::open(dir.path(), opts(4096)).unwrap();
     let mut g = Gen::new(31, 1);
     let mut spans: Vec<SpanRecord> = Vec::new();
     let batch = |g: &mut Gen| -> Vec<SpanRecord> {
-        (0..600)
+        (0..1200)
             .map(|_| {
                 let mut s = g.span();
                 (s.org_id, s.server_id) = (1, 10);
@@ -471,8 +479,8 @@ fn pending_blocks_are_indexed_in_one_bucket_and_merged_away_cleanly() {
     assert_eq!(entries.len(), 3, "one entry per pending block: {entries:?}");
     assert!(entries.iter().all(|&(bits, _)| bits == 0));
     assert!(
-        bits_for(600) > 0,
-        "by rows, 600 rows would take several buckets"
+        bits_for(1200) > 0,
+        "by rows, 1,200 rows would take several buckets"
     );
     assert_reversed_index(&p);
     found(&store, &spans);
@@ -480,7 +488,7 @@ fn pending_blocks_are_indexed_in_one_bucket_and_merged_away_cleanly() {
     // The first batch's block: the smallest id.
     let (old_block, old_rows) = {
         let mut w = p.part.write_lock.lock();
-        let map = w.pending(&p.part.db, 2048).unwrap();
+        let map = w.pending(&p.part.db, 4096).unwrap();
         let b = *map
             .values()
             .next()
@@ -507,14 +515,14 @@ fn pending_blocks_are_indexed_in_one_bucket_and_merged_away_cleanly() {
     );
     found(&store, &spans);
     drop(p);
-    // The fourth batch makes 2,400 rows: one full block of 2,048 and a remainder of 352.
+    // The fourth batch makes 4,800 rows: one full block of 4,096 and a remainder of 704.
     let b = batch(&mut g);
     store.append(&b).unwrap();
     spans.extend(b);
     let p = day_partition(&store);
     assert_reversed_index(&p);
     let entries = index_entries(&p);
-    let full_bits = bits_for(2048);
+    let full_bits = bits_for(4096);
     assert_eq!(
         entries
             .iter()
@@ -526,7 +534,7 @@ fn pending_blocks_are_indexed_in_one_bucket_and_merged_away_cleanly() {
     assert!(
         entries
             .iter()
-            .all(|&(bits, _)| bits == full_bits || bits == bits_for(352)),
+            .all(|&(bits, _)| bits == full_bits || bits == bits_for(704)),
         "only the merge's blocks are left: {entries:?}"
     );
     drop(p);
@@ -542,14 +550,15 @@ fn pending_blocks_are_indexed_in_one_bucket_and_merged_away_cleanly() {
 /// has nothing left to do, and every span is still found by its trace id.
 #[test]
 fn compaction_reindexes_a_finished_days_lone_pending_block() {
-    use super::trace_index::bits_for;
+    use super::trace_index::Keys;
+    let bits_for = |rows| Keys::Wide.bits_for(rows);
     // Known from the append itself, and (after a reopen) from the index when the partition's
     // pending blocks are loaded.
     for reopen in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let mut store = SpanStore::open(dir.path(), opts(2048)).unwrap();
         let mut g = Gen::new(37, 1);
-        let spans: Vec<SpanRecord> = (0..600)
+        let spans: Vec<SpanRecord> = (0..1200)
             .map(|_| {
                 let mut s = g.span();
                 (s.org_id, s.server_id) = (1, 10);
@@ -569,7 +578,7 @@ fn compaction_reindexes_a_finished_days_lone_pending_block() {
         let p = day_partition(&store);
         let entries = index_entries(&p);
         assert!(
-            entries.len() > 1 && entries.iter().all(|&(bits, _)| bits == bits_for(600)),
+            entries.len() > 1 && entries.iter().all(|&(bits, _)| bits == bits_for(1200)),
             "indexed by rows: {entries:?}"
         );
         assert_reversed_index(&p);
@@ -580,6 +589,130 @@ fn compaction_reindexes_a_finished_days_lone_pending_block() {
         }
         assert_eq!(store.compact().unwrap(), CompactStats::default());
     }
+}
+
+/// The (rows, bucket bits) of every block of the file, the bits being those of its index entries
+/// (one value per block: a block's entries all share their bits).
+fn block_index_bits(p: &registry::OpenPartition) -> Vec<(u32, u8)> {
+    use redb::ReadableTable;
+    let txn = p.part.db.begin_read().unwrap();
+    let mut rows = std::collections::BTreeMap::new();
+    for e in txn.open_table(HEADERS).unwrap().iter().unwrap() {
+        let (k, v) = e.unwrap();
+        let key = super::partition::split_header_key(k.value());
+        let s = super::header::Summary::decode(key, v.value()).unwrap();
+        rows.insert(s.block, s.rows);
+    }
+    let mut bits = std::collections::BTreeMap::new();
+    for (b, block) in index_entries(p) {
+        let prev = bits.insert(block, b);
+        assert!(
+            prev.is_none_or(|p| p == b),
+            "block {block}: bits {prev:?} and {b}"
+        );
+    }
+    rows.iter().map(|(block, &n)| (n, bits[block])).collect()
+}
+
+/// A day file written by format 8 (`storage/tests/data/spans-v8/`, from
+/// `examples/format_fixture.rs` at commit d7c31ea: blocks of 256 rows, trace-index buckets of
+/// about 64 ids) keeps its bucket width after the upgrade to format 9: blocks merged into it are
+/// indexed 64 ids per bucket too (by rows, 256 rows take 4 buckets, where 256 per bucket would
+/// take 1), the sealed rewrite copies them, merges leave no entry behind, and every span is found
+/// by its trace id.
+#[test]
+fn format_8_file_keeps_its_trace_index_buckets() {
+    use super::trace_index::Keys;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("2026-11-20.redb");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/spans-v8/2026-11-20.redb"
+        ),
+        &path,
+    )
+    .unwrap();
+    let store = SpanStore::open(dir.path(), opts(256)).unwrap();
+    let p = day_partition(&store);
+    assert_index_layout(&p, Keys::Reversed);
+    let before = block_index_bits(&p);
+    assert!(
+        before.iter().any(|&(rows, bits)| rows == 256 && bits == 2),
+        "the fixture has full blocks in 4 buckets: {before:?}"
+    );
+    assert_eq!(Keys::Wide.bits_for(256), 0);
+    drop(p);
+    let mut spans = all(&store, 1, &SpanFilter::default(), 500);
+    assert_eq!(spans.len(), 600, "the fixture's spans read back");
+    // 2,000 late spans: merged with what is pending into full blocks of 256 rows.
+    let late: Vec<SpanRecord> = (0..2000u32)
+        .map(|i| {
+            let mut s = spans[i as usize % spans.len()].clone();
+            let id = i.to_be_bytes();
+            s.trace_id = [0x7d; 16];
+            s.trace_id[..4].copy_from_slice(&id);
+            s.span_id[..4].copy_from_slice(&id);
+            s.start_unix_nano += 1 + u64::from(i);
+            s.end_unix_nano += 1 + u64::from(i);
+            s
+        })
+        .collect();
+    store.append(&late).unwrap();
+    spans.extend(late);
+    let by_rows = |p: &registry::OpenPartition| {
+        block_index_bits(p)
+            .into_iter()
+            .filter(|&(rows, _)| rows == 256)
+            .collect::<Vec<_>>()
+    };
+    let p = day_partition(&store);
+    assert_index_layout(&p, Keys::Reversed);
+    let full = by_rows(&p);
+    assert!(
+        full.len() > before.iter().filter(|&&(rows, _)| rows == 256).count()
+            && full.iter().all(|&(_, bits)| bits == 2),
+        "new full blocks in the file's own buckets: {full:?}"
+    );
+    drop(p);
+    // The day is long finished: compaction merges what is pending; the sealed rewrite (forced:
+    // the file grew by less than it waits for) copies the index block by block.
+    store.compact().unwrap();
+    let p = day_partition(&store);
+    let day = store.partitions().unwrap()[0].day;
+    assert!(store.parts.seal(day, &p).unwrap());
+    drop(p);
+    let p = day_partition(&store);
+    let (next, sealed) = seal_state(&p.part.db).unwrap();
+    assert_eq!(sealed, Some(next));
+    assert_index_layout(&p, Keys::Reversed);
+    assert!(
+        block_index_bits(&p)
+            .iter()
+            .all(|&(rows, bits)| bits == Keys::Reversed.bits_for(rows as usize)),
+        "every block of the finished day indexed by its rows, 64 ids per bucket"
+    );
+    drop(p);
+    for s in &spans {
+        let got = store.trace(s.org_id, &s.trace_id).unwrap();
+        assert!(got.iter().any(|x| eq_bits(x, s)), "trace of {s:?}");
+    }
+    assert_eq!(
+        all(&store, 1, &SpanFilter::default(), 500).len(),
+        spans.len()
+    );
+    drop(store);
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let v = txn
+        .open_table(META)
+        .unwrap()
+        .get(super::partition::KEY_VERSION)
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec();
+    assert_eq!(v, FORMAT_VERSION.to_le_bytes());
 }
 
 #[test]

@@ -3,9 +3,11 @@
 //! per *block* (never one per span) and is never rewritten as it grows.
 //!
 //! A block of `rows` rows splits its trace ids into `2^bits` buckets by their top `bits` bits
-//! (`bits` = [`bits_for`]`(rows)`, about [`ENTRIES_PER_VALUE`] ids per bucket); each non-empty
-//! bucket is one redb value keyed `(org, bits, bucket, stored block)` holding the sorted, delta-coded
-//! 24-bit fingerprints (the trace-id bits right after the bucket bits). The pending blocks `append`
+//! (`bits` = [`Keys::bits_for`]`(rows)`, about [`Keys::ids_per_bucket`] ids per bucket: 256 in
+//! files created since format 9, 64 before); each non-empty bucket is one redb value keyed
+//! `(org, bits, bucket, stored block)` holding the sorted 24-bit fingerprints (the trace-id bits
+//! right after the bucket bits), fixed-width since format 9 (searched by bisection), delta-coded
+//! before. The pending blocks `append`
 //! writes take one bucket whatever their rows ([`Fanout::One`]): they are merged away soon, and
 //! compaction rewrites one still pending when its day is finished. A lookup range-scans
 //! `(org, bits, bucket_of(trace, bits), *)` for each `bits` in `0..=BITS_MAX`: it reads one value
@@ -18,6 +20,14 @@
 //! half full (51% measured), and scattered ones fill them to about 65-70%: 1.1-1.7 bytes per span
 //! less on disk (docs/benchmarks.md). Older files keep their keys: rewriting them in place made
 //! redb double a sealed file's length, so each file's own `trace_keys` row says which it has.
+//!
+//! Files created since format 9 (`trace_keys` = 2) also put about 256 ids in a bucket instead of
+//! 64: a full block of 8192 rows then takes 32 values instead of 128. Each value lands on its own
+//! leaf, which redb copies whole into the transaction, so a full block cost 128 leaf rewrites
+//! (about 60 of the 260 bytes the server wrote per ingested span) and now costs 32
+//! (docs/benchmarks.md, "Trace-index buckets of 256 ids"). A lookup reads one value per block,
+//! so it reads more pages: 512 per bucket wrote still less but doubled the median lookup at 10M
+//! spans, 256 costs it about 15%. A full block now discriminates 29 bits instead of 31.
 
 use std::collections::BTreeSet;
 
@@ -32,17 +42,22 @@ use crate::model::OrgId;
 
 /// Largest bucket width: 1024 buckets (a block of 64k+ rows).
 pub const BITS_MAX: u8 = 10;
-/// Fingerprint width. With the bucket bits a block of 8192 rows discriminates 31 bits: a lookup
-/// reads a non-matching block with probability about rows / 2^31 per block checked.
+/// Fingerprint width. With the bucket bits a block of 8192 rows discriminates 29 bits (31 in files
+/// of 64 ids per bucket): a lookup reads a non-matching block with probability about rows / 2^29
+/// per block checked.
 pub const FP_BITS: u32 = 24;
-/// Target ids per bucket value: amortizes the 15-byte key and redb's per-entry overhead.
-pub const ENTRIES_PER_VALUE: usize = 64;
+/// Target ids per bucket value in files created before format 9 (`trace_keys` absent or 1).
+pub const IDS_PER_BUCKET_V8: usize = 64;
+/// Target ids per bucket value in files created since format 9 (`trace_keys` = 2): few values
+/// per block, since each is a leaf rewrite when written, and small ones (~770 bytes), since a
+/// lookup reads one per block.
+pub const IDS_PER_BUCKET: usize = 256;
 
 pub type IndexKey = [u8; 15];
 
-/// Bucket bits for a block of `rows` rows.
-pub fn bits_for(rows: usize) -> u8 {
-    let per = rows / ENTRIES_PER_VALUE;
+/// Bucket bits for a block of `rows` rows, about `ids_per_bucket` ids per bucket.
+fn bits_for(rows: usize, ids_per_bucket: usize) -> u8 {
+    let per = rows / ids_per_bucket;
     if per <= 1 {
         0
     } else {
@@ -70,13 +85,16 @@ pub fn fingerprint(trace: &[u8; 16], bits: u8) -> u32 {
     ((prefix(trace) << bits) >> (64 - FP_BITS)) as u32
 }
 
-/// How a file's index keys hold block ids.
+/// How a file's index keys hold block ids, and how many ids a bucket takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Keys {
-    /// As they are (files created before format 7).
+    /// As they are, 64 ids per bucket (files created before format 7).
     Plain,
-    /// Bit-reversed ([`key_block`]).
+    /// Bit-reversed ([`key_block`]), 64 ids per bucket (`trace_keys` = 1: formats 7 and 8).
     Reversed,
+    /// Bit-reversed, 256 ids per bucket, fingerprints fixed-width (`trace_keys` = 2: files
+    /// created since format 9).
+    Wide,
 }
 
 impl Keys {
@@ -85,6 +103,7 @@ impl Keys {
         match meta.get(KEY_TRACE_KEYS)? {
             None => Ok(Keys::Plain),
             Some(v) if v.value() == 1u32.to_le_bytes() => Ok(Keys::Reversed),
+            Some(v) if v.value() == 2u32.to_le_bytes() => Ok(Keys::Wide),
             Some(_) => Err(corrupt("meta trace_keys")),
         }
     }
@@ -103,7 +122,36 @@ impl Keys {
     fn stored(self, block: u64) -> u64 {
         match self {
             Keys::Plain => block,
-            Keys::Reversed => key_block(block),
+            Keys::Reversed | Keys::Wide => key_block(block),
+        }
+    }
+
+    /// Target ids per bucket value of this layout.
+    pub fn ids_per_bucket(self) -> usize {
+        match self {
+            Keys::Plain | Keys::Reversed => IDS_PER_BUCKET_V8,
+            Keys::Wide => IDS_PER_BUCKET,
+        }
+    }
+
+    /// Bucket bits for a block of `rows` rows indexed by its rows ([`Fanout::ByRows`]).
+    pub fn bits_for(self, rows: usize) -> u8 {
+        bits_for(rows, self.ids_per_bucket())
+    }
+
+    /// Encodes a value of ascending distinct fingerprints in this layout's encoding.
+    pub fn encode_fps(self, out: &mut Vec<u8>, fps: impl ExactSizeIterator<Item = u32>) {
+        match self {
+            Keys::Plain | Keys::Reversed => encode_fps(out, fps),
+            Keys::Wide => encode_fps_fixed(out, fps),
+        }
+    }
+
+    /// Whether a value of this layout holds the fingerprint `want`.
+    pub fn contains_fp(self, bytes: &[u8], want: u32) -> Result<bool> {
+        match self {
+            Keys::Plain | Keys::Reversed => contains_fp(bytes, want),
+            Keys::Wide => contains_fp_fixed(bytes, want),
         }
     }
 }
@@ -143,7 +191,7 @@ pub fn copy_for_seal(read: &ReadTransaction, txn: &WriteTransaction) -> Result<(
     let keys = Keys::read(read)?;
     let mut dst = txn.open_table(TRACE_INDEX)?;
     let mut copied = 0u64;
-    if keys == Keys::Reversed {
+    if keys != Keys::Plain {
         let mut blocks: Vec<(u64, OrgId, u32)> = Vec::new();
         for e in read.open_table(HEADERS)?.iter()? {
             let (k, v) = e?;
@@ -172,7 +220,7 @@ pub fn copy_for_seal(read: &ReadTransaction, txn: &WriteTransaction) -> Result<(
 /// How many buckets a new block's ids go in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fanout {
-    /// [`bits_for`] its rows: about [`ENTRIES_PER_VALUE`] ids per bucket.
+    /// [`Keys::bits_for`] its rows: about [`Keys::ids_per_bucket`] ids per bucket.
     ByRows,
     /// One bucket (`bits` 0), for the pending blocks `append` writes: they live until the next
     /// merge, and each bucket is a B-tree insert now and a remove then, on leaves scattered over
@@ -180,32 +228,34 @@ pub enum Fanout {
     One,
 }
 
-/// Indexes the trace ids of a new block.
+/// Indexes the trace ids of a new block. Returns whether it went in one bucket where its rows
+/// would take several ([`Fanout::One`] on a block of [`Keys::bits_for`] > 0: `Pending::one_bucket`).
 pub fn insert_block(
     txn: &WriteTransaction,
     org: OrgId,
     block: u64,
     traces: &[[u8; 16]],
     fanout: Fanout,
-) -> Result<()> {
+) -> Result<bool> {
+    let keys = Keys::write(txn)?;
+    let by_rows = keys.bits_for(traces.len());
     let bits = match fanout {
-        Fanout::ByRows => bits_for(traces.len()),
+        Fanout::ByRows => by_rows,
         Fanout::One => 0,
     };
     let entries = sorted_entries(traces, bits);
     let fp_mask = (1u64 << FP_BITS) - 1;
-    let keys = Keys::write(txn)?;
     let mut t = txn.open_table(TRACE_INDEX)?;
-    let mut value = Vec::with_capacity(ENTRIES_PER_VALUE * 4);
+    let mut value = Vec::with_capacity(keys.ids_per_bucket() * 4);
     for run in entries.chunk_by(|a, b| a >> FP_BITS == b >> FP_BITS) {
         value.clear();
-        encode_fps(&mut value, run.iter().map(|e| (e & fp_mask) as u32));
+        keys.encode_fps(&mut value, run.iter().map(|e| (e & fp_mask) as u32));
         t.insert(
             &index_key(keys, org, bits, (run[0] >> FP_BITS) as u16, block),
             value.as_slice(),
         )?;
     }
-    Ok(())
+    Ok(bits != by_rows)
 }
 
 /// Each trace's (bucket, fingerprint) as one integer, `bucket << FP_BITS | fingerprint`, sorted and
@@ -220,9 +270,9 @@ fn sorted_entries(traces: &[[u8; 16]], bits: u8) -> Vec<u64> {
 }
 
 /// The keys a block of `rows` rows may have entries under, whichever [`Fanout`] wrote it: its
-/// [`bits_for`] buckets, then (if that is not already `bits` 0) the one bucket of `bits` 0.
+/// [`Keys::bits_for`] buckets, then (if that is not already `bits` 0) the one bucket of `bits` 0.
 fn block_keys(keys: Keys, org: OrgId, block: u64, rows: usize) -> impl Iterator<Item = IndexKey> {
-    let bits = bits_for(rows);
+    let bits = keys.bits_for(rows);
     let by_rows = (0..(1u32 << bits)).map(move |b| index_key(keys, org, bits, b as u16, block));
     let one = (bits != 0).then(|| index_key(keys, org, 0, 0, block));
     by_rows.chain(one)
@@ -238,7 +288,7 @@ pub fn in_one_bucket(
     block: u64,
     rows: usize,
 ) -> Result<bool> {
-    if bits_for(rows) == 0 {
+    if keys.bits_for(rows) == 0 {
         return Ok(false);
     }
     Ok(index.get(&index_key(keys, org, 0, 0, block))?.is_some())
@@ -268,7 +318,7 @@ pub fn lookup(txn: &ReadTransaction, org: OrgId, trace: &[u8; 16]) -> Result<BTr
         );
         for entry in t.range::<&IndexKey>(&lo..=&hi)? {
             let (k, v) = entry?;
-            if contains_fp(v.value(), fp)? {
+            if keys.contains_fp(v.value(), fp)? {
                 let k = k.value();
                 let mut b = [0u8; 8];
                 b.copy_from_slice(&k[7..]);
@@ -287,6 +337,51 @@ pub fn encode_fps(out: &mut Vec<u8>, fps: impl ExactSizeIterator<Item = u32>) {
         put_varint(out, u64::from(fp - prev));
         prev = fp;
     }
+}
+
+/// Width of a fingerprint in a [`Keys::Wide`] value.
+const FP_BYTES: usize = 3;
+
+/// `n x u24 BE` of ascending fingerprints ([`Keys::Wide`]): searched by bisection, since a lookup
+/// reads one value per block (with 512 ids per bucket, walking the varint deltas made the median
+/// lookup at 10M spans 6.3 ms, bisecting 2.7 ms); deltas of fingerprints about 2^24 / 256 apart
+/// took 3 bytes each anyway.
+fn encode_fps_fixed(out: &mut Vec<u8>, fps: impl ExactSizeIterator<Item = u32>) {
+    out.reserve(fps.len() * FP_BYTES);
+    for fp in fps {
+        out.extend_from_slice(&fp.to_be_bytes()[1..]);
+    }
+}
+
+fn fp_at(bytes: &[u8], i: usize) -> u32 {
+    let b = &bytes[i * FP_BYTES..(i + 1) * FP_BYTES];
+    u32::from_be_bytes([0, b[0], b[1], b[2]])
+}
+
+fn contains_fp_fixed(bytes: &[u8], want: u32) -> Result<bool> {
+    if bytes.is_empty() || bytes.len() % FP_BYTES != 0 {
+        return Err(corrupt("trace index value length"));
+    }
+    let (mut lo, mut hi) = (0, bytes.len() / FP_BYTES);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match fp_at(bytes, mid).cmp(&want) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+fn decode_fps_fixed(bytes: &[u8]) -> Result<Vec<u32>> {
+    if bytes.is_empty() || bytes.len() % FP_BYTES != 0 {
+        return Err(corrupt("trace index value length"));
+    }
+    Ok((0..bytes.len() / FP_BYTES)
+        .map(|i| fp_at(bytes, i))
+        .collect())
 }
 
 fn contains_fp(bytes: &[u8], want: u32) -> Result<bool> {
@@ -355,9 +450,25 @@ mod tests {
         }
 
         #[test]
+        fn fixed_fps_round_trip(mut fps in proptest::collection::vec(0u32..(1 << FP_BITS), 1..700), probe in 0u32..(1 << FP_BITS)) {
+            fps.sort_unstable();
+            fps.dedup();
+            let mut bytes = Vec::new();
+            Keys::Wide.encode_fps(&mut bytes, fps.iter().copied());
+            prop_assert_eq!(bytes.len(), fps.len() * FP_BYTES);
+            prop_assert_eq!(decode_fps_fixed(&bytes).unwrap(), fps.clone());
+            for &fp in &fps {
+                prop_assert!(Keys::Wide.contains_fp(&bytes, fp).unwrap());
+            }
+            prop_assert_eq!(Keys::Wide.contains_fp(&bytes, probe).unwrap(), fps.contains(&probe));
+        }
+
+        #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64), probe in any::<u32>()) {
             let _ = decode_fps(&bytes);
             let _ = contains_fp(&bytes, probe);
+            let _ = decode_fps_fixed(&bytes);
+            let _ = contains_fp_fixed(&bytes, probe);
         }
 
         #[test]
@@ -370,11 +481,19 @@ mod tests {
 
     #[test]
     fn bits_grow_with_rows() {
-        assert_eq!(bits_for(1), 0);
-        assert_eq!(bits_for(127), 0);
-        assert_eq!(bits_for(128), 1);
-        assert_eq!(bits_for(512), 3);
-        assert_eq!(bits_for(8192), 7);
-        assert_eq!(bits_for(1 << 20), BITS_MAX);
+        for keys in [Keys::Plain, Keys::Reversed] {
+            assert_eq!(keys.bits_for(1), 0);
+            assert_eq!(keys.bits_for(127), 0);
+            assert_eq!(keys.bits_for(128), 1);
+            assert_eq!(keys.bits_for(512), 3);
+            assert_eq!(keys.bits_for(8192), 7);
+            assert_eq!(keys.bits_for(1 << 20), BITS_MAX);
+        }
+        let wide = Keys::Wide;
+        assert_eq!(wide.bits_for(1), 0);
+        assert_eq!(wide.bits_for(511), 0);
+        assert_eq!(wide.bits_for(512), 1);
+        assert_eq!(wide.bits_for(8192), 5);
+        assert_eq!(wide.bits_for(1 << 20), BITS_MAX);
     }
 }

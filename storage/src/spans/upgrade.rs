@@ -2,11 +2,12 @@
 //! transaction (a crash leaves the file at its old version, and the next open starts over):
 //! format 2 (no rollups) has its rollups rebuilt from its spans; format 3 (no day overviews) has
 //! the overview of each tools-cube day blob written; formats 4 (no row groups), 5 (dictionaries
-//! in first-appearance order), 6 (trace-index keys of one layout only) and 7 (bodies in 4000-byte
-//! chunks) only get the new version number, since every reader takes `MOB2`, `MOB3` and `MOB4`
-//! bodies and compaction writes `MOB4` into whatever it rewrites, a file without the `trace_keys`
-//! row keeps its trace-index keys as they are (`trace_index`), and readers take a body's chunk
-//! length from its first chunk (`chunks`).
+//! in first-appearance order), 6 (trace-index keys of one layout only), 7 (bodies in 4000-byte
+//! chunks) and 8 (64 trace ids per index bucket) only get the new version number, since every
+//! reader takes `MOB2`, `MOB3` and `MOB4` bodies and compaction writes `MOB4` into whatever it
+//! rewrites, a file's `trace_keys` row (or its absence) keeps saying how its trace-index keys and
+//! buckets are laid out (`trace_index`), and readers take a body's chunk length from its first
+//! chunk (`chunks`).
 
 use redb::{Database, Durability, ReadableTable};
 
@@ -74,7 +75,7 @@ pub fn from_v3(db: &Database) -> Result<()> {
     Ok(())
 }
 
-/// Formats 4 to 7: only the version number changes.
+/// Formats 4 to 8: only the version number changes.
 pub fn renumber(db: &Database) -> Result<()> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate);

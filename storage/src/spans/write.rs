@@ -48,12 +48,12 @@ pub fn put_block(
     chunks::put(&mut txn.open_table(BODIES)?, id, &body)?;
     let body_bytes = body.len();
     crate::bufs::give(body);
-    trace_index::insert_block(txn, org, id, &cols.traces, fanout)?;
+    let one_bucket = trace_index::insert_block(txn, org, id, &cols.traces, fanout)?;
     let p = Pending {
         id,
         rows: cols.len() as u32,
         min_start: cols.starts[0],
-        one_bucket: fanout == Fanout::One && trace_index::bits_for(cols.len()) > 0,
+        one_bucket,
     };
     Ok((p, body_bytes + header.len()))
 }
