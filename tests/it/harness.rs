@@ -137,6 +137,23 @@ impl Server {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The log once it holds `needle`: stderr reaches it through a pipe and a reader thread, so a
+    /// line the server wrote before answering may arrive after the answer. Panics after 10 s.
+    pub fn log_with(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {needle:?} in the log within 10 s: {log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// kill -9: no chance to flush or clean up.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
