@@ -164,7 +164,7 @@ fn failed_logins_from_one_address_slow_down_other_usernames() {
     // Slowed, not locked out: the right password still signs in.
     login(&srv, "admin", ADMIN_PASSWORD).expect("admin can still sign in");
     // Each failure is logged with the name tried and the peer, never the password.
-    let log = srv.log();
+    let log = srv.log_with("username=\"guess-5\"");
     let failed: Vec<&str> = log.lines().filter(|l| l.contains("login failed")).collect();
     assert_eq!(failed.len(), 5, "{log}");
     assert!(failed
@@ -211,7 +211,7 @@ fn behind_a_trusted_proxy_the_throttle_counts_each_forwarded_client() {
         "the forwarded guesser's fifth username answered after {waited:?}"
     );
     // The log names the forwarded client, not the proxy.
-    let log = srv.log();
+    let log = srv.log_with("username=\"guess-5\"");
     assert!(
         log.lines()
             .any(|l| l.contains("login failed") && l.contains("client_ip=203.0.113.8")),
