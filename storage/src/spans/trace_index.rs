@@ -358,11 +358,16 @@ fn fp_at(bytes: &[u8], i: usize) -> u32 {
     u32::from_be_bytes([0, b[0], b[1], b[2]])
 }
 
-fn contains_fp_fixed(bytes: &[u8], want: u32) -> Result<bool> {
+/// How many fingerprints a [`Keys::Wide`] value holds: at least one, and nothing left over.
+fn fixed_count(bytes: &[u8]) -> Result<usize> {
     if bytes.is_empty() || bytes.len() % FP_BYTES != 0 {
         return Err(corrupt("trace index value length"));
     }
-    let (mut lo, mut hi) = (0, bytes.len() / FP_BYTES);
+    Ok(bytes.len() / FP_BYTES)
+}
+
+fn contains_fp_fixed(bytes: &[u8], want: u32) -> Result<bool> {
+    let (mut lo, mut hi) = (0, fixed_count(bytes)?);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         match fp_at(bytes, mid).cmp(&want) {
@@ -376,12 +381,7 @@ fn contains_fp_fixed(bytes: &[u8], want: u32) -> Result<bool> {
 
 #[cfg(test)]
 fn decode_fps_fixed(bytes: &[u8]) -> Result<Vec<u32>> {
-    if bytes.is_empty() || bytes.len() % FP_BYTES != 0 {
-        return Err(corrupt("trace index value length"));
-    }
-    Ok((0..bytes.len() / FP_BYTES)
-        .map(|i| fp_at(bytes, i))
-        .collect())
+    Ok((0..fixed_count(bytes)?).map(|i| fp_at(bytes, i)).collect())
 }
 
 fn contains_fp(bytes: &[u8], want: u32) -> Result<bool> {

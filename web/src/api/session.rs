@@ -48,7 +48,7 @@ pub struct Started {
     pub cookie: HeaderValue,
 }
 
-/// Longest username written to the log on a failed login.
+/// Longest username written to the log on a failed password check.
 const LOG_NAME_CHARS_MAX: usize = 64;
 
 fn log_name(login: &str) -> &str {
@@ -61,6 +61,15 @@ fn log_name(login: &str) -> &str {
 /// The client address as logged: the forwarded one behind a trusted proxy, else the peer.
 fn log_ip(ip: Option<IpAddr>) -> String {
     ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+}
+
+/// A wrong password (at login, or as the current one on a password change): counted by the
+/// login throttle and logged at WARN for the operator (and tools like fail2ban) with who was
+/// tried and from where, never the password. The name is quoted and escaped (`?`), and cut short,
+/// so a crafted one cannot forge log lines.
+fn password_check_failed(state: &AppState, login: &str, ip: Option<IpAddr>, what: &str) {
+    state.login_throttle.record_failure(login, ip);
+    tracing::warn!(username = ?log_name(login), client_ip = %log_ip(ip), "{what}");
 }
 
 /// Checks the password (argon2, off the runtime, after the throttle's delay) and starts a session.
@@ -81,14 +90,7 @@ pub async fn start_session(
     let name = login.clone();
     let user = blocking_hash(state, move |m| m.check_login(&name, &password)).await?;
     let Some(user) = user else {
-        state.login_throttle.record_failure(&login, ip);
-        // For the operator (and tools like fail2ban): who was tried, from where. The name is
-        // quoted and escaped (`?`), and cut short, so a crafted one cannot forge log lines.
-        tracing::warn!(
-            username = ?log_name(&login),
-            client_ip = %log_ip(ip),
-            "login failed"
-        );
+        password_check_failed(state, &login, ip, "login failed");
         return Err(ApiError::Unauthorized(
             "invalid username or password".into(),
         ));
@@ -213,13 +215,13 @@ pub async fn change_password_as(
             Ok(sessions_ended)
         }
         PasswordChange::WrongCurrentPassword => {
-            state.login_throttle.record_failure(&p.username, ip);
-            // A failed password check like a failed login: a stolen session guessing the
-            // password shows in the log the operator (or fail2ban) already watches.
-            tracing::warn!(
-                username = ?log_name(&p.username),
-                client_ip = %log_ip(ip),
-                "password change failed: wrong current password"
+            // Like a failed login: a stolen session guessing the password is slowed down and
+            // shows in the log the operator (or fail2ban) already watches.
+            password_check_failed(
+                state,
+                &p.username,
+                ip,
+                "password change failed: wrong current password",
             );
             Err(ApiError::BadRequest(
                 "the current password is not correct".into(),
