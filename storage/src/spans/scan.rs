@@ -230,9 +230,13 @@ impl<'a, P> DayScan<'a, P> {
             // The head is the best row of all; the rows after it follow while they stay above
             // every other block's head and every block not opened yet.
             let mut end = e.pos + 1;
+            // The key of the row at `end` when the run stops before the block's end (built once:
+            // runs are mostly one row long when servers interleave).
+            let mut next = None;
             while end < order.len() {
                 let k = row_key(block, order[end]);
                 if bound_key.is_some_and(|b| k <= b) || bound_start.is_some_and(|b| k.start <= b) {
+                    next = Some(k);
                     break;
                 }
                 end += 1;
@@ -240,9 +244,9 @@ impl<'a, P> DayScan<'a, P> {
             stats.rows += (end - e.pos) as u64;
             let flow = sink.rows(block, prep, &order[e.pos..end])?;
             e.pos = end;
-            if end < order.len() {
-                e.head = row_key(block, order[end]);
-                self.heap.push((e.head, idx));
+            if let Some(k) = next {
+                e.head = k;
+                self.heap.push((k, idx));
             } else {
                 self.entries[idx] = None;
                 self.live -= 1;

@@ -31,7 +31,10 @@ pub(crate) fn push_str(out: &mut Vec<u8>, s: &str) {
 
 /// A JSON number as `json!(x)` renders it: `null` when not finite.
 pub(crate) fn push_f64(out: &mut Vec<u8>, v: f64) {
-    if v.is_finite() {
+    if v == 1.0 {
+        // Every unsampled span's sample probability.
+        out.extend_from_slice(b"1.0");
+    } else if v.is_finite() {
         done(CompactFormatter.write_f64(out, v));
     } else {
         out.extend_from_slice(b"null");
@@ -69,34 +72,76 @@ const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
 
+/// Where [`Digits`] end: a u64 has at most 20 digits, so they start at 4 or later, and a
+/// fixed-size copy of `DIGITS_END` bytes from there stays inside the buffer.
+const DIGITS_END: usize = 24;
+
+/// The decimal digits of a u64, as `itoa` (and so serde_json) writes them: `buf[at..DIGITS_END]`.
+struct Digits {
+    buf: [u8; 2 * DIGITS_END],
+    at: usize,
+}
+
+impl Digits {
+    #[inline(always)]
+    fn new(v: u64) -> Digits {
+        let mut buf = [0u8; 2 * DIGITS_END];
+        let mut at = DIGITS_END;
+        // Eight digits at a time while the number is large (timestamps have 19): the four pairs
+        // of a group do not wait on each other, where pair after pair each waited on a division.
+        let mut v = v;
+        while v >= 100_000_000 {
+            let low = (v % 100_000_000) as u32;
+            v /= 100_000_000;
+            at -= 8;
+            let (hi, lo) = ((low / 10_000) as usize, (low % 10_000) as usize);
+            for (k, d) in [hi / 100, hi % 100, lo / 100, lo % 100]
+                .into_iter()
+                .enumerate()
+            {
+                buf[at + 2 * k] = DIGIT_PAIRS[2 * d];
+                buf[at + 2 * k + 1] = DIGIT_PAIRS[2 * d + 1];
+            }
+        }
+        let mut v = v as u32;
+        while v >= 100 {
+            let d = (v % 100) as usize * 2;
+            v /= 100;
+            at -= 2;
+            buf[at] = DIGIT_PAIRS[d];
+            buf[at + 1] = DIGIT_PAIRS[d + 1];
+        }
+        if v >= 10 {
+            let d = v as usize * 2;
+            at -= 2;
+            buf[at] = DIGIT_PAIRS[d];
+            buf[at + 1] = DIGIT_PAIRS[d + 1];
+        } else {
+            at -= 1;
+            buf[at] = b'0' + v as u8;
+        }
+        Digits { buf, at }
+    }
+
+    /// Appends the digits, dropping the last `drop` of them (the number divided by 10^`drop`;
+    /// "0" when none are left).
+    #[inline(always)]
+    fn put(&self, out: &mut Vec<u8>, drop: usize) {
+        let len = DIGITS_END - self.at;
+        if len <= drop {
+            out.push(b'0');
+            return;
+        }
+        let base = out.len();
+        out.extend_from_slice(&self.buf[self.at..self.at + DIGITS_END]);
+        out.truncate(base + len - drop);
+    }
+}
+
 /// The decimal digits of `v`, as `itoa` (and so serde_json) writes them.
 #[inline(always)]
-fn put_digits(out: &mut Vec<u8>, mut v: u64) {
-    // Digits right-aligned to `END` (a u64 has at most 20, so they start at 4 or later); the
-    // fixed-size copy of `END` bytes from there reads at most up to `2 * END - 1`.
-    const END: usize = 24;
-    let mut tmp = [0u8; 2 * END];
-    let mut at = END;
-    while v >= 100 {
-        let d = (v % 100) as usize * 2;
-        v /= 100;
-        at -= 2;
-        tmp[at] = DIGIT_PAIRS[d];
-        tmp[at + 1] = DIGIT_PAIRS[d + 1];
-    }
-    if v >= 10 {
-        let d = v as usize * 2;
-        at -= 2;
-        tmp[at] = DIGIT_PAIRS[d];
-        tmp[at + 1] = DIGIT_PAIRS[d + 1];
-    } else {
-        at -= 1;
-        tmp[at] = b'0' + v as u8;
-    }
-    let len = END - at;
-    let base = out.len();
-    out.extend_from_slice(&tmp[at..at + END]);
-    out.truncate(base + len);
+fn put_digits(out: &mut Vec<u8>, v: u64) {
+    Digits::new(v).put(out, 0);
 }
 
 /// `"` + 2 x N lowercase hex digits + `"`, written with one fixed-size copy.
@@ -322,6 +367,11 @@ fn fx_hash(bytes: &[u8]) -> u64 {
 struct Slot([u8; SLOT_BYTES]);
 
 const SLOT_BYTES: usize = 64;
+/// Dictionaries of at least this many values (32 KiB of slots, a core's L1 data cache; the
+/// scan interleaves up to
+/// [`SCAN_LIVE_BLOCKS_MAX`](mcp_obs_storage::spans::SCAN_LIVE_BLOCKS_MAX) blocks, so L2 holds
+/// little of each) are read ahead of a batch's rows ([`BlockFrags::warm`]).
+const WARM_SLOTS_MIN: usize = 512;
 const SLOT_DATA: usize = SLOT_BYTES - 1;
 const LONG: u8 = u8::MAX;
 
@@ -418,9 +468,12 @@ impl<'a> JsonLines<'a> {
 /// most [`AHEAD_ROWS_MAX`] of them, cut short after [`AHEAD_BYTES_MAX`] bytes (the scan thread then
 /// renders the rest when it gets there). Rendering a block's rows one after another reads its
 /// columns in order (the merge interleaves blocks row by row when servers are busy at the same
-/// time, which scatters the reads), and a batch is the unit of work shared with the worker.
+/// time, which scatters the reads), and a batch is the unit of work shared with the worker. The
+/// byte cap holds a whole batch of ordinary rows (about 1 kB each with their attributes): at
+/// 128 kB a batch stopped after 126 rows, and the scan thread rendered the other half of every
+/// batch itself.
 pub const AHEAD_ROWS_MAX: usize = 256;
-pub const AHEAD_BYTES_MAX: usize = 128 << 10;
+pub const AHEAD_BYTES_MAX: usize = 512 << 10;
 
 /// Rendered lines of consecutive rows of a block: line k is `lines[ends[k - 1]..ends[k]]` (from
 /// 0).
@@ -458,6 +511,7 @@ impl Lines {
         extras: &mut ExtraCache,
         rows: &[u32],
     ) -> Result<()> {
+        f.warm(b, rows);
         for &r in rows {
             if self.lines.len() >= AHEAD_BYTES_MAX {
                 break;
@@ -526,6 +580,32 @@ pub struct BlockFrags {
 }
 
 impl BlockFrags {
+    /// Reads the slot of every row of `rows` in each dictionary larger than
+    /// [`WARM_SLOTS_MIN`], before the rows are rendered. Rows pick such values (session and user
+    /// ids) at random, and a cache miss per value stalled the row that made it (a third of the
+    /// rendering's samples sat on that load); here the loads are independent of each other, so
+    /// their misses overlap, and rendering then finds the slots in cache (a batch's slots take at
+    /// most [`AHEAD_ROWS_MAX`] x 64 bytes per dictionary).
+    fn warm(&self, b: &ScanBlock, rows: &[u32]) {
+        let mut seen = 0u8;
+        for (k, frags) in self.strs.iter().enumerate() {
+            let StrFrags::Dict { slots, .. } = frags else {
+                continue;
+            };
+            if slots.len() < WARM_SLOTS_MIN {
+                continue;
+            }
+            let f = StrField::ALL[k];
+            for &r in rows.iter().take(AHEAD_ROWS_MAX) {
+                let id = b.str_id(f, r as usize) as usize;
+                if let Some(Slot(slot)) = id.checked_sub(1).and_then(|k| slots.get(k)) {
+                    seen ^= slot[SLOT_DATA];
+                }
+            }
+        }
+        std::hint::black_box(seen);
+    }
+
     fn new(b: &ScanBlock) -> BlockFrags {
         let mut origin_buf = Vec::new();
         let origins = b
@@ -698,10 +778,13 @@ fn write_row(
     s(out, StrField::ServiceName);
     out.extend_from_slice(b",\"span_id\":");
     put_hex_quoted(out, b.span_id(i));
+    // The milliseconds are the nanoseconds' digits without the last six: converted once.
+    let start_digits = Digits::new(start);
     out.extend_from_slice(b",\"start_time_ms\":");
-    put_digits(out, start / 1_000_000);
-    out.extend_from_slice(b",\"start_time_unix_nano\":");
-    push_u64_str(out, start);
+    start_digits.put(out, 6);
+    out.extend_from_slice(b",\"start_time_unix_nano\":\"");
+    start_digits.put(out, 0);
+    out.push(b'"');
     out.extend_from_slice(match b.status_code(i) {
         1 => b",\"status\":{\"code\":\"ok\",\"message\":",
         2 => b",\"status\":{\"code\":\"error\",\"message\":",
@@ -714,4 +797,53 @@ fn write_row(
     s(out, StrField::TraceState);
     out.extend_from_slice(b"}\n");
     Ok(())
+}
+
+#[cfg(test)]
+mod number_tests {
+    use proptest::prelude::*;
+
+    use super::{push_f64, Digits};
+
+    /// Edges of every digit count and of the eight-digit groups.
+    fn edges() -> Vec<u64> {
+        let mut v = vec![0, 1, u64::MAX, u64::MAX - 1];
+        let mut p = 1u64;
+        while let Some(next) = p.checked_mul(10) {
+            v.extend([p - 1, p, p + 1, next - 1]);
+            p = next;
+        }
+        v
+    }
+
+    fn digits(v: u64, drop: usize) -> String {
+        let mut out = b"x".to_vec();
+        Digits::new(v).put(&mut out, drop);
+        String::from_utf8(out[1..].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn digits_are_itoas_at_every_edge() {
+        for v in edges() {
+            assert_eq!(digits(v, 0), v.to_string(), "{v}");
+            assert_eq!(digits(v, 6), (v / 1_000_000).to_string(), "{v} / 10^6");
+        }
+    }
+
+    #[test]
+    fn one_renders_as_serde_json_does() {
+        let mut out = Vec::new();
+        push_f64(&mut out, 1.0);
+        assert_eq!(out, serde_json::to_vec(&serde_json::json!(1.0)).unwrap());
+    }
+
+    proptest! {
+        #[test]
+        fn digits_are_itoas(v in any::<u64>(), small in 0u64..100_000_000_000, drop in 0usize..8) {
+            for v in [v, small] {
+                prop_assert_eq!(digits(v, 0), v.to_string());
+                prop_assert_eq!(digits(v, drop), (v / 10u64.pow(drop as u32)).to_string());
+            }
+        }
+    }
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::ahead::RenderAhead;
 use super::csv::CSV_COLUMNS;
-use super::json::JsonLines;
+use super::json::{JsonLines, AHEAD_BYTES_MAX, AHEAD_ROWS_MAX};
 use super::search::export_search_paged;
 use super::{export_to, Format, EXPORT_CHUNK_BYTES};
 use crate::span_json::span_to_json;
@@ -520,8 +520,12 @@ fn export_threads(store: &SpanStore, f: &SpanFilter, chunk: usize, threads: usiz
 
 /// A compacted store of `n` spans of org 1 from six servers busy at the same times of one day
 /// (the merge interleaves their blocks row by row), blocks of `n / 6` rows (several render
-/// batches each), every tenth span with a 4 kB attribute (batches cut short by their byte limit).
+/// batches each), every fifth span with an attribute of [`AHEAD_BYTES_MAX`] / 32 bytes (batches
+/// cut short by their byte limit).
 fn interleaved_store(n: usize, seed: u64) -> TempStore {
+    let big = AHEAD_BYTES_MAX / 32;
+    // A batch's big rows alone pass the byte limit, so every full batch is cut short.
+    assert!(AHEAD_ROWS_MAX / 5 * big > AHEAD_BYTES_MAX);
     let t = TempStore::new(4096);
     let mut rng = StdRng::seed_from_u64(seed);
     let spans: Vec<SpanRecord> = (0..n)
@@ -532,10 +536,10 @@ fn interleaved_store(n: usize, seed: u64) -> TempStore {
             s.start_unix_nano = 20_000 * DAY_NANOS + (i / 7) as u64 * 1_000_000;
             s.end_unix_nano = s.start_unix_nano + d;
             s.server_id = 10 + (i % 6) as u32;
-            if i % 10 == 0 {
+            if i % 5 == 0 {
                 s.attributes.push(KeyValue {
                     key: "big".into(),
-                    value: AttrValue::Str("x".repeat(4096).into()),
+                    value: AttrValue::Str("x".repeat(big).into()),
                 });
             }
             s
