@@ -30,8 +30,12 @@ if grep -rn --include='*.rs' -E '\bunsafe\b' src web/src tests benches | grep -v
   exit 1
 fi
 
-step "cargo build --release (the binary the integration tests drive)"
-cargo build --workspace --release --locked
+step "cargo build --release: the binary the integration and SDK tests drive, and the tests"
+# One build for both: `cargo test` turns on the tests' dev-dependency features (tokio's test-util)
+# for the whole workspace, binary included, so a separate `cargo build --release` first compiled
+# tokio, hyper, warp, tantivy and our crates a second time (about 7 of a 31-minute run on a slow
+# day). The binary is the same source, with tokio's paused clock compiled in and never used.
+cargo test --workspace --release --locked --no-run
 
 # The fuzz targets' instrumented build (several minutes, its own target directory) runs in the
 # background at the lowest priority from here on: the tests below leave the cores partly idle.
