@@ -580,8 +580,8 @@ pub struct BlockFrags {
 }
 
 impl BlockFrags {
-    /// Reads the slot of every row of `rows` in each dictionary larger than
-    /// [`WARM_SLOTS_MIN`], before the rows are rendered. Rows pick such values (session and user
+    /// Reads the slot of every row of `rows` in each dictionary of at least
+    /// [`WARM_SLOTS_MIN`] values, before the rows are rendered. Rows pick such values (session and user
     /// ids) at random, and a cache miss per value stalled the row that made it (a third of the
     /// rendering's samples sat on that load); here the loads are independent of each other, so
     /// their misses overlap, and rendering then finds the slots in cache (a batch's slots take at
