@@ -52,20 +52,33 @@ pub fn unpack_into(r: &mut Reader<'_>, n: usize, out: &mut Vec<u32>) -> Result<(
     } else {
         (1u64 << width) - 1
     };
+    let w = usize::from(width);
+    if w == 0 {
+        out.resize(out.len() + n, 0);
+        return Ok(());
+    }
+    // Value `i` is the `width` bits from bit `i * width`: one unaligned little-endian 8-byte read
+    // and a shift (`width` <= 32 plus at most 7 bits of shift fit in 64). The values whose 8
+    // bytes lie inside `data` are read in place; the last few from a zero-padded copy of the
+    // tail.
+    let in_place = match data.len().checked_sub(8) {
+        Some(m) => ((m + 1) * 8).div_ceil(w).min(n),
+        None => 0,
+    };
+    let word = |bytes: &[u8], bit: usize| -> u32 {
+        let at = bit / 8;
+        let le: [u8; 8] = bytes[at..at + 8].try_into().unwrap_or([0; 8]);
+        ((u64::from_le_bytes(le) >> (bit % 8)) & mask) as u32
+    };
     out.reserve(n);
-    let mut acc: u64 = 0;
-    let mut bits: u32 = 0;
-    let mut bytes = data.iter();
-    for _ in 0..n {
-        while bits < u32::from(width) {
-            // Length was checked above, so the iterator cannot run dry; stay total anyway.
-            let b = bytes.next().copied().unwrap_or(0);
-            acc |= u64::from(b) << bits;
-            bits += 8;
-        }
-        out.push((acc & mask) as u32);
-        acc >>= width;
-        bits -= u32::from(width);
+    out.extend((0..in_place).map(|i| word(data, i * w)));
+    if in_place < n {
+        let from = in_place * w / 8;
+        let mut tail = [0u8; 16];
+        // Fewer than 8 bytes are left from `from` (else value `in_place` would fit in place).
+        let left = &data[from.min(data.len())..];
+        tail[..left.len().min(16)].copy_from_slice(&left[..left.len().min(16)]);
+        out.extend((in_place..n).map(|i| word(&tail, i * w - from * 8)));
     }
     Ok(())
 }

@@ -224,8 +224,10 @@ pub fn decode_vals<'a>(r: &mut Reader<'a>, rows: usize) -> Result<StrVals<'a>> {
             }
             let mut ids = crate::bufs::take(rows);
             bitpack::unpack_into(r, rows, &mut ids)?;
-            if let Some(bad) = ids.iter().find(|&&id| id as usize > dict.len()) {
-                return Err(corrupt(format!("dictionary id {bad} > {}", dict.len())));
+            // The largest id alone (a reduction the compiler vectorizes) decides.
+            let top = ids.iter().copied().max().unwrap_or(0);
+            if top as usize > dict.len() {
+                return Err(corrupt(format!("dictionary id {top} > {}", dict.len())));
             }
             Ok(StrVals::Dict { dict, ids })
         }
@@ -245,51 +247,87 @@ pub fn decode_vals<'a>(r: &mut Reader<'a>, rows: usize) -> Result<StrVals<'a>> {
 }
 
 /// A decoded column for reading: the dictionary plus one id per row (numeric columns are turned
-/// into a dictionary of their distinct values).
-#[derive(Debug, Clone, PartialEq)]
+/// into a dictionary of their distinct values). The dictionary's strings lie end to end in one
+/// buffer: decoding a block allocates per column, not per distinct value.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StrColumn {
-    pub dict: Vec<String>,
+    /// Dictionary entry k (id k + 1) is `text[ends[k - 1]..ends[k]]` (from 0 for k = 0).
+    text: String,
+    ends: Vec<u32>,
     pub ids: Vec<u32>,
 }
 
 impl StrColumn {
     pub fn decode(r: &mut Reader<'_>, rows: usize) -> Result<StrColumn> {
-        Ok(match decode_vals(r, rows)? {
-            StrVals::Dict { dict, ids } => StrColumn {
-                dict: dict.into_iter().map(Cow::into_owned).collect(),
-                ids,
-            },
-            StrVals::Num(vals) => {
-                let mut index: FxHashMap<u64, u32> = FxHashMap::default();
-                let mut dict = Vec::new();
-                let ids = vals
-                    .iter()
-                    .map(|v| match v {
-                        None => 0,
-                        Some(n) => *index.entry(*n).or_insert_with(|| {
-                            dict.push(n.to_string());
-                            dict.len() as u32
-                        }),
-                    })
-                    .collect();
-                StrColumn { dict, ids }
+        StrColumn::from_vals(decode_vals(r, rows)?)
+    }
+
+    /// The column of values [`decode_vals`] returned.
+    pub fn from_vals(vals: StrVals<'_>) -> Result<StrColumn> {
+        match vals {
+            StrVals::Dict { dict, ids } => {
+                let mut text = String::with_capacity(dict.iter().map(|s| s.len()).sum());
+                let mut ends = Vec::with_capacity(dict.len());
+                for s in &dict {
+                    text.push_str(s);
+                    ends.push(u32::try_from(text.len()).map_err(|_| corrupt("dictionary size"))?);
+                }
+                Ok(StrColumn { text, ends, ids })
             }
-        })
+            StrVals::Num(vals) => Ok(StrColumn::from_nums(&vals)),
+        }
+    }
+
+    /// A numeric column's values as a dictionary of their decimal spellings.
+    pub fn from_nums(vals: &[Option<u64>]) -> StrColumn {
+        let mut index: FxHashMap<u64, u32> = FxHashMap::default();
+        let (mut text, mut ends) = (String::new(), Vec::new());
+        let ids = vals
+            .iter()
+            .map(|v| match v {
+                None => 0,
+                Some(n) => *index.entry(*n).or_insert_with(|| {
+                    use std::fmt::Write;
+                    // Writing to a String cannot fail; at most 20 digits per value, and a
+                    // block's rows are few, so the length stays far below u32::MAX.
+                    let _ = write!(text, "{n}");
+                    ends.push(text.len() as u32);
+                    ends.len() as u32
+                }),
+            })
+            .collect();
+        StrColumn { text, ends, ids }
+    }
+
+    /// Distinct values (dictionary entries).
+    pub fn dict_len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Dictionary entry `k` (id `k + 1`).
+    pub fn entry(&self, k: usize) -> &str {
+        let from = match k {
+            0 => 0,
+            k => self.ends[k - 1] as usize,
+        };
+        &self.text[from..self.ends[k] as usize]
+    }
+
+    /// The dictionary in id order.
+    pub fn dict(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.ends.len()).map(|k| self.entry(k))
     }
 
     pub fn get(&self, row: usize) -> Option<&str> {
         match self.ids.get(row).copied().unwrap_or(0) {
             0 => None,
-            id => self.dict.get(id as usize - 1).map(String::as_str),
+            id => Some(self.entry(id as usize - 1)),
         }
     }
 
     /// The row id a value has in this block, if the block contains it at all.
     pub fn id_of(&self, value: &str) -> Option<u32> {
-        self.dict
-            .iter()
-            .position(|d| d == value)
-            .map(|i| i as u32 + 1)
+        self.dict().position(|d| d == value).map(|i| i as u32 + 1)
     }
 }
 
@@ -323,7 +361,7 @@ mod tests {
             for (i, v) in values.iter().enumerate() {
                 prop_assert_eq!(col.get(i), v.as_deref());
                 if let Some(s) = v {
-                    prop_assert_eq!(col.dict[col.id_of(s).unwrap() as usize - 1].as_str(), s.as_str());
+                    prop_assert_eq!(col.entry(col.id_of(s).unwrap() as usize - 1), s.as_str());
                 }
             }
             // The in-memory form re-encodes to the same bytes.

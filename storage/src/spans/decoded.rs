@@ -2,7 +2,7 @@
 //! through accessors by index, strings stay in per-block dictionaries (so a caller can render each
 //! distinct value once per block), and attributes, events and links stay encoded until asked for.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::block::{BlockBody, ColumnRead};
 use super::columns::*;
@@ -36,10 +36,13 @@ pub struct ScanBlock {
     extras: Vec<u8>,
     /// Row i's extras are `extras[extra_at[i]..extra_at[i + 1]]`.
     extra_at: Vec<u32>,
-    /// In [`StrField::ALL`] order.
+    /// In [`StrField::ALL`] order; empty for a column stored in numeric mode (request ids), whose
+    /// dictionary of decimal spellings is built in `num_strs` only when first read as strings
+    /// (JSON Lines renders the numbers). Kept apart so that reading a dictionary column costs no
+    /// more than an index.
     strs: Vec<StrColumn>,
-    /// For a column stored in numeric mode (request ids), its values as numbers (the column in
-    /// `strs` holds them as a dictionary of their decimal spellings too).
+    num_strs: Vec<OnceLock<StrColumn>>,
+    /// For a column stored in numeric mode, its values as numbers.
     nums: Vec<Option<Vec<Option<u64>>>>,
 }
 
@@ -70,20 +73,26 @@ impl ScanBlock {
         for f in StrField::ALL {
             let raw = body.column(f.column())?;
             let mut r = Reader::new(&raw);
-            let col = StrColumn::decode(&mut r, n)?;
+            let vals = strdict::decode_vals(&mut r, n)?;
             r.finish("string column")?;
-            if !f.optional() && col.ids.contains(&0) {
+            let absent = match vals {
+                StrVals::Num(v) => {
+                    let absent = v.contains(&None);
+                    strs.push(StrColumn::default());
+                    nums.push(Some(v));
+                    absent
+                }
+                dict => {
+                    let c = StrColumn::from_vals(dict)?;
+                    let absent = c.ids.contains(&0);
+                    strs.push(c);
+                    nums.push(None);
+                    absent
+                }
+            };
+            if !f.optional() && absent {
                 return Err(corrupt(format!("{f:?} is absent in a row")));
             }
-            strs.push(col);
-            // Mode byte 0 is a dictionary (docs/format.md); only numeric columns are read again.
-            nums.push(match raw.first() {
-                Some(0) => None,
-                _ => match strdict::decode_vals(&mut Reader::new(&raw), n)? {
-                    StrVals::Num(v) => Some(v),
-                    StrVals::Dict { .. } => None,
-                },
-            });
         }
         Ok(ScanBlock {
             org: body.org,
@@ -102,6 +111,7 @@ impl ScanBlock {
             extras,
             extra_at,
             strs,
+            num_strs: StrField::ALL.iter().map(|_| OnceLock::new()).collect(),
             nums,
             starts,
         })
@@ -162,11 +172,31 @@ impl ScanBlock {
     }
     /// The value of a string field (`None`: absent; only MCP fields can be).
     pub fn str(&self, f: StrField, i: usize) -> Option<&str> {
-        self.strs[f as usize].get(i)
+        self.col(f).get(i)
+    }
+    /// [`ScanBlock::str_id`] of a numeric column: out of line, so that the dictionary columns' path
+    /// stays an index.
+    #[cold]
+    #[inline(never)]
+    fn num_str_id(&self, f: StrField, i: usize) -> u32 {
+        self.col(f).ids[i]
+    }
+    /// Field `f`'s column (a numeric one's dictionary built on first use).
+    fn col(&self, f: StrField) -> &StrColumn {
+        let k = f as usize;
+        match &self.nums[k] {
+            Some(nums) => self.num_strs[k].get_or_init(|| StrColumn::from_nums(nums)),
+            None => &self.strs[k],
+        }
     }
     /// The dictionary id of a string field in row i: 0 for absent, k for `str_dict(f)[k - 1]`.
+    #[inline]
     pub fn str_id(&self, f: StrField, i: usize) -> u32 {
-        self.strs[f as usize].ids[i]
+        // A numeric column's placeholder has no ids.
+        match self.strs[f as usize].ids.get(i) {
+            Some(&id) => id,
+            None => self.num_str_id(f, i),
+        }
     }
     /// The values of a string field as numbers, when this block stores it in numeric mode (every
     /// value a canonical decimal `u64`; `None` for absent): `str` of a row is then the decimal
@@ -175,8 +205,8 @@ impl ScanBlock {
         self.nums[f as usize].as_deref()
     }
     /// The distinct values of a string field in this block.
-    pub fn str_dict(&self, f: StrField) -> &[String] {
-        &self.strs[f as usize].dict
+    pub fn str_dict(&self, f: StrField) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.col(f).dict()
     }
     /// Row i's index into [`ScanBlock::origins`].
     pub fn origin_id(&self, i: usize) -> usize {

@@ -215,11 +215,18 @@ impl<'a, P> DayScan<'a, P> {
                 self.next += 1;
                 self.open(s, stats)?;
             }
-            let Some((_, idx)) = self.heap.pop() else {
+            // The best head stays on top of the heap while its block hands out its run: its
+            // next head then replaces it in place (one sift down, instead of a pop and a push).
+            let Some(&(_, idx)) = self.heap.peek() else {
                 return Ok(ControlFlow::Continue(()));
             };
             self.ensure_live(idx, sink, stats)?;
-            let bound_key = self.heap.peek().map(|h| h.0);
+            // The second best head: the larger of the top's children.
+            let bound_key = match self.heap.as_slice() {
+                [_, a, b, ..] => Some(a.0.max(b.0)),
+                [_, a] => Some(a.0),
+                _ => None,
+            };
             let bound_start = self.cands.get(self.next).map(|s| s.max_start);
             let Some(e) = self.entries[idx].as_mut() else {
                 return Err(corrupt("scan entry vanished"));
@@ -246,8 +253,11 @@ impl<'a, P> DayScan<'a, P> {
             e.pos = end;
             if let Some(k) = next {
                 e.head = k;
-                self.heap.push((k, idx));
+                if let Some(mut top) = self.heap.peek_mut() {
+                    *top = (k, idx);
+                }
             } else {
+                self.heap.pop();
                 self.entries[idx] = None;
                 self.live -= 1;
             }

@@ -123,7 +123,7 @@ impl RowFormat for Csv {
     fn prepare(&mut self, b: &std::sync::Arc<ScanBlock>, _order: &[u32]) -> Result<CsvBlock> {
         let strs = StrField::ALL
             .iter()
-            .map(|&f| b.str_dict(f).iter().map(|s| text(s)).collect())
+            .map(|&f| b.str_dict(f).map(text).collect())
             .collect();
         Ok(CsvBlock {
             strs,

@@ -391,7 +391,6 @@ impl StrFrags {
         let (mut long, mut one) = (Vec::new(), Vec::new());
         let slots = b
             .str_dict(f)
-            .iter()
             .map(|s| {
                 one.clear();
                 push_str(&mut one, s);
@@ -411,11 +410,14 @@ impl StrFrags {
         StrFrags::Dict { slots, long }
     }
 
-    /// Appends row `i`'s rendering (id `id` of the dictionary; `null` for absent).
+    /// Appends row `i`'s value of field `f`, whose fragments these are (`null` for absent).
     #[inline(always)]
-    fn put(&self, out: &mut Vec<u8>, id: u32, i: usize) {
+    fn put(&self, out: &mut Vec<u8>, b: &ScanBlock, f: StrField, i: usize) {
         match self {
             StrFrags::Dict { slots, long } => {
+                // Only dictionary columns are read by id: a numeric column's dictionary of
+                // decimal strings is then never built.
+                let id = b.str_id(f, i);
                 let Some(Slot(slot)) = id.checked_sub(1).and_then(|k| slots.get(k as usize)) else {
                     out.extend_from_slice(b"null");
                     return;
@@ -703,7 +705,7 @@ const ROW_RESERVE_BYTES: usize = 2048;
 /// Appends row `i`'s string field `f`.
 #[inline(always)]
 fn put_str_field(out: &mut Vec<u8>, strs: &[StrFrags], b: &ScanBlock, f: StrField, i: usize) {
-    strs[f as usize].put(out, b.str_id(f, i), i);
+    strs[f as usize].put(out, b, f, i);
 }
 
 fn write_row(
