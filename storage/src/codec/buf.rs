@@ -28,8 +28,12 @@ pub fn put_str(out: &mut Vec<u8>, s: &str) {
 /// `varint(1)` followed by the 8 bytes of the f64, little-endian, so every value round-trips
 /// bit-exactly.
 pub fn put_num(out: &mut Vec<u8>, x: f64) {
-    if (0.0..NUM_INT_LIMIT).contains(&x) && x.fract() == 0.0 && x.is_sign_positive() {
-        put_varint(out, (x as u64) << 1);
+    // `x as u64` saturates and maps NaN to 0, so below 2^52 converting back gives `x` exactly when
+    // `x` is an integer (and -0.0 is left to the sign test): the integral test without `fract`,
+    // which is a software truncation on this target (no SSE4.1).
+    let n = x as u64;
+    if x < NUM_INT_LIMIT && n as f64 == x && x.is_sign_positive() {
+        put_varint(out, n << 1);
     } else {
         put_varint(out, 1);
         out.extend_from_slice(&x.to_le_bytes());
@@ -235,12 +239,24 @@ mod tests {
                 (0u64..1 << 53).prop_map(|n| n as f64),
                 any::<f64>(),
                 (1u32..1000).prop_map(|d| 1.0 / (f64::from(d) / 1000.0)),
+                Just(-0.0), Just(f64::NAN), Just(f64::INFINITY), Just(-1.0), Just(0.5),
+                Just(NUM_INT_LIMIT - 1.0), Just(NUM_INT_LIMIT), Just(u64::MAX as f64),
             ]
         ) {
             let mut out = Vec::new();
             put_num(&mut out, x);
             let back = Reader::new(&out).num().unwrap();
             prop_assert_eq!(back.to_bits(), x.to_bits());
+            // The bytes are those of the test `put_num` used before, `fract`: the format's
+            // definition.
+            let mut want = Vec::new();
+            if (0.0..NUM_INT_LIMIT).contains(&x) && x.fract() == 0.0 && x.is_sign_positive() {
+                put_varint(&mut want, (x as u64) << 1);
+            } else {
+                put_varint(&mut want, 1);
+                want.extend_from_slice(&x.to_le_bytes());
+            }
+            prop_assert_eq!(out, want);
         }
 
         #[test]
