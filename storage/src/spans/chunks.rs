@@ -56,9 +56,10 @@ pub fn chunk_bytes_of(block: u64, first: usize, len: usize) -> Result<usize> {
 fn get_counted<T: ReadableTable<&'static BodyKey, &'static [u8]>>(
     t: &T,
     block: u64,
+    len_hint: usize,
 ) -> Result<Option<(Vec<u8>, u32)>> {
     let (lo, hi) = (body_key(block, 0), body_key(block, u32::MAX));
-    let mut body = Vec::new();
+    let mut body = Vec::with_capacity(len_hint.min(LEN_HINT_BYTES_MAX));
     let mut n = 0u32;
     let mut chunk_len = 0;
     let mut short = false;
@@ -90,12 +91,26 @@ pub fn get<T: ReadableTable<&'static BodyKey, &'static [u8]>>(
     t: &T,
     block: u64,
 ) -> Result<Option<Vec<u8>>> {
-    Ok(get_counted(t, block)?.map(|(body, _)| body))
+    get_sized(t, block, 0)
+}
+
+/// Reserved at most for a body by [`get_sized`]'s hint (which comes from a block header: trusted
+/// for an allocation only this far). Larger bodies grow as they are read.
+const LEN_HINT_BYTES_MAX: usize = 16 << 20;
+
+/// [`get`] of a body expected to be `len_hint` bytes long (its header's length): read into a
+/// buffer of that size, not one grown chunk by chunk.
+pub fn get_sized<T: ReadableTable<&'static BodyKey, &'static [u8]>>(
+    t: &T,
+    block: u64,
+    len_hint: usize,
+) -> Result<Option<Vec<u8>>> {
+    Ok(get_counted(t, block, len_hint)?.map(|(body, _)| body))
 }
 
 /// Removes every chunk of `block`; returns the body it held.
 pub fn take(t: &mut Table<&BodyKey, &[u8]>, block: u64) -> Result<Option<Vec<u8>>> {
-    let Some((body, n)) = get_counted(t, block)? else {
+    let Some((body, n)) = get_counted(t, block, 0)? else {
         return Ok(None);
     };
     for i in 0..n {

@@ -355,7 +355,7 @@ impl<'a, P> DayScan<'a, P> {
         s: &Summary,
         stats: &mut ScanStats,
     ) -> Result<Option<(Arc<ScanBlock>, Vec<u32>)>> {
-        let data = chunks::get(&self.bodies, s.block)?
+        let data = chunks::get_sized(&self.bodies, s.block, s.body_bytes as usize)?
             .ok_or_else(|| corrupt(format!("block {} has no body", s.block)))?;
         stats.blocks_read += 1;
         if data.len() != s.body_bytes as usize {
