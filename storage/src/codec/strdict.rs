@@ -299,11 +299,6 @@ impl StrColumn {
         StrColumn { text, ends, ids }
     }
 
-    /// Distinct values (dictionary entries).
-    pub fn dict_len(&self) -> usize {
-        self.ends.len()
-    }
-
     /// Dictionary entry `k` (id `k + 1`).
     pub fn entry(&self, k: usize) -> &str {
         let from = match k {

@@ -189,7 +189,8 @@ impl ScanBlock {
             None => &self.strs[k],
         }
     }
-    /// The dictionary id of a string field in row i: 0 for absent, k for `str_dict(f)[k - 1]`.
+    /// The dictionary id of a string field in row i: 0 for absent, k for the k-th value of
+    /// `str_dict(f)`.
     #[inline]
     pub fn str_id(&self, f: StrField, i: usize) -> u32 {
         // A numeric column's placeholder has no ids.

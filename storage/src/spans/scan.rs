@@ -221,7 +221,9 @@ impl<'a, P> DayScan<'a, P> {
                 return Ok(ControlFlow::Continue(()));
             };
             self.ensure_live(idx, sink, stats)?;
-            // The second best head: the larger of the top's children.
+            // The second best head: the larger of the top's children. This reads std's heap
+            // layout (`as_slice` promises no order); the model check's scans against the brute
+            // force would fail if that layout ever changed.
             let bound_key = match self.heap.as_slice() {
                 [_, a, b, ..] => Some(a.0.max(b.0)),
                 [_, a] => Some(a.0),

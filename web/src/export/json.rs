@@ -771,7 +771,8 @@ fn write_row(
     });
     put_padded(out, xbuf, &x.links);
     out.extend_from_slice(b",\"mcp\":");
-    // By reference: iterating the array by value copied all of it, 12 x 32 bytes, per row.
+    // By reference: iterating the array by value copied all of it (12 keys of 24 bytes, their
+    // lengths and fields) per row.
     for &(f, (ref key, len)) in &MCP_KEYS {
         let at = out.len();
         out.extend_from_slice(key);
