@@ -4,8 +4,13 @@
 //! (about 3 µs each on this VM; `Cols::gather` alone was 39% of the writer's faults,
 //! docs/benchmarks.md, "Page faults on the writer's per-block vectors").
 //!
-//! Only threads that call [`enable_on_this_thread`] keep vectors (the span writer, benches);
-//! elsewhere [`take`] is `Vec::with_capacity` and [`give`] drops. A thread keeps at most
+//! Scans use them too: a scan decodes block after block into vectors of about the same sizes,
+//! and `ScanBlock` gives its vectors back on drop (half of an export's page faults went away,
+//! docs/benchmarks.md, "Pools for the scan's decoded blocks").
+//!
+//! Only threads that call [`enable_on_this_thread`] (the span writer, benches), or hold a
+//! [`scope`] (a scan, for its length: it runs on a shared thread that must not keep vectors
+//! afterwards), keep vectors; elsewhere [`take`] is `Vec::with_capacity` and [`give`] drops. A thread keeps at most
 //! [`POOL_BYTES_MAX_PER_THREAD`] bytes of spare capacity, in vectors of at least
 //! [`POOL_VEC_BYTES_MIN`] bytes (smaller ones come from the allocator's small pages, which stay
 //! resident anyway).
@@ -19,7 +24,7 @@ pub const POOL_BYTES_MAX_PER_THREAD: usize = 12 << 20;
 /// Vectors of fewer bytes than this are neither kept nor handed out.
 pub const POOL_VEC_BYTES_MIN: usize = 16 << 10;
 /// Most vectors one pool (element type) keeps.
-const POOL_VECS_MAX: usize = 24;
+const POOL_VECS_MAX: usize = 48;
 
 thread_local! {
     static ENABLED: Cell<bool> = const { Cell::new(false) };
@@ -29,6 +34,29 @@ thread_local! {
 /// Lets this thread keep the vectors given back (the span writer's thread calls this once).
 pub fn enable_on_this_thread() {
     ENABLED.with(|e| e.set(true));
+}
+
+/// Pools enabled on this thread for as long as the returned guard lives (a scan on a thread of a
+/// shared pool, which must not keep vectors afterwards); dropping it drops what they keep, unless
+/// pools were already enabled when it was made.
+pub fn scope() -> Scope {
+    let was_enabled = ENABLED.with(|e| e.replace(true));
+    Scope { was_enabled }
+}
+
+/// See [`scope`].
+#[must_use]
+pub struct Scope {
+    was_enabled: bool,
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        if !self.was_enabled {
+            ENABLED.with(|e| e.set(false));
+            clear_pools();
+        }
+    }
 }
 
 /// Bytes of spare capacity this thread holds now.
@@ -55,17 +83,27 @@ macro_rules! pooled {
                 }
             }
         )*
+
+        /// Drops every vector this thread's pools keep.
+        fn clear_pools() {
+            $(
+                let _ = $pool.try_with(|p| p.borrow_mut().clear());
+            )*
+            POOLED_BYTES.with(|b| b.set(0));
+        }
     };
 }
 
 pooled! {
     u8 => POOL_U8,
+    [u8; 1] => POOL_ID1,
     u32 => POOL_U32,
     u64 => POOL_U64,
     usize => POOL_USIZE,
     [u8; 8] => POOL_ID8,
     [u8; 16] => POOL_ID16,
     [u64; 4] => POOL_U64X4,
+    [u32; 4] => POOL_U32X4,
     (u32, u32) => POOL_PAIRS,
     Option<u64> => POOL_OPT_U64,
     (u64, [u8; 8], [u8; 16], u32, u32) => POOL_ORDER_KEYS,
@@ -155,6 +193,29 @@ mod tests {
             }
             let n = u32::with_pool(|p| p.len()).unwrap();
             assert_eq!(n, POOL_VECS_MAX);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_scope_keeps_vectors_only_while_it_lives() {
+        std::thread::spawn(|| {
+            {
+                let _pools = scope();
+                give(Vec::<u64>::with_capacity(10_000));
+                give(Vec::<[u32; 4]>::with_capacity(10_000));
+                assert!(pooled_bytes() >= 240_000);
+            }
+            assert_eq!(pooled_bytes(), 0, "dropped with the scope");
+            assert_eq!(u64::with_pool(|p| p.len()), Some(0));
+            give(Vec::<u64>::with_capacity(10_000));
+            assert_eq!(pooled_bytes(), 0, "off again");
+            // Inside a thread that pools anyway, a scope leaves its pools alone.
+            enable_on_this_thread();
+            give(Vec::<u64>::with_capacity(10_000));
+            drop(scope());
+            assert!(pooled_bytes() >= 80_000);
         })
         .join()
         .unwrap();

@@ -266,8 +266,10 @@ impl StrColumn {
     pub fn from_vals(vals: StrVals<'_>) -> Result<StrColumn> {
         match vals {
             StrVals::Dict { dict, ids } => {
-                let mut text = String::with_capacity(dict.iter().map(|s| s.len()).sum());
-                let mut ends = Vec::with_capacity(dict.len());
+                let bytes = crate::bufs::take(dict.iter().map(|s| s.len()).sum());
+                // An empty vector is valid UTF-8.
+                let mut text = String::from_utf8(bytes).unwrap_or_default();
+                let mut ends = crate::bufs::take(dict.len());
                 for s in &dict {
                     text.push_str(s);
                     ends.push(u32::try_from(text.len()).map_err(|_| corrupt("dictionary size"))?);
@@ -276,6 +278,13 @@ impl StrColumn {
             }
             StrVals::Num(vals) => Ok(StrColumn::from_nums(&vals)),
         }
+    }
+
+    /// Hands the column's vectors to this thread's pools (`bufs`).
+    pub fn recycle(self) {
+        crate::bufs::give(self.text.into_bytes());
+        crate::bufs::give(self.ends);
+        crate::bufs::give(self.ids);
     }
 
     /// A numeric column's values as a dictionary of their decimal spellings.

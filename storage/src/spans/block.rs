@@ -148,6 +148,13 @@ impl BlockBody {
     }
 }
 
+impl BlockBody {
+    /// Hands the body's bytes to this thread's pools (`bufs`) once its columns are decoded.
+    pub fn recycle(self) {
+        crate::bufs::give(self.data);
+    }
+}
+
 impl ColumnRead for BlockBody {
     fn rows(&self) -> usize {
         self.rows
@@ -197,7 +204,10 @@ pub trait ColumnRead {
     }
 
     fn varints(&self, col: usize, per_row: usize) -> Result<Vec<u64>> {
-        super::fast::varints(&self.column(col)?, self.rows() * per_row)
+        let raw = self.column(col)?;
+        let v = super::fast::varints(&raw, self.rows() * per_row);
+        crate::bufs::give(raw);
+        v
     }
 
     fn starts(&self) -> Result<Vec<u64>> {
@@ -225,7 +235,10 @@ pub trait ColumnRead {
         Ok(v)
     }
 
-    fn fixed<const N: usize>(&self, col: usize) -> Result<Vec<[u8; N]>> {
+    fn fixed<const N: usize>(&self, col: usize) -> Result<Vec<[u8; N]>>
+    where
+        [u8; N]: crate::bufs::Pooled,
+    {
         let raw = self.column(col)?;
         if raw.len() != self.rows() * N {
             return Err(corrupt(format!(
@@ -233,15 +246,18 @@ pub trait ColumnRead {
                 raw.len()
             )));
         }
-        Ok(raw
-            .chunks_exact(N)
-            .map(|c| c.try_into().unwrap_or([0; N]))
-            .collect())
+        let mut out = crate::bufs::take(self.rows());
+        out.extend(raw.chunks_exact(N).map(|c| c.try_into().unwrap_or([0; N])));
+        crate::bufs::give(raw);
+        Ok(out)
     }
 
     /// Values of a fixed-width column at `rows` only (a lazy body reads just their chunks when
     /// the column is stored raw).
-    fn fixed_rows<const N: usize>(&self, col: usize, rows: &[usize]) -> Result<Vec<[u8; N]>> {
+    fn fixed_rows<const N: usize>(&self, col: usize, rows: &[usize]) -> Result<Vec<[u8; N]>>
+    where
+        [u8; N]: crate::bufs::Pooled,
+    {
         let all = self.fixed::<N>(col)?;
         rows.iter()
             .map(|&i| {

@@ -59,7 +59,7 @@ fn get_counted<T: ReadableTable<&'static BodyKey, &'static [u8]>>(
     len_hint: usize,
 ) -> Result<Option<(Vec<u8>, u32)>> {
     let (lo, hi) = (body_key(block, 0), body_key(block, u32::MAX));
-    let mut body = Vec::with_capacity(len_hint.min(LEN_HINT_BYTES_MAX));
+    let mut body = crate::bufs::take(len_hint.min(LEN_HINT_BYTES_MAX));
     let mut n = 0u32;
     let mut chunk_len = 0;
     let mut short = false;

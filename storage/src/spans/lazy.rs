@@ -319,7 +319,10 @@ impl ColumnRead for LazyBody {
         Ok(Cow::Borrowed(self.start_col()?))
     }
 
-    fn fixed_rows<const N: usize>(&self, col: usize, rows: &[usize]) -> Result<Vec<[u8; N]>> {
+    fn fixed_rows<const N: usize>(&self, col: usize, rows: &[usize]) -> Result<Vec<[u8; N]>>
+    where
+        [u8; N]: crate::bufs::Pooled,
+    {
         if rows.iter().any(|&i| i >= self.rows) {
             return Err(corrupt("row past block end"));
         }

@@ -381,6 +381,7 @@ pub trait Materialize: ColumnRead {
         }
         let ids = bitpack::unpack(&mut r, self.rows())?;
         r.finish("origin column")?;
+        crate::bufs::give(raw);
         Ok((ids, dict))
     }
 }

@@ -87,6 +87,11 @@ impl SpanStore {
         sink: &mut S,
         live_max: usize,
     ) -> Result<ScanStats> {
+        // Blocks are decoded one after another into vectors of about the same sizes: kept in
+        // pools for the scan's length, they are reused rather than faulted in afresh (with the
+        // allocator's short purge delay, freed memory is often back with the OS by the next
+        // block). Dropped with the scan.
+        let _pools = crate::bufs::scope();
         let mut stats = ScanStats::default();
         let lo = filter.from_unix_nano.unwrap_or(0);
         let top = match filter.to_unix_nano {
@@ -393,6 +398,7 @@ impl<'a, P> DayScan<'a, P> {
             return Ok(None);
         }
         let block = ScanBlock::decode(&body, starts)?;
+        body.recycle();
         // Rows are stored by (start, span id, trace id); the order breaks ties by trace id
         // first. Already sorted but for such ties, so this sort is one pass.
         rows.sort_by_key(|&r| std::cmp::Reverse(row_key(&block, r)));
