@@ -192,16 +192,33 @@ fn put_digits(out: &mut Vec<u8>, v: u64) {
     Digits::new(v).put(out, 0);
 }
 
-/// `"` + 2 x N lowercase hex digits + `"`, written with one fixed-size copy.
+/// `"` + 2 x N lowercase hex digits + `"` (ids: N is 8 or 16), written with one fixed-size copy.
 #[inline(always)]
 fn put_hex_quoted<const N: usize>(out: &mut Vec<u8>, bytes: &[u8; N]) {
     let mut tmp = [b'"'; 34];
-    for (k, &b) in bytes.iter().enumerate().take(16) {
-        tmp[1 + 2 * k] = HEX[usize::from(b >> 4)];
-        tmp[2 + 2 * k] = HEX[usize::from(b & 15)];
+    for (k, eight) in bytes.chunks_exact(8).take(2).enumerate() {
+        let eight: &[u8; 8] = eight.try_into().expect("8 bytes");
+        tmp[1 + 16 * k..17 + 16 * k].copy_from_slice(&hex16(eight));
     }
     tmp[1 + 2 * N.min(16)] = b'"';
     out.extend_from_slice(&tmp[..2 + 2 * N.min(16)]);
+}
+
+/// The 16 lowercase hex digits of 8 bytes, in order, computed on all of them at once: each byte's
+/// two nibbles are spread into bytes of their own (halving steps of a shift and a mask), then
+/// each nibble byte becomes `'0' + n`, plus 39 more (to `'a' + n - 10`) where n > 9.
+#[inline(always)]
+fn hex16(bytes: &[u8; 8]) -> [u8; 16] {
+    const fn lanes(b: u8) -> u128 {
+        u128::from_ne_bytes([b; 16])
+    }
+    let mut x = u128::from(u64::from_be_bytes(*bytes));
+    x = (x | x << 32) & 0x0000_0000_ffff_ffff_0000_0000_ffff_ffff;
+    x = (x | x << 16) & 0x0000_ffff_0000_ffff_0000_ffff_0000_ffff;
+    x = (x | x << 8) & 0x00ff_00ff_00ff_00ff_00ff_00ff_00ff_00ff;
+    x = (x | x << 4) & lanes(0x0f);
+    let letters = ((x + lanes(6)) >> 4) & lanes(1);
+    (x + lanes(b'0') + letters * 39).to_be_bytes()
 }
 
 /// Lowercase hex digits of `bytes`, unquoted.
@@ -947,7 +964,7 @@ fn write_row(
 mod scalar_tests {
     use proptest::prelude::*;
 
-    use super::{push_f64, push_str, Digits};
+    use super::{hex16, push_f64, push_str, put_hex_quoted, Digits};
 
     /// Edges of every digit count and of the eight-digit groups.
     fn edges() -> Vec<u64> {
@@ -971,6 +988,36 @@ mod scalar_tests {
         for v in edges() {
             assert_eq!(digits(v, 0), v.to_string(), "{v}");
             assert_eq!(digits(v, 6), (v / 1_000_000).to_string(), "{v} / 10^6");
+        }
+    }
+
+    #[test]
+    fn hex_digits_are_format_02x() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut cases = vec![
+            [0u8; 8],
+            [0xff; 8],
+            [0x09, 0x0a, 0x90, 0xa0, 0x99, 0xaa, 0x0f, 0xf0],
+        ];
+        for _ in 0..1000 {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            cases.push(rng.to_le_bytes());
+        }
+        for b in cases {
+            let want: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            assert_eq!(std::str::from_utf8(&hex16(&b)).unwrap(), want);
+            let mut out = Vec::new();
+            put_hex_quoted(&mut out, &b);
+            assert_eq!(out, format!("\"{want}\"").into_bytes());
+            let mut sixteen = [0u8; 16];
+            sixteen[..8].copy_from_slice(&b);
+            sixteen[8..].copy_from_slice(&b.map(|x| x.rotate_left(3)));
+            let want16: String = sixteen.iter().map(|x| format!("{x:02x}")).collect();
+            let mut out = Vec::new();
+            put_hex_quoted(&mut out, &sixteen);
+            assert_eq!(out, format!("\"{want16}\"").into_bytes());
         }
     }
 
