@@ -29,6 +29,10 @@ pub enum StrVals<'a> {
 
 impl<'a> StrVals<'a> {
     /// Dictionary-encodes `values` (first-appearance order, which keeps encoding deterministic).
+    /// Inlined into its caller, the span writer's column builder, where its hash lookups are most
+    /// of the work: left to the compiler, it stopped inlining it when the scan's pools added
+    /// callers of `bufs::take`, and the appends took 2.2% more instructions.
+    #[inline(always)]
     pub fn collect(values: impl Iterator<Item = Option<&'a str>>) -> StrVals<'a> {
         let mut dict: Vec<Cow<'a, str>> = Vec::new();
         let mut index: FxHashMap<&'a str, u32> = FxHashMap::default();
