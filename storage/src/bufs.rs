@@ -114,22 +114,25 @@ pooled! {
 /// a new one.
 pub fn take<T: Pooled>(cap: usize) -> Vec<T> {
     if cap.saturating_mul(size_of::<T>()) >= POOL_VEC_BYTES_MIN && ENABLED.with(Cell::get) {
-        let found = T::with_pool(|p| {
-            let i = p
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| v.capacity() >= cap)
-                .min_by_key(|(_, v)| v.capacity())
-                .map(|(i, _)| i)?;
-            Some(p.swap_remove(i))
-        })
-        .flatten();
+        let found = T::with_pool(|p| best_fit(p, cap)).flatten();
         if let Some(v) = found {
             POOLED_BYTES.with(|b| b.set(b.get() - bytes_of(&v)));
             return v;
         }
     }
     Vec::with_capacity(cap)
+}
+
+/// Removes from `spare` and returns the vector with the least capacity of at least `cap` (the
+/// search [`take`] makes; other pools of spare vectors use it too).
+pub fn best_fit<T>(spare: &mut Vec<Vec<T>>, cap: usize) -> Option<Vec<T>> {
+    let i = spare
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.capacity() >= cap)
+        .min_by_key(|(_, v)| v.capacity())
+        .map(|(i, _)| i)?;
+    Some(spare.swap_remove(i))
 }
 
 /// Keeps `v`'s allocation for a later [`take`] on this thread, within the limits; else drops it.

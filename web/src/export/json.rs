@@ -39,7 +39,7 @@ pub(crate) fn push_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// Whether serde_json escapes any byte of `b`: a control character (below 0x20), `"` or `\\`.
+/// Whether serde_json escapes any byte of `b`: a control character (below 0x20), `"` or `\`.
 /// Bytes of 0x80 and above (UTF-8) and 0x7f are written as they are.
 fn needs_escape(b: &[u8]) -> bool {
     let mut words = b.chunks_exact(8);
@@ -64,7 +64,7 @@ fn needs_escape(b: &[u8]) -> bool {
     hit != 0
 }
 
-/// Non-zero iff a byte of `w` is below 0x20, `"` or `\\`. Per byte, `x - n & !x & 0x80` is set
+/// Non-zero iff a byte of `w` is below 0x20, `"` or `\`. Per byte, `x - n & !x & 0x80` is set
 /// for a byte below `n` (n <= 0x80) and may be set for bytes above a byte that is: exact for "any
 /// byte", which is all that is asked.
 #[inline(always)]
@@ -560,15 +560,8 @@ impl SlotPool {
     fn take(&self, n: usize) -> Vec<Slot> {
         let mut spare = self.spare.lock();
         let (vecs, bytes) = &mut *spare;
-        let best = vecs
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.capacity() >= n)
-            .min_by_key(|(_, v)| v.capacity())
-            .map(|(i, _)| i);
-        match best {
-            Some(i) => {
-                let v = vecs.swap_remove(i);
+        match mcp_obs_storage::bufs::best_fit(vecs, n) {
+            Some(v) => {
                 *bytes -= v.capacity() * SLOT_BYTES;
                 v
             }
