@@ -89,6 +89,45 @@ pub(crate) fn push_f64(out: &mut Vec<u8>, v: f64) {
     }
 }
 
+/// `nanos` / 10^6 as [`push_f64`] writes it (a duration in milliseconds), from the integer's
+/// digits rather than through a float formatter. The quotient of an integer below 10^15 by 10^6
+/// has at most 15 significant digits, and the double nearest such a decimal prints as that
+/// decimal and no other (15 digits survive the round trip through a double, so no other decimal
+/// of at most 15 digits, shorter ones included, reads as the same double): the shortest form
+/// serde_json writes is the digits of `nanos` without their trailing zeros, the point six places
+/// from the right, `.0` after a whole number. serde_json writes an exponent below 10^-5 (under
+/// 10 ns); there, and from 10^15 ns (11.5 days), the float path runs.
+#[inline(always)]
+fn push_ms(out: &mut Vec<u8>, nanos: u64) {
+    if !(10..1_000_000_000_000_000).contains(&nanos) {
+        return push_f64(out, nanos as f64 / 1e6);
+    }
+    let (whole, frac) = (nanos / 1_000_000, (nanos % 1_000_000) as u32);
+    Digits::new(whole).put(out, 0);
+    if frac == 0 {
+        out.extend_from_slice(b".0");
+        return;
+    }
+    let pair = |d: u32| {
+        let d = 2 * d as usize;
+        [DIGIT_PAIRS[d], DIGIT_PAIRS[d + 1]]
+    };
+    let ([a0, a1], [b0, b1], [c0, c1]) = (
+        pair(frac / 10_000),
+        pair(frac / 100 % 100),
+        pair(frac % 100),
+    );
+    let mut zeros = 0;
+    let mut f = frac;
+    while f % 10 == 0 {
+        f /= 10;
+        zeros += 1;
+    }
+    let at = out.len();
+    out.extend_from_slice(&[b'.', a0, a1, b0, b1, c0, c1, 0]);
+    out.truncate(at + 7 - zeros);
+}
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Bytes kept after every rendered fragment, so short fragments are copied with one fixed-size
@@ -120,6 +159,23 @@ const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
 
+/// The eight decimal digits of `v` (below 10^8, zero-padded), in order, computed on all of them
+/// at once: the number is split into halves of four digits in two 32-bit lanes, each half into
+/// pairs in 16-bit lanes, each pair into digits in bytes, a division by 100 or 10 in every lane
+/// at once done as a multiplication and a shift that is exact in the lanes' range (x * 10,486 >>
+/// 20 is x / 100 for x below 10^4, x * 103 >> 10 is x / 10 for x below 100, and no lane's
+/// product reaches the next lane).
+#[inline(always)]
+fn eight_digits(v: u32) -> [u8; 8] {
+    let (hi, lo) = (u64::from(v / 10_000), u64::from(v % 10_000));
+    let x = hi | lo << 32;
+    let hundreds = ((x * 10_486) >> 20) & 0x0000_007f_0000_007f;
+    let x = hundreds | (x - hundreds * 100) << 16;
+    let tens = ((x * 103) >> 10) & 0x000f_000f_000f_000f;
+    let x = tens | (x - tens * 10) << 8;
+    (x | u64::from_le_bytes([b'0'; 8])).to_le_bytes()
+}
+
 /// Where [`Digits`] end: a u64 has at most 20 digits, so they start at 4 or later, and a
 /// fixed-size copy of `DIGITS_END` bytes from there stays inside the buffer.
 const DIGITS_END: usize = 24;
@@ -134,41 +190,33 @@ impl Digits {
     #[inline(always)]
     fn new(v: u64) -> Digits {
         let mut buf = [0u8; 2 * DIGITS_END];
+        if v < 100 {
+            // Counts, flags, server ids.
+            let d = v as usize * 2;
+            buf[DIGITS_END - 2] = DIGIT_PAIRS[d];
+            buf[DIGITS_END - 1] = DIGIT_PAIRS[d + 1];
+            let at = DIGITS_END - 2 + usize::from(v < 10);
+            return Digits { buf, at };
+        }
         let mut at = DIGITS_END;
-        // Eight digits at a time while the number is large (timestamps have 19): the four pairs
-        // of a group do not wait on each other, where pair after pair each waited on a division.
+        // Eight digits at a time (timestamps have 19), each group converted in one word.
         let mut v = v;
         while v >= 100_000_000 {
             let low = (v % 100_000_000) as u32;
             v /= 100_000_000;
             at -= 8;
-            let (hi, lo) = ((low / 10_000) as usize, (low % 10_000) as usize);
-            for (k, d) in [hi / 100, hi % 100, lo / 100, lo % 100]
-                .into_iter()
-                .enumerate()
-            {
-                buf[at + 2 * k] = DIGIT_PAIRS[2 * d];
-                buf[at + 2 * k + 1] = DIGIT_PAIRS[2 * d + 1];
-            }
+            buf[at..at + 8].copy_from_slice(&eight_digits(low));
         }
-        let mut v = v as u32;
-        while v >= 100 {
-            let d = (v % 100) as usize * 2;
-            v /= 100;
-            at -= 2;
-            buf[at] = DIGIT_PAIRS[d];
-            buf[at + 1] = DIGIT_PAIRS[d + 1];
+        // The first group, without its leading zeros (it is not 0: v >= 100 or a group before).
+        let first = eight_digits(v as u32);
+        let zeros =
+            (u64::from_le_bytes(first) ^ u64::from_le_bytes([b'0'; 8])).trailing_zeros() / 8;
+        at -= 8;
+        buf[at..at + 8].copy_from_slice(&first);
+        Digits {
+            buf,
+            at: at + zeros as usize,
         }
-        if v >= 10 {
-            let d = v as usize * 2;
-            at -= 2;
-            buf[at] = DIGIT_PAIRS[d];
-            buf[at + 1] = DIGIT_PAIRS[d + 1];
-        } else {
-            at -= 1;
-            buf[at] = b'0' + v as u8;
-        }
-        Digits { buf, at }
     }
 
     /// Appends the digits, dropping the last `drop` of them (the number divided by 10^`drop`;
@@ -878,7 +926,7 @@ fn write_row(
     out.extend_from_slice(b",\"dropped_links_count\":");
     put_digits(out, d_links.into());
     out.extend_from_slice(b",\"duration_ms\":");
-    push_f64(out, b.duration_nanos(i) as f64 / 1e6);
+    push_ms(out, b.duration_nanos(i));
     out.extend_from_slice(b",\"end_time_unix_nano\":");
     push_u64_str(out, end);
     out.extend_from_slice(match b.env(i) {
@@ -957,7 +1005,18 @@ fn write_row(
 mod scalar_tests {
     use proptest::prelude::*;
 
-    use super::{hex16, push_f64, push_str, put_hex_quoted, Digits};
+    use super::{hex16, push_f64, push_ms, push_str, put_hex_quoted, Digits};
+
+    /// A duration in milliseconds as `span_to_json` gives it to serde_json.
+    fn ms_as_serde_json(nanos: u64) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!(nanos as f64 / 1e6)).unwrap()
+    }
+
+    fn ms(nanos: u64) -> Vec<u8> {
+        let mut out = b"x".to_vec();
+        push_ms(&mut out, nanos);
+        out.split_off(1)
+    }
 
     /// Edges of every digit count and of the eight-digit groups.
     fn edges() -> Vec<u64> {
@@ -1034,6 +1093,37 @@ mod scalar_tests {
     }
 
     #[test]
+    fn durations_render_as_serde_json_does() {
+        // Below 10 ns serde_json writes an exponent, from 10^15 ns the float path runs: both
+        // sides of both edges, every digit count, whole milliseconds and trailing zeros.
+        let mut cases: Vec<u64> = (0..2_000).collect();
+        cases.extend(edges());
+        for k in 0..=19u32 {
+            let p = 10u64.pow(k);
+            cases.extend([
+                p,
+                p + 1,
+                p.saturating_mul(7),
+                p.saturating_mul(13).saturating_add(p / 2),
+            ]);
+        }
+        cases.extend([
+            999_999_999_999_999,
+            1_000_000_000_000_000,
+            1_500_000,
+            123_456,
+            1_000_010,
+        ]);
+        for n in cases {
+            assert_eq!(
+                String::from_utf8(ms(n)).unwrap(),
+                String::from_utf8(ms_as_serde_json(n)).unwrap(),
+                "{n} ns"
+            );
+        }
+    }
+
+    #[test]
     fn one_renders_as_serde_json_does() {
         let mut out = Vec::new();
         push_f64(&mut out, 1.0);
@@ -1047,6 +1137,17 @@ mod scalar_tests {
             push_str(&mut out, &s);
             let want = serde_json::to_vec(&s).unwrap();
             prop_assert_eq!(&out[1..], want.as_slice());
+        }
+
+        #[test]
+        fn any_duration_renders_as_serde_json_does(
+            n in any::<u64>(),
+            ms_ in 0u64..100_000_000_000_000,
+            us in 0u64..10_000_000,
+        ) {
+            for n in [n, ms_, us, ms_ / 1_000_000 * 1_000_000, us / 1_000 * 1_000] {
+                prop_assert_eq!(ms(n), ms_as_serde_json(n), "{} ns", n);
+            }
         }
 
         #[test]
