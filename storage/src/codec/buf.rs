@@ -5,6 +5,10 @@ use super::corrupt;
 use super::Result;
 
 /// Appends `v` as an unsigned LEB128 varint (1..=10 bytes).
+// The three writers below are inlined: the span writer calls them per attribute of every span,
+// and left to the compiler `put_str` stopped being inlined into `put_kvs` (stop 27: +26M
+// instructions in a 300k-span append bench).
+#[inline]
 pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -14,11 +18,13 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Appends a varint length followed by the bytes.
+#[inline]
 pub fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_varint(out, b.len() as u64);
     out.extend_from_slice(b);
 }
 
+#[inline]
 pub fn put_str(out: &mut Vec<u8>, s: &str) {
     put_bytes(out, s.as_bytes());
 }
