@@ -193,7 +193,7 @@ impl<'v, 'a> Attrs<'v, 'a> {
             .enumerate()
             .filter(|(_, kv)| kv.id == id)
             .find_map(|(i, kv)| kv.value.as_ref().and_then(&mut read).map(|v| (i, v)))?;
-        self.kvs.remove(index);
+        super::messages::discard(self.kvs.remove(index).value);
         Some(value)
     }
 
