@@ -19,7 +19,7 @@ use config::{Cli, Command, Settings, StorageSettings};
 /// Ingest allocates many small strings per span; mimalloc measured about 2x faster than the system
 /// allocator on decode + normalize (docs/benchmarks.md).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: mcp_obs_storage::memory::Mimalloc = mcp_obs_storage::memory::Mimalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -15,7 +15,7 @@
 mod gen;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: mcp_obs_storage::memory::Mimalloc = mcp_obs_storage::memory::Mimalloc;
 
 use mcp_obs_storage::model::{Env, SpanRecord};
 use mcp_obs_storage::spans::{SpanStore, SpanStoreOptions};

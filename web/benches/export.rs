@@ -46,7 +46,7 @@ use rand::SeedableRng;
 
 /// The binary's allocator (src/main.rs).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: mcp_obs_storage::memory::Mimalloc = mcp_obs_storage::memory::Mimalloc;
 
 const DAYS: u64 = 10;
 const BATCH: usize = 20_000;

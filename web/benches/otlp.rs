@@ -9,7 +9,7 @@ mod gen;
 use std::time::Instant;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: mcp_obs_storage::memory::Mimalloc = mcp_obs_storage::memory::Mimalloc;
 
 use mcp_obs_storage::model::Env;
 use mcp_obs_web::otlp::{

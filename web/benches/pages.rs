@@ -31,7 +31,7 @@ use rand::SeedableRng;
 
 /// The binary's allocator (src/main.rs), so that the pages' times include what it costs.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: mcp_obs_storage::memory::Mimalloc = mcp_obs_storage::memory::Mimalloc;
 
 /// The analytics benchmark's layout: 90 days, appended in batches of 20,000.
 const DAYS: u64 = 90;
