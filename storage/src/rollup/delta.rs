@@ -18,6 +18,7 @@ use super::blob::{
     encode_head, encode_row, error_type_of, merge_totals, Blob, Dims, Distinct, SpanFacts, Stats,
     DIMS, D_USER,
 };
+use super::sketch::SketchSum;
 use super::{
     counts, delta_key, minute_of, weight_of, BlobKey, Cube, Res, Side, ROLLUPS, ROLLUP_DELTAS,
 };
@@ -306,9 +307,18 @@ impl OwnedDeltas {
 pub struct DeltaSum {
     strings: Vec<Box<str>>,
     index: FxHashMap<Box<str>, u32>,
-    blobs: BTreeMap<BlobKey, Delta>,
+    blobs: BTreeMap<BlobKey, SumDelta>,
     /// Per id of the deltas being added, its id in `strings` (scratch).
     map: Vec<u32>,
+}
+
+/// One blob's sum in a [`DeltaSum`]: as a [`Delta`], each row's latency sketch summed apart
+/// ([`SketchSum`]) and put back in [`DeltaSum::into_blobs`].
+#[derive(Default)]
+struct SumDelta {
+    index: FxHashMap<RowKey, u32>,
+    rows: Vec<(RowKey, Stats, SketchSum)>,
+    totals: [Option<Stats>; 2],
 }
 
 impl DeltaSum {
@@ -332,18 +342,22 @@ impl DeltaSum {
         for (key, (rows, totals)) in d.deltas {
             let blob = self.blobs.entry(key).or_default();
             merge_totals(&mut blob.totals, totals);
-            for (row, stats) in rows {
+            for (row, mut stats) in rows {
                 let key = RowKey {
                     side: row.side,
                     ids: row.ids.map(|id| self.map[id as usize]),
                 };
+                // Merged apart, the rest of the statistics as they are.
+                let latency = std::mem::take(&mut stats.latency);
                 match blob.index.entry(key) {
                     std::collections::hash_map::Entry::Occupied(e) => {
-                        blob.rows[*e.get() as usize].1.merge(&stats)
+                        let (_, sum, sketches) = &mut blob.rows[*e.get() as usize];
+                        sum.merge(&stats);
+                        sketches.add(&latency);
                     }
                     std::collections::hash_map::Entry::Vacant(e) => {
                         e.insert(blob.rows.len() as u32);
-                        blob.rows.push((key, stats));
+                        blob.rows.push((key, stats, SketchSum::new(latency)));
                     }
                 }
             }
@@ -356,13 +370,14 @@ impl DeltaSum {
         self.blobs.into_iter().map(move |(key, delta)| {
             let mut rows =
                 hashbrown::HashMap::with_capacity_and_hasher(delta.rows.len(), FxBuildHasher);
-            for (row, stats) in delta.rows {
+            for (row, mut stats, sketches) in delta.rows {
                 let dims = Dims {
                     side: row.side,
                     v: row
                         .ids
                         .map(|id| (id != 0).then(|| strings[id as usize - 1].clone())),
                 };
+                stats.latency = sketches.into_sketch();
                 rows.insert(dims, stats);
             }
             (

@@ -356,6 +356,11 @@ impl LatencySketch {
     /// Adds `other`'s weights into `self`. Per key the result is `self + other`, the same order a
     /// [`SketchAccumulator`] uses.
     pub fn merge(&mut self, other: &LatencySketch) {
+        if other.bins.is_empty() {
+            // A row's sketch summed apart ([`SketchSum`]) leaves an empty one to merge.
+            self.zero += other.zero;
+            return;
+        }
         // A few keys into many (a batch's delta row into the minute's row, the common case in
         // compaction): a binary search per key instead of a pass over all of `self`'s keys.
         if other.bins.len() * MERGE_BY_SEARCH_RATIO < self.bins.len() {
@@ -483,6 +488,51 @@ impl LatencySketch {
     /// `(dense index, weight)` in ascending order; index 0 is the zero bucket.
     fn items(&self) -> impl Iterator<Item = (usize, f64)> + Clone + '_ {
         std::iter::once((0, self.zero)).chain(self.bins.iter().map(|&(k, w)| (k as usize + 1, w)))
+    }
+}
+
+/// The sum of many sketches added one after another, combined once at the end: a delta merge adds
+/// every append's small sketch of a row (a few keys) into the row's sum, and inserting each key
+/// into a growing sorted list was most of that merge's cost (docs/benchmarks.md, stop 30).
+///
+/// Keys are appended as they come and combined by a stable sort, so per key the weights add up in
+/// the order they were added, from the first: [`SketchSum::into_sketch`] is bit for bit the
+/// sketch that [`LatencySketch::merge`] in the same order gives. It holds every key added until
+/// then, no more than the sketches it sums held.
+#[derive(Clone, Debug, Default)]
+pub struct SketchSum {
+    zero: f64,
+    bins: Vec<(u16, f64)>,
+}
+
+impl SketchSum {
+    /// A sum starting with `first`.
+    pub fn new(first: LatencySketch) -> Self {
+        SketchSum {
+            zero: first.zero,
+            bins: first.bins,
+        }
+    }
+
+    pub fn add(&mut self, s: &LatencySketch) {
+        self.zero += s.zero;
+        self.bins.extend_from_slice(&s.bins);
+    }
+
+    pub fn into_sketch(mut self) -> LatencySketch {
+        // Stable: equal keys keep the order they were added in.
+        radsort::sort_by_key(&mut self.bins, |&(k, _)| k);
+        let mut bins: Vec<(u16, f64)> = Vec::with_capacity(self.bins.len());
+        for (k, w) in self.bins {
+            match bins.last_mut() {
+                Some(last) if last.0 == k => last.1 += w,
+                _ => bins.push((k, w)),
+            }
+        }
+        LatencySketch {
+            zero: self.zero,
+            bins,
+        }
     }
 }
 
@@ -771,6 +821,42 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// A [`SketchSum`] is bit for bit the sketches merged one after another in the same order:
+        /// per key the same additions in the same order (the weights are not all exact in binary,
+        /// so another order would show in the last bits).
+        #[test]
+        fn a_sum_is_the_merges_in_order(
+            parts in prop::collection::vec(
+                (items_strategy(12), prop::collection::vec(0.1f64..1e3, 0..4)),
+                1..40,
+            ),
+        ) {
+            let sketches: Vec<LatencySketch> = parts
+                .iter()
+                .map(|(items, odd)| {
+                    let mut s = sketch_of(items);
+                    // Weights that are not sums of powers of two, where order changes results.
+                    for (i, w) in odd.iter().enumerate() {
+                        s.add(1_000 + i as u64 * 37, *w);
+                    }
+                    s
+                })
+                .collect();
+            let mut merged = sketches[0].clone();
+            let mut sum = SketchSum::new(sketches[0].clone());
+            for s in &sketches[1..] {
+                merged.merge(s);
+                sum.add(s);
+            }
+            let summed = sum.into_sketch();
+            prop_assert_eq!(summed.zero.to_bits(), merged.zero.to_bits());
+            prop_assert_eq!(summed.bins.len(), merged.bins.len());
+            for (a, b) in summed.bins.iter().zip(&merged.bins) {
+                prop_assert_eq!(a.0, b.0);
+                prop_assert_eq!(a.1.to_bits(), b.1.to_bits(), "key {}", a.0);
+            }
+        }
 
         #[test]
         fn round_trip_is_exact(
