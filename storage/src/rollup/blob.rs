@@ -184,12 +184,18 @@ impl Stats {
 
     /// [`Stats::add_span`] with the span's facts computed beforehand.
     pub fn add_facts(&mut self, f: &SpanFacts, distinct: Distinct) {
+        self.latency.add_key(f.latency_key, f.weight);
+        self.add_facts_but_latency(f, distinct);
+    }
+
+    /// [`Stats::add_facts`] leaving the latency sketch alone: for a caller that sums latencies
+    /// apart ([`super::sketch::SketchSum`]).
+    pub fn add_facts_but_latency(&mut self, f: &SpanFacts, distinct: Distinct) {
         let weight = f.weight;
         self.spans += 1;
         self.calls += weight;
         self.duration_nanos += weight * f.duration_nanos as f64;
         self.last_unix_nano = self.last_unix_nano.max(f.start_unix_nano);
-        self.latency.add_key(f.latency_key, weight);
         if f.error.is_some() {
             self.error_spans += 1;
             self.errors += weight;

@@ -505,6 +505,9 @@ pub struct SketchSum {
     bins: Vec<(u16, f64)>,
 }
 
+/// Above this many keys [`SketchSum::into_sketch`] sorts by radix, below by comparisons.
+const SUM_RADIX_LEN_MIN: usize = 64;
+
 impl SketchSum {
     /// A sum starting with `first`.
     pub fn new(first: LatencySketch) -> Self {
@@ -519,19 +522,55 @@ impl SketchSum {
         self.bins.extend_from_slice(&s.bins);
     }
 
+    /// [`LatencySketch::add_key`] into the sum: the same weights ignored, the same sums.
+    #[inline]
+    pub fn add_key(&mut self, key: Option<u16>, weight: f64) {
+        if !(weight > 0.0 && weight.is_finite()) {
+            return;
+        }
+        match key {
+            None => self.zero += weight,
+            Some(key) => self.bins.push((key, weight)),
+        }
+    }
+
+    /// Adds the sum into `sketch` and leaves it empty.
+    pub fn settle_into(&mut self, sketch: &mut LatencySketch) {
+        if self.zero == 0.0 && self.bins.is_empty() {
+            return;
+        }
+        let sum = std::mem::take(self).into_sketch();
+        if sketch.is_empty() {
+            *sketch = sum;
+        } else {
+            sketch.merge(&sum);
+        }
+    }
+
     pub fn into_sketch(mut self) -> LatencySketch {
-        // Stable: equal keys keep the order they were added in.
-        radsort::sort_by_key(&mut self.bins, |&(k, _)| k);
-        let mut bins: Vec<(u16, f64)> = Vec::with_capacity(self.bins.len());
-        for (k, w) in self.bins {
-            match bins.last_mut() {
-                Some(last) if last.0 == k => last.1 += w,
-                _ => bins.push((k, w)),
+        // Stable: equal keys keep the order they were added in. A radix sort's fixed cost (its
+        // buffer and histograms) outweighs a few comparisons for the many small rows.
+        if self.bins.len() <= SUM_RADIX_LEN_MIN {
+            self.bins.sort_by_key(|&(k, _)| k);
+        } else {
+            radsort::sort_by_key(&mut self.bins, |&(k, _)| k);
+        }
+        // Equal keys combined in place, in order: `kept` entries are done.
+        let bins = &mut self.bins;
+        let mut kept = 0;
+        for i in 0..bins.len() {
+            let (k, w) = bins[i];
+            if kept > 0 && bins[kept - 1].0 == k {
+                bins[kept - 1].1 += w;
+            } else {
+                bins[kept] = (k, w);
+                kept += 1;
             }
         }
+        bins.truncate(kept);
         LatencySketch {
             zero: self.zero,
-            bins,
+            bins: self.bins,
         }
     }
 }
@@ -821,6 +860,37 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Keys added to a [`SketchSum`] come out as the same keys added to a sketch one by one:
+        /// the same weights ignored, the same sums in the same order.
+        #[test]
+        fn summed_keys_are_the_keys_added(
+            keys in prop::collection::vec(
+                (
+                    prop::option::weighted(0.9, 0u16..40),
+                    prop_oneof![
+                        4 => 0.1f64..1e3,
+                        1 => prop::sample::select(vec![0.0, -1.0, f64::NAN, f64::INFINITY, 1.0]),
+                    ],
+                ),
+                0..200,
+            ),
+        ) {
+            let mut added = LatencySketch::new();
+            let mut sum = SketchSum::default();
+            for &(key, w) in &keys {
+                added.add_key(key, w);
+                sum.add_key(key, w);
+            }
+            let mut settled = LatencySketch::new();
+            sum.settle_into(&mut settled);
+            prop_assert_eq!(settled.zero.to_bits(), added.zero.to_bits());
+            prop_assert_eq!(settled.bins.len(), added.bins.len());
+            for (a, b) in settled.bins.iter().zip(&added.bins) {
+                prop_assert_eq!(a.0, b.0);
+                prop_assert_eq!(a.1.to_bits(), b.1.to_bits(), "key {}", a.0);
+            }
+        }
 
         /// A [`SketchSum`] is bit for bit the sketches merged one after another in the same order:
         /// per key the same additions in the same order (the weights are not all exact in binary,
