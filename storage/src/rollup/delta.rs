@@ -18,6 +18,7 @@ use super::blob::{
     encode_head, encode_row, error_type_of, merge_totals, Blob, Dims, Distinct, SpanFacts, Stats,
     DIMS, D_USER,
 };
+use super::kmv::DistinctAccumulator;
 use super::sketch::SketchSum;
 use super::{
     counts, delta_key, minute_of, weight_of, BlobKey, Cube, Res, Side, ROLLUPS, ROLLUP_DELTAS,
@@ -77,6 +78,10 @@ struct Delta {
     totals: [Option<Stats>; 2],
     latency: Vec<SketchSum>,
     totals_latency: [SketchSum; 2],
+    /// Per side, the totals' session hashes, gathered and put into their sketch by
+    /// [`Delta::settle`]: a batch's totals see hundreds of sessions, and inserting each into the
+    /// sorted sketch cost more than the rest of the totals' update.
+    totals_sessions: [DistinctAccumulator; 2],
 }
 
 impl Delta {
@@ -92,10 +97,18 @@ impl Delta {
 
     /// Adds a span to the totals of `side`.
     fn total(&mut self, side: Side, facts: &SpanFacts) {
-        self.totals[side as usize]
-            .get_or_insert_with(Stats::default)
-            .add_facts_but_latency(facts, Distinct::SessionsAndUsers);
-        self.totals_latency[side as usize].add_key(facts.latency_key, facts.weight);
+        let side = side as usize;
+        // As `Distinct::SessionsAndUsers` would, sessions through the accumulator (a batch has
+        // a few dozen users, whose hashes the sketch mostly finds already there).
+        let total = self.totals[side].get_or_insert_with(Stats::default);
+        total.add_facts_but_latency(facts, Distinct::None);
+        if let Some(h) = facts.user_hash {
+            total.users.insert(h);
+        }
+        self.totals_latency[side].add_key(facts.latency_key, facts.weight);
+        if let Some(h) = facts.session_hash {
+            self.totals_sessions[side].insert(h);
+        }
     }
 
     /// Puts the latencies summed so far into the rows' and totals' sketches.
@@ -103,9 +116,14 @@ impl Delta {
         for ((_, stats), sum) in self.rows.iter_mut().zip(&mut self.latency) {
             sum.settle_into(&mut stats.latency);
         }
-        for (total, sum) in self.totals.iter_mut().zip(&mut self.totals_latency) {
+        let sums = self
+            .totals_latency
+            .iter_mut()
+            .zip(&mut self.totals_sessions);
+        for (total, (latency, sessions)) in self.totals.iter_mut().zip(sums) {
             if let Some(t) = total {
-                sum.settle_into(&mut t.latency);
+                latency.settle_into(&mut t.latency);
+                sessions.settle_into(&mut t.sessions);
             }
         }
     }

@@ -357,6 +357,21 @@ impl DistinctAccumulator {
         }
     }
 
+    /// Adds the union into `sketch` and leaves the accumulator empty.
+    pub fn settle_into(&mut self, sketch: &mut DistinctSketch) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let mut hashes = std::mem::take(&mut self.buf);
+        self.threshold = None;
+        sort_dedup_truncate(&mut hashes);
+        if sketch.is_empty() {
+            sketch.hashes = hashes;
+        } else {
+            sketch.merge(&DistinctSketch { hashes });
+        }
+    }
+
     fn sorted(&self) -> Vec<u64> {
         let mut v = self.buf.clone();
         sort_dedup_truncate(&mut v);
@@ -522,6 +537,32 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Hashes gathered in an accumulator and settled into a sketch (empty or not) make the
+        /// sketch that inserting them one by one makes, past `KMV_K` too.
+        #[test]
+        fn settled_hashes_are_the_hashes_inserted(
+            first in proptest::collection::vec(any::<u64>(), 0..50),
+            more in proptest::collection::vec(0u64..5_000, 0..3_000),
+        ) {
+            let mut inserted = DistinctSketch::new();
+            let mut settled = DistinctSketch::new();
+            for &h in &first {
+                inserted.insert(h);
+                settled.insert(h);
+            }
+            let mut acc = DistinctAccumulator::new();
+            for &h in &more {
+                inserted.insert(h);
+                acc.insert(h);
+            }
+            acc.settle_into(&mut settled);
+            prop_assert_eq!(&settled, &inserted);
+            // And the accumulator is left empty.
+            let mut again = settled.clone();
+            acc.settle_into(&mut again);
+            prop_assert_eq!(again, settled);
+        }
+
 
         #[test]
         fn insert_keeps_k_smallest(hashes in hashes_strategy()) {
