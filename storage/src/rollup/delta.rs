@@ -6,8 +6,11 @@
 //! Aggregation is the writer thread's per-span cost, so each span's seven dimension strings are
 //! interned once (a string equal to the previous span's in the same slot skips even the hash),
 //! rows are keyed by the ids, and the span's latency bucket and distinct hashes are computed once
-//! for its three destinations (tools row, tools totals, users row). Encoding maps ids to the
-//! blob's sorted string table, producing exactly the bytes [`Blob::encode`] would.
+//! for its three destinations (tools row, tools totals, users row); latency keys and the totals'
+//! session hashes are gathered and put into their sketches once per batch (`Delta::settle`), and
+//! a merge sums the appends' latency sketches the same way ([`SketchSum`]), with the same sums bit
+//! for bit. Encoding maps ids to the blob's sorted string table, producing exactly the bytes
+//! [`Blob::encode`] would.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -1,5 +1,6 @@
 //! Owns `LatencySketch`: the weighted, mergeable, 1%-accurate latency quantile sketch kept per
-//! rollup row, its byte encoding, and `SketchAccumulator`, the dense form queries merge rows into.
+//! rollup row, its byte encoding, `SketchAccumulator`, the dense form queries merge rows into, and
+//! `SketchSum`, the appended form the writer and the delta merge sum many small sketches in.
 //!
 //! # Buckets
 //!
@@ -493,7 +494,8 @@ impl LatencySketch {
 
 /// The sum of many sketches added one after another, combined once at the end: a delta merge adds
 /// every append's small sketch of a row (a few keys) into the row's sum, and inserting each key
-/// into a growing sorted list was most of that merge's cost (docs/benchmarks.md, stop 30).
+/// into a growing sorted list was most of that merge's cost (docs/benchmarks.md, "The writer's
+/// sorts and the rollup sums").
 ///
 /// Keys are appended as they come and combined by a stable sort, so per key the weights add up in
 /// the order they were added, from the first: [`SketchSum::into_sketch`] is bit for bit the
