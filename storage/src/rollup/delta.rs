@@ -68,12 +68,13 @@ struct RowKey {
     ids: [u32; DIMS],
 }
 
-/// The delta of one blob: its rows (statistics in first-appearance order, found by key through
-/// `index`) and (tools cube) totals per side.
+/// The delta of one blob (one append's, or a [`DeltaSum`]'s sum of many): its rows (statistics in
+/// first-appearance order, found by key through `index`) and (tools cube) totals per side.
 ///
-/// Latencies are summed apart while spans are added, per row (`latency`, by row index) and per
-/// total, and put into the statistics' sketches by [`Delta::settle`]: inserting each span's key
-/// into a sorted sketch was about a third of adding a span to its three destinations.
+/// Latencies are summed apart while spans (or appends' rows) are added, per row (`latency`, by row
+/// index) and per total, and put into the statistics' sketches by [`Delta::settle`]: inserting
+/// each span's key into a sorted sketch was about a third of adding a span to its three
+/// destinations, and each append's keys most of a merge.
 #[derive(Default)]
 struct Delta {
     index: FxHashMap<RowKey, u32>,
@@ -363,18 +364,11 @@ impl OwnedDeltas {
 pub struct DeltaSum {
     strings: Vec<Box<str>>,
     index: FxHashMap<Box<str>, u32>,
-    blobs: BTreeMap<BlobKey, SumDelta>,
+    /// Per blob, the sum; each row's latency sketch summed apart in the [`Delta`]'s `latency`
+    /// and put back by [`Delta::settle`] in [`DeltaSum::into_blobs`].
+    blobs: BTreeMap<BlobKey, Delta>,
     /// Per id of the deltas being added, its id in `strings` (scratch).
     map: Vec<u32>,
-}
-
-/// One blob's sum in a [`DeltaSum`]: as a [`Delta`], each row's latency sketch summed apart
-/// ([`SketchSum`]) and put back in [`DeltaSum::into_blobs`].
-#[derive(Default)]
-struct SumDelta {
-    index: FxHashMap<RowKey, u32>,
-    rows: Vec<(RowKey, Stats, SketchSum)>,
-    totals: [Option<Stats>; 2],
 }
 
 impl DeltaSum {
@@ -407,13 +401,14 @@ impl DeltaSum {
                 let latency = std::mem::take(&mut stats.latency);
                 match blob.index.entry(key) {
                     std::collections::hash_map::Entry::Occupied(e) => {
-                        let (_, sum, sketches) = &mut blob.rows[*e.get() as usize];
-                        sum.merge(&stats);
-                        sketches.add(&latency);
+                        let i = *e.get() as usize;
+                        blob.rows[i].1.merge(&stats);
+                        blob.latency[i].add(&latency);
                     }
                     std::collections::hash_map::Entry::Vacant(e) => {
                         e.insert(blob.rows.len() as u32);
-                        blob.rows.push((key, stats, SketchSum::new(latency)));
+                        blob.rows.push((key, stats));
+                        blob.latency.push(SketchSum::new(latency));
                     }
                 }
             }
@@ -423,17 +418,17 @@ impl DeltaSum {
     /// The sums as blobs, in key order.
     pub fn into_blobs(self) -> impl Iterator<Item = (BlobKey, Blob)> {
         let strings = self.strings;
-        self.blobs.into_iter().map(move |(key, delta)| {
+        self.blobs.into_iter().map(move |(key, mut delta)| {
+            delta.settle();
             let mut rows =
                 hashbrown::HashMap::with_capacity_and_hasher(delta.rows.len(), FxBuildHasher);
-            for (row, mut stats, sketches) in delta.rows {
+            for (row, stats) in delta.rows {
                 let dims = Dims {
                     side: row.side,
                     v: row
                         .ids
                         .map(|id| (id != 0).then(|| strings[id as usize - 1].clone())),
                 };
-                stats.latency = sketches.into_sketch();
                 rows.insert(dims, stats);
             }
             (

@@ -563,7 +563,6 @@ mod tests {
             prop_assert_eq!(again, settled);
         }
 
-
         #[test]
         fn insert_keeps_k_smallest(hashes in hashes_strategy()) {
             let s = sketch_of(&hashes);

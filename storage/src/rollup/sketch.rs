@@ -732,6 +732,17 @@ mod tests {
         )
     }
 
+    /// Fails unless `a` and `b` hold the same keys with bit-identical weights.
+    fn same_bits(a: &LatencySketch, b: &LatencySketch) -> Result<(), TestCaseError> {
+        prop_assert_eq!(a.zero.to_bits(), b.zero.to_bits());
+        prop_assert_eq!(a.bins.len(), b.bins.len());
+        for (x, y) in a.bins.iter().zip(&b.bins) {
+            prop_assert_eq!(x.0, y.0);
+            prop_assert_eq!(x.1.to_bits(), y.1.to_bits(), "key {}", x.0);
+        }
+        Ok(())
+    }
+
     fn sketch_of(items: &[(u64, f64)]) -> LatencySketch {
         let mut s = LatencySketch::new();
         for &(v, w) in items {
@@ -886,12 +897,7 @@ mod tests {
             }
             let mut settled = LatencySketch::new();
             sum.settle_into(&mut settled);
-            prop_assert_eq!(settled.zero.to_bits(), added.zero.to_bits());
-            prop_assert_eq!(settled.bins.len(), added.bins.len());
-            for (a, b) in settled.bins.iter().zip(&added.bins) {
-                prop_assert_eq!(a.0, b.0);
-                prop_assert_eq!(a.1.to_bits(), b.1.to_bits(), "key {}", a.0);
-            }
+            same_bits(&settled, &added)?;
         }
 
         /// A [`SketchSum`] is bit for bit the sketches merged one after another in the same order:
@@ -921,13 +927,7 @@ mod tests {
                 merged.merge(s);
                 sum.add(s);
             }
-            let summed = sum.into_sketch();
-            prop_assert_eq!(summed.zero.to_bits(), merged.zero.to_bits());
-            prop_assert_eq!(summed.bins.len(), merged.bins.len());
-            for (a, b) in summed.bins.iter().zip(&merged.bins) {
-                prop_assert_eq!(a.0, b.0);
-                prop_assert_eq!(a.1.to_bits(), b.1.to_bits(), "key {}", a.0);
-            }
+            same_bits(&sum.into_sketch(), &merged)?;
         }
 
         #[test]
